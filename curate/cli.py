@@ -1,0 +1,142 @@
+"""The `curate` command line: a thin Click layer over the library.
+
+Each command parses arguments, calls one library function and prints a summary.
+Heavy imports happen inside the commands, so `curate --help` stays fast. Bad
+input exits 2 with one line, a failing step exits 1 with one line, and
+`--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from curate import __version__
+from curate.errors import CurateError, StepFailed
+
+RUN_DIR = click.Path(file_okay=False, path_type=Path)
+RECIPE = click.Path(dir_okay=False, path_type=Path)
+
+
+class _Group(click.Group):
+    """Turns curate's errors into one line and an exit code, unless --debug."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except CurateError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            code = 1 if isinstance(exc, StepFailed) else 2
+            lines = str(exc).splitlines() or [type(exc).__name__]
+            click.secho(f"error: {lines[0]}", fg="red", err=True)
+            for line in lines[1:]:
+                click.secho(f"error: {line}", fg="red", err=True)
+            if code == 1:
+                click.echo("(run with `curate --debug ...` for the traceback)", err=True)
+            ctx.exit(code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="curate")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Curate image datasets: relabel, audit, condense, synthesize and index, driven by YAML recipes."""
+    ctx.obj = {"debug": debug}
+    import logging
+
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _set_option(f):
+    return click.option("--set", "overrides", multiple=True, metavar="STEP.FIELD=VALUE",
+                        help="Override a step's config value (validated like the recipe). Repeatable.")(f)
+
+
+@cli.command()
+@click.argument("recipe", type=RECIPE)
+@_set_option
+def validate(recipe: Path, overrides: tuple[str, ...]) -> None:
+    """Check RECIPE (schema, step kinds, configs, wiring) without running anything."""
+    from curate.recipes import load_recipe
+
+    plan = load_recipe(recipe, overrides=overrides)
+    click.echo(f"{recipe}: ok ({len(plan.steps)} steps: {', '.join(plan.ids)})")
+
+
+@cli.command()
+@click.argument("recipe", type=RECIPE)
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Parent folder of the run (default: ./runs).")
+@_set_option
+@click.option("--force", multiple=True, metavar="STEP", help="Rerun STEP even if it is up to date. Repeatable.")
+@click.option("--from", "from_step", metavar="STEP", help="Rerun STEP and every step after it.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def run(recipe: Path, workdir: Path | None, overrides: tuple[str, ...], force: tuple[str, ...],
+        from_step: str | None, quiet: bool) -> None:
+    """Run RECIPE; up-to-date steps are skipped, so an interrupted run resumes."""
+    _run_and_report(recipe, workdir=workdir, overrides=overrides, force=force, from_step=from_step, quiet=quiet)
+
+
+def _run_and_report(recipe: Path, **kwargs) -> Path:
+    from curate.console import RichReporter, print_summary
+    from curate.recipes import run_recipe
+
+    quiet = kwargs.pop("quiet", False)
+    reporter = RichReporter()
+    result = run_recipe(recipe, reporter=reporter, progress=not quiet, **kwargs)
+    print_summary(result, reporter.console)
+    return result.run_dir
+
+
+@cli.command()
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), help="Parent folder of the run (default: ./runs).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def demo(workdir: Path | None, quiet: bool) -> None:
+    """Run the bundled demo recipe offline on the bundled CIFAR-10 sample."""
+    from curate.recipes.bundled import bundled_recipe
+
+    run_dir = _run_and_report(bundled_recipe("demo"), workdir=workdir, quiet=quiet)
+    click.echo(f"results: {run_dir}   (inspect with `curate status {run_dir}`)")
+
+
+@cli.command()
+@click.argument("kind", required=False)
+def steps(kind: str | None) -> None:
+    """List step kinds with their inputs, outputs and config fields (or one KIND in detail)."""
+    from curate.console import print_steps
+
+    print_steps(kind)
+
+
+@cli.command()
+@click.argument("run_dir", type=RUN_DIR)
+def status(run_dir: Path) -> None:
+    """Show each step of RUN_DIR: state, start time, duration and key metrics."""
+    from curate.console import print_status
+
+    print_status(run_dir)
+
+
+@cli.command()
+@click.argument("run_dir", type=RUN_DIR)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def clean(run_dir: Path, yes: bool) -> None:
+    """Delete RUN_DIR and everything the run created."""
+    from curate.recipes import clean_run
+
+    if not yes and sys.stdin.isatty():
+        click.confirm(f"delete {run_dir} and everything in it?", abort=True)
+    removed = clean_run(run_dir)
+    click.echo(f"removed {removed}")
+
+
+def main() -> None:
+    cli(prog_name="curate")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+

@@ -1,0 +1,259 @@
+"""The runner: executes a validated recipe step by step in its run directory.
+
+A step is skipped when a completed ``step.json`` holds the same cache key: the
+resolved config, the content fingerprints its producers recorded for its inputs,
+fingerprints of anything it reads from outside the run, the step kind's version
+and the recipe seed. Everything else reruns; steps after a failure never run.
+The run directory is locked for the duration of a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+from curate import __version__, workspace
+from curate.config import to_dict
+from curate.errors import CurateError, StepFailed, UsageError
+from curate.recipes.recipe import PlannedStep, Recipe, load_recipe
+from curate.steps.base import Input, StepContext
+
+log = logging.getLogger("curate.run")
+
+RUN_FILE = "run.json"
+
+
+@dataclass
+class StepOutcome:
+    id: str
+    kind: str
+    state: str  # "ran" | "skipped" | "failed"
+    seconds: float = 0.0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    outcomes: list[StepOutcome]
+
+    def outcome(self, step_id: str) -> StepOutcome:
+        return next(o for o in self.outcomes if o.id == step_id)
+
+
+class Reporter(Protocol):
+    def step_started(self, step: PlannedStep) -> None: ...
+    def step_finished(self, outcome: StepOutcome) -> None: ...
+
+
+class LogReporter:
+    """Reports through logging; the CLI supplies a richer one."""
+
+    def step_started(self, step: PlannedStep) -> None:
+        log.info("running step '%s' (%s)", step.id, step.kind)
+
+    def step_finished(self, outcome: StepOutcome) -> None:
+        log.info("step '%s' %s in %.1fs %s", outcome.id, outcome.state, outcome.seconds, outcome.metrics)
+
+
+def run_dir_for(recipe: Recipe, workdir: str | Path | None = None) -> Path:
+    """``<workdir>/<recipe name>``; the workdir defaults to the recipe's, else ``./runs``."""
+    base = Path(workdir) if workdir is not None else (recipe.workdir or Path("runs"))
+    return (base / recipe.name).resolve()
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cache_key(step: PlannedStep, inputs: dict[str, list[Input]], external: str | None, seed: int) -> str:
+    return _digest({
+        "kind": step.kind,
+        "version": step.step_cls.version,
+        "config": to_dict(step.config),
+        "inputs": {role: [_producer_fingerprint(i.manifest) for i in items] for role, items in sorted(inputs.items())},
+        "external": external,
+        "seed": seed,
+    })
+
+
+def _producer_fingerprint(manifest: dict[str, Any]) -> str:
+    outputs = manifest.get("outputs", {})
+    return _digest({t: e.get("fingerprint") for t, e in sorted(outputs.items())})
+
+
+def _select(recipe: Recipe, force: Sequence[str], from_step: str | None) -> set[str]:
+    ids = recipe.ids
+    for sid in list(force) + ([from_step] if from_step else []):
+        if sid not in ids:
+            from curate.registry import did_you_mean
+
+            raise UsageError(f"no step '{sid}' in recipe '{recipe.name}'{did_you_mean(sid, ids)}; steps: {', '.join(ids)}")
+    forced = set(force)
+    if from_step:
+        forced.update(ids[ids.index(from_step):])
+    return forced
+
+
+def _isolate_caches(run_dir: Path) -> None:
+    """Point library caches into the run directory (only effective before their import)."""
+    cache = run_dir / ".cache"
+    if "datasets" not in sys.modules:
+        os.environ.setdefault("HF_DATASETS_CACHE", str(cache / "datasets"))
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+def run_recipe(
+    recipe: Recipe | str | Path,
+    *,
+    workdir: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    force: Sequence[str] = (),
+    from_step: str | None = None,
+    progress: bool = True,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Run every step of ``recipe`` in order, skipping those whose cache key matches."""
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe, overrides=overrides)
+    elif overrides:
+        raise UsageError("pass overrides together with a recipe path, not with a loaded Recipe")
+    reporter = reporter or LogReporter()
+    forced = _select(recipe, force, from_step)
+    run_dir = run_dir_for(recipe, workdir)
+    _isolate_caches(run_dir)
+    outcomes: list[StepOutcome] = []
+    with workspace.run_lock(run_dir):
+        _write_run_file(run_dir, recipe)
+        manifests: dict[str, dict[str, Any]] = {}
+        for step in recipe.steps:
+            inputs = {role: [Input(ref, run_dir / ref, manifests[ref]) for ref in refs]
+                      for role, refs in step.inputs.items()}
+            step_dir = run_dir / step.id
+            try:
+                external = step.step_cls.external_fingerprint(step.config)
+            except CurateError as exc:
+                raise UsageError(f"step '{step.id}': {exc}") from exc
+            key = cache_key(step, inputs, external, recipe.defaults.seed)
+            previous = workspace.read_manifest(step_dir)
+            if (step.id not in forced and previous is not None and previous.get("key") == key
+                    and step.step_cls.is_intact(previous, step_dir)):
+                manifests[step.id] = previous
+                outcome = StepOutcome(step.id, step.kind, "skipped", previous.get("seconds", 0.0),
+                                      previous.get("metrics", {}))
+                outcomes.append(outcome)
+                reporter.step_finished(outcome)
+                continue
+            reporter.step_started(step)
+            manifests[step.id] = _run_step(step, inputs, step_dir, run_dir, recipe, key, progress)
+            outcome = StepOutcome(step.id, step.kind, "ran", manifests[step.id]["seconds"],
+                                  manifests[step.id]["metrics"])
+            outcomes.append(outcome)
+            reporter.step_finished(outcome)
+    return RunResult(run_dir, outcomes)
+
+
+def _run_step(step: PlannedStep, inputs: dict[str, list[Input]], step_dir: Path, run_dir: Path,
+              recipe: Recipe, key: str, progress: bool) -> dict[str, Any]:
+    workspace.invalidate_manifest(step_dir)
+    step_dir.mkdir(parents=True, exist_ok=True)
+    ctx = StepContext(
+        step_id=step.id, kind=step.kind, run_dir=run_dir, dir=step_dir, config=step.config, inputs=inputs,
+        seed=recipe.defaults.seed, device=recipe.defaults.device, progress=progress,
+    )
+    started = time.time()
+    try:
+        step.step_cls().run(ctx)
+    except UsageError as exc:
+        raise type(exc)(f"step '{step.id}': {exc}") from exc
+    except (KeyboardInterrupt, workspace.InjectedFault):
+        raise
+    except Exception as exc:
+        raise StepFailed(step.id, exc) from exc
+    seconds = time.time() - started
+    ctx.metrics.setdefault("seconds", round(seconds, 3))
+    workspace.write_json(step_dir / "metrics.json", ctx.metrics)
+    manifest = {
+        "id": step.id,
+        "kind": step.kind,
+        "version": step.step_cls.version,
+        "key": key,
+        "config": to_dict(step.config),
+        "inputs": {role: [{"step": i.step_id, "fingerprint": _producer_fingerprint(i.manifest)} for i in items]
+                   for role, items in inputs.items()},
+        "outputs": ctx.outputs,
+        "files": ctx.files,
+        "metrics": ctx.metrics,
+        "seed": recipe.defaults.seed,
+        "device": ctx.device,
+        "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 3),
+        "curate_version": __version__,
+    }
+    workspace.write_manifest(step_dir, manifest)
+    return manifest
+
+
+def _write_run_file(run_dir: Path, recipe: Recipe) -> None:
+    workspace.write_json(run_dir / RUN_FILE, {
+        "name": recipe.name,
+        "recipe": str(recipe.path) if recipe.path else None,
+        "steps": [{"id": s.id, "kind": s.kind} for s in recipe.steps],
+        "curate_version": __version__,
+    })
+    workspace.write_text(run_dir / "recipe.yaml", recipe.text)
+
+
+# --- status and clean ---------------------------------------------------------------
+
+
+@dataclass
+class StepStatus:
+    id: str
+    kind: str
+    state: str  # "done" | "incomplete" | "pending"
+    seconds: float | None
+    started: str | None
+    metrics: dict[str, Any]
+
+
+def _require_run(run_dir: str | Path) -> tuple[Path, dict[str, Any]]:
+    run_dir = Path(run_dir)
+    info_path = run_dir / RUN_FILE
+    if not info_path.is_file():
+        raise UsageError(f"{run_dir} is not a curate run directory (no {RUN_FILE}); "
+                         "pass the folder `curate run` printed, e.g. runs/demo")
+    return run_dir, json.loads(info_path.read_text())
+
+
+def run_status(run_dir: str | Path) -> list[StepStatus]:
+    """The state of each step of a run, in recipe order."""
+    run_dir, info = _require_run(run_dir)
+    rows = []
+    for s in info["steps"]:
+        manifest = workspace.read_manifest(run_dir / s["id"])
+        if manifest is not None:
+            rows.append(StepStatus(s["id"], s["kind"], "done", manifest.get("seconds"), manifest.get("started"),
+                                   manifest.get("metrics", {})))
+        else:
+            state = "incomplete" if (run_dir / s["id"]).exists() else "pending"
+            rows.append(StepStatus(s["id"], s["kind"], state, None, None, {}))
+    return rows
+
+
+def clean_run(run_dir: str | Path) -> Path:
+    """Delete a run directory (and what the run registered elsewhere, e.g. its FiftyOne dataset)."""
+    run_dir, _ = _require_run(run_dir)
+    with workspace.run_lock(run_dir):
+        pass
+    shutil.rmtree(run_dir)
+    return run_dir

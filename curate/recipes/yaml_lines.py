@@ -1,0 +1,64 @@
+"""YAML with ``yaml.safe_load`` semantics that remembers where every key came from.
+
+:func:`load_yaml` returns plain Python data plus a map from key paths such as
+``("steps", 2, "with", "epochs")`` to 1-based line numbers, so validation errors
+can point at the line a user has to fix. Duplicate keys are errors (safe_load
+would silently keep the last one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from curate.errors import Problem, RecipeError
+
+Path_ = tuple[Any, ...]
+
+
+def load_yaml(text: str, *, filename: str) -> tuple[Any, dict[Path_, int]]:
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark else None
+            raise RecipeError(Problem(f"invalid YAML: {exc.problem or exc}", file=filename, line=line)) from None
+        lines: dict[Path_, int] = {}
+        if node is None:
+            return None, lines
+        lines[()] = node.start_mark.line + 1
+        return _build(loader, node, (), lines, filename), lines
+    finally:
+        loader.dispose()
+
+
+def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, lines: dict[Path_, int], filename: str) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if key in out:
+                raise RecipeError(Problem(f"duplicate key '{key}'", file=filename, line=key_node.start_mark.line + 1))
+            lines[path + (key,)] = key_node.start_mark.line + 1
+            out[key] = _build(loader, value_node, path + (key,), lines, filename)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for i, item in enumerate(node.value):
+            lines[path + (i,)] = item.start_mark.line + 1
+            items.append(_build(loader, item, path + (i,), lines, filename))
+        return items
+    return loader.construct_object(node, deep=True)
+
+
+def line_of(lines: dict[Path_, int], path: Path_) -> int | None:
+    """The line of ``path``, or of its nearest ancestor that has one."""
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return lines.get(())

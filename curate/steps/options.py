@@ -1,0 +1,101 @@
+"""Config pieces shared by the model steps: which model, how to fit it, which rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from curate.config import option
+
+if TYPE_CHECKING:  # pragma: no cover
+    import datasets
+    import numpy as np
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelOptions:
+    """A registry model: name, weights and extra constructor options."""
+
+    model: str | None = option(None, help="registry model name (convnet, resnet20-cifar, hf:<id-or-path>, ...)")
+    weights: str | None = option("default", help="'default' (bundled if any), null (random init) or a weights path")
+    model_config: dict[str, Any] = option(default_factory=dict, help="extra options for the model constructor")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitOptions:
+    """Options of curate.learn.fit, the one training loop."""
+
+    epochs: int = option(10, gt=0, help="passes over the training rows")
+    batch_size: int = option(128, gt=0)
+    lr: float = option(0.05, gt=0, help="peak learning rate")
+    momentum: float = option(0.9, ge=0, lt=1)
+    weight_decay: float = option(5e-4, ge=0)
+    optimizer: Literal["sgd", "adamw"] = option("sgd")
+    lr_schedule: Literal["cosine", "step", "constant"] = option("cosine")
+    warmup_epochs: int = option(0, ge=0)
+    flip: bool = option(True, help="random horizontal flips")
+    crop_padding: int = option(4, ge=0, help="random crops after zero padding by this many pixels (0: off)")
+    channels_last: bool = option(False, help="channels_last memory format (faster convolutions on CPU)")
+
+    def fit_kwargs(self) -> dict[str, Any]:
+        return {
+            "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "momentum": self.momentum,
+            "weight_decay": self.weight_decay, "optimizer": self.optimizer, "lr_schedule": self.lr_schedule,
+            "warmup_epochs": self.warmup_epochs, "channels_last": self.channels_last,
+        }
+
+    def augment(self):
+        from curate.learn.augment import Augment
+
+        if not self.flip and self.crop_padding == 0:
+            return None
+        return Augment(flip=self.flip, crop_padding=self.crop_padding)
+
+
+def split_indices(table: "datasets.Dataset", split: str | None, *, where: str) -> "np.ndarray":
+    """Row positions of ``split`` (all rows for None); an unknown or empty split is a usage error."""
+    import numpy as np
+
+    from curate.errors import UsageError
+
+    if split is None:
+        return np.arange(len(table))
+    splits = np.asarray(table["split"])
+    idx = np.flatnonzero(splits == split)
+    if len(idx) == 0:
+        present = ", ".join(sorted(set(splits.tolist()))) or "none"
+        raise UsageError(f"{where}: split '{split}' has no rows (splits in the table: {present})")
+    return idx
+
+
+def class_names_of(table: "datasets.Dataset") -> list[str]:
+    return list(table.features["label"].names)
+
+
+def build_model(options: ModelOptions, *, class_names: list[str], seed: int, default: str | None = None):
+    """Create the configured registry model for this table's classes, checking pretrained class names."""
+    from curate.models import create_model
+
+    name = options.model or default
+    model = create_model(name, num_classes=len(class_names), weights=options.weights, class_names=class_names,
+                         seed=seed, **options.model_config)
+    check_class_names(model, class_names)
+    return model
+
+
+def check_class_names(model, class_names: list[str]) -> None:
+    from curate.errors import UsageError
+
+    names = getattr(model, "class_names", None)
+    if names is not None and list(names) != list(class_names):
+        raise UsageError(f"model '{getattr(model, 'name', '?')}' predicts classes {list(names)[:5]}... "
+                         f"but the table's classes are {class_names[:5]}...; use a model trained on these classes")
+
+
+def require_one_model(config: ModelOptions, wired: dict[str, list[str]]) -> list[tuple[str | None, str]]:
+    """Validation rule for steps that take a model from `with.model` or from `inputs.model`."""
+    if config.model and "model" in wired:
+        return [("model", "give either `with.model` or `inputs.model`, not both")]
+    if not config.model and "model" not in wired:
+        return [("model", "name a registry model in `with.model` or wire a `train` step to `inputs.model`")]
+    return []

@@ -1,0 +1,55 @@
+"""`source`: load a registered data source into the first version of the sample table."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from curate.config import ConfigValueError
+from curate.steps.base import Step, StepContext
+
+
+class SourceStep(Step):
+    summary = "Load a data source (demo, imagefolder, hf, npz) into the sample table."
+    version = 1
+    produces = ("table",)
+
+    @classmethod
+    def config_class(cls, raw: Mapping[str, Any]) -> type:
+        from curate.data import SOURCES, source_config_class
+
+        kind = raw.get("kind")
+        if not isinstance(kind, str):
+            raise ConfigValueError("kind", f"expected one of {', '.join(SOURCES.names())}, got {kind!r}")
+        try:
+            return source_config_class(kind)
+        except KeyError as exc:
+            raise ConfigValueError("kind", str(exc).strip("'\"")) from None
+
+    @classmethod
+    def external_fingerprint(cls, config: Any) -> str | None:
+        """Names, sizes and mtimes below the source path: cheap, and changes when files do."""
+        path = getattr(config, "path", None)
+        if path is None:
+            return None
+        path = Path(path)
+        if not path.exists():
+            return "missing"  # a hub id, or a missing path the source will report
+        h = hashlib.sha256()
+        entries = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+        for p in entries:
+            st = os.stat(p)
+            h.update(f"{p.relative_to(path.parent)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()
+
+    def run(self, ctx: StepContext) -> None:
+        from curate.data import load_source
+
+        table = load_source(ctx.config, cache_dir=ctx.run_dir / ".cache", progress=ctx.progress)
+        ctx.save_table(table)
+        splits: dict[str, int] = {}
+        for s in table["split"]:
+            splits[s] = splits.get(s, 0) + 1
+        ctx.metrics.update(rows=len(table), classes=len(table.features["label"].names), splits=splits)
