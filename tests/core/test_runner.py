@@ -1,0 +1,98 @@
+"""Runner: skip rule, cache key, forcing, failures, crash-resume via the write-fault hook, status, clean."""
+
+import json
+
+import numpy as np
+import pytest
+
+from curate import workspace
+from curate.errors import StepFailed, UsageError
+from curate.recipes import clean_run, parse_recipe, run_recipe, run_status
+
+from conftest import TOY_RECIPE
+
+
+def run(tmp_path, text=TOY_RECIPE, **kwargs):
+    return run_recipe(parse_recipe(text, filename="r.yaml"), workdir=tmp_path, progress=False, **kwargs)
+
+
+def states(result):
+    return {o.id: o.state for o in result.outcomes}
+
+
+def test_second_run_skips_everything(tmp_path):
+    first = run(tmp_path)
+    assert states(first) == {"numbers": "ran", "scaled": "ran"}
+    manifest = json.loads((first.run_dir / "scaled" / "step.json").read_text())
+    assert manifest["metrics"]["total"] == 20.0 and manifest["outputs"]["report"]["path"] == "scaled.npy"
+    assert json.loads((first.run_dir / "scaled" / "metrics.json").read_text())["total"] == 20.0
+    assert states(run(tmp_path)) == {"numbers": "skipped", "scaled": "skipped"}
+
+
+def test_config_change_reruns_that_step_and_dependents_only_when_output_changes(tmp_path):
+    run(tmp_path)
+    changed = run(tmp_path, TOY_RECIPE.replace("scale: 2.0", "scale: 3.0"))
+    assert states(changed) == {"numbers": "skipped", "scaled": "ran"}
+    upstream = run(tmp_path, TOY_RECIPE.replace("scale: 2.0", "scale: 3.0").replace("n: 5", "n: 6"))
+    assert states(upstream) == {"numbers": "ran", "scaled": "ran"}
+
+
+def test_seed_is_part_of_the_key(tmp_path):
+    run(tmp_path)
+    seeded = run(tmp_path, TOY_RECIPE.replace("name: toy", "name: toy\ndefaults: {seed: 1}"))
+    assert states(seeded) == {"numbers": "ran", "scaled": "ran"}
+
+
+def test_force_and_from(tmp_path):
+    run(tmp_path)
+    assert states(run(tmp_path, force=["scaled"])) == {"numbers": "skipped", "scaled": "ran"}
+    assert states(run(tmp_path, from_step="numbers")) == {"numbers": "ran", "scaled": "ran"}
+    with pytest.raises(UsageError, match="no step 'scaeld'.*did you mean 'scaled'"):
+        run(tmp_path, force=["scaeld"])
+
+
+def test_missing_output_reruns(tmp_path):
+    result = run(tmp_path)
+    (result.run_dir / "scaled" / "scaled.npy").unlink()
+    assert states(run(tmp_path)) == {"numbers": "skipped", "scaled": "ran"}
+
+
+def test_failure_is_step_failed_and_leaves_no_manifest(tmp_path):
+    text = TOY_RECIPE + "  - id: bad\n    uses: toy_fail\n"
+    with pytest.raises(StepFailed, match="step 'bad' failed: RuntimeError: boom"):
+        run(tmp_path, text)
+    rows = {s.id: s.state for s in run_status(tmp_path / "toy")}
+    assert rows == {"numbers": "done", "scaled": "done", "bad": "incomplete"}
+
+
+@pytest.mark.parametrize("fail_at", [3, 8, 10])
+def test_crash_mid_run_resumes_to_identical_result(tmp_path, fail_at):
+    reference = run(tmp_path / "ref")
+    workspace.FAULTS.reset(fail_at)
+    try:
+        with pytest.raises(workspace.InjectedFault):
+            run(tmp_path / "crash")
+    finally:
+        workspace.FAULTS.reset(None)
+    resumed = run(tmp_path / "crash")
+    # writes: run.json, recipe.yaml, then numbers: 3 parts, values.npy, metrics.json, step.json (#8)
+    expected_numbers = "skipped" if fail_at > 8 else "ran"
+    assert states(resumed) == {"numbers": expected_numbers, "scaled": "ran"}
+    for step, name in (("numbers", "values.npy"), ("scaled", "scaled.npy")):
+        assert np.array_equal(np.load(reference.run_dir / step / name), np.load(resumed.run_dir / step / name))
+    def totals(result):
+        return {o.id: o.metrics["total"] for o in result.outcomes}
+
+    assert totals(resumed) == totals(reference)
+    assert states(run(tmp_path / "crash")) == {"numbers": "skipped", "scaled": "skipped"}
+
+
+def test_status_and_clean(tmp_path):
+    result = run(tmp_path)
+    rows = run_status(result.run_dir)
+    assert [(r.id, r.state) for r in rows] == [("numbers", "done"), ("scaled", "done")]
+    assert rows[0].metrics["total"] == 10.0
+    clean_run(result.run_dir)
+    assert not result.run_dir.exists()
+    with pytest.raises(UsageError, match="not a curate run directory"):
+        clean_run(tmp_path)
