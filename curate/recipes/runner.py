@@ -107,6 +107,9 @@ def _select(recipe: Recipe, force: Sequence[str], from_step: str | None) -> set[
 def _isolate_caches(run_dir: Path) -> None:
     """Point library caches into the run directory (only effective before their import)."""
     cache = run_dir / ".cache"
+    if "huggingface_hub" not in sys.modules:
+        for var, sub in (("HF_HOME", "hf"), ("HF_HUB_CACHE", "hub"), ("HF_XET_CACHE", "xet")):
+            os.environ.setdefault(var, str(cache / sub))
     if "datasets" not in sys.modules:
         os.environ.setdefault("HF_DATASETS_CACHE", str(cache / "datasets"))
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

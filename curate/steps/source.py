@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-from pathlib import Path
 from typing import Any, Mapping
 
 from curate.config import ConfigValueError
@@ -30,19 +27,10 @@ class SourceStep(Step):
 
     @classmethod
     def external_fingerprint(cls, config: Any) -> str | None:
-        """Names, sizes and mtimes below the source path: cheap, and changes when files do."""
-        path = getattr(config, "path", None)
-        if path is None:
-            return None
-        path = Path(path)
-        if not path.exists():
-            return "missing"  # a hub id, or a missing path the source will report
-        h = hashlib.sha256()
-        entries = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-        for p in entries:
-            st = os.stat(p)
-            h.update(f"{p.relative_to(path.parent)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-        return h.hexdigest()
+        """Names, sizes and mtimes of the source files: cheap, and changes when they do."""
+        from curate.data import source_fingerprint
+
+        return source_fingerprint(config)
 
     def run(self, ctx: StepContext) -> None:
         from curate.data import load_source
