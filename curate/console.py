@@ -78,13 +78,13 @@ def print_steps(kind: str | None = None, console: Console | None = None) -> None
                            for role, r in cls.inputs.items()) or "-"
         console.print(f"[bold]{name}[/bold] (v{cls.version}) {cls.summary}")
         console.print(f"  inputs: {inputs}    produces: {', '.join(cls.produces) or '-'}")
-        config_cls = getattr(cls, "Config", None)
-        if config_cls is None:
-            continue
-        table = Table(show_header=True, box=None, padding=(0, 2), show_edge=False)
-        for col in ("field", "type", "default", "help"):
-            table.add_column(col, style="dim" if col == "help" else "")
-        for f in describe(config_cls):
-            table.add_row(f.name, f.type, "(required)" if f.required else repr(f.default), f.help)
-        console.print(table)
+        for selector, config_cls in cls.config_variants().items():
+            if selector:
+                console.print(f"  [italic]with {selector}[/italic]")
+            table = Table(show_header=True, box=None, padding=(0, 2), show_edge=False)
+            for col in ("field", "type", "default", "help"):
+                table.add_column(col, style="dim" if col == "help" else "")
+            for f in describe(config_cls):
+                table.add_row(f.name, f.type, "(required)" if f.required else repr(f.default), f.help)
+            console.print(table)
         console.print()

@@ -47,6 +47,11 @@ class Step:
         return cls.Config
 
     @classmethod
+    def config_variants(cls) -> dict[str, type]:
+        """Every config class this kind accepts, keyed by what selects it (for listings)."""
+        return {"": cls.Config}
+
+    @classmethod
     def check(cls, config: Any, wired: Mapping[str, list[str]]) -> list[tuple[str | None, str]]:
         """Extra rules across config and wiring, checked at validation: ``[(field, message)]``."""
         return []

@@ -26,6 +26,12 @@ class SourceStep(Step):
             raise ConfigValueError("kind", str(exc).strip("'\"")) from None
 
     @classmethod
+    def config_variants(cls) -> dict[str, type]:
+        from curate.data import SOURCES, source_config_class
+
+        return {f"kind: {name}": source_config_class(name) for name in SOURCES.names()}
+
+    @classmethod
     def external_fingerprint(cls, config: Any) -> str | None:
         """Names, sizes and mtimes of the source files: cheap, and changes when they do."""
         from curate.data import source_fingerprint

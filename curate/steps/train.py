@@ -42,7 +42,7 @@ class TrainStep(Step):
         if cfg.eval_split:
             eval_idx = split_indices(table, cfg.eval_split, where="with.eval_split")
             eval_data = (decode_images(table, eval_idx, size=size), labels[eval_idx])
-        data = ArrayData(images, labels[train_idx], augment=cfg.augment())
+        data = ArrayData(images, labels[train_idx], augment=cfg.augment(), num_classes=len(names))
         result = fit(model, data, **cfg.fit_kwargs(), seed=ctx.seed, device=ctx.torch_device(),
                      eval_data=eval_data, progress=ctx.progress)
         ctx.save_model(model)

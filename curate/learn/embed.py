@@ -1,0 +1,55 @@
+"""Embeddings ``(N, D)`` of a model (its pooled ``features``), as a batch function any executor runs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from curate.execute.local import run_batches
+from curate.learn.batchfn import ModelBatchFn, ModelSource
+
+if TYPE_CHECKING:  # pragma: no cover
+    import datasets
+
+
+class EmbedFn(ModelBatchFn):
+    """``{"image": uint8 (B, H, W, 3)}`` -> ``{"embeddings": float32 (B, D)}``; unit rows when ``normalize``.
+
+    Normalized rows make inner product equal cosine similarity, as the cosine index expects.
+    """
+
+    def __init__(self, model: ModelSource, *, device: str = "auto", normalize: bool = False,
+                 channels_last: bool | None = None):
+        super().__init__(model, device=device, channels_last=channels_last)
+        self.normalize = normalize
+
+    @torch.inference_mode()
+    def __call__(self, batch: dict) -> dict[str, np.ndarray]:
+        embeddings = self.model.features(self.inputs(batch)).float()
+        if self.normalize:
+            embeddings = F.normalize(embeddings, dim=1)
+        return {"embeddings": embeddings.cpu().numpy()}
+
+
+def embed(
+    model: nn.Module,
+    table: "datasets.Dataset",
+    *,
+    indices: Sequence[int] | np.ndarray | None = None,
+    batch_size: int = 256,
+    normalize: bool = False,
+    device: str = "auto",
+    progress: bool = True,
+) -> np.ndarray:
+    """``embeddings`` (N, D) of the table's rows ``indices`` (all rows by default), in that order.
+
+    Images are decoded at the model's input size. The model is left in eval mode on ``device``.
+    """
+    fn = EmbedFn(model, device=device, normalize=normalize)
+    out = run_batches(fn, table, batch_size=batch_size, indices=indices, size=model.preprocess.size,
+                      progress=progress)
+    return out["embeddings"]
