@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from curate.cli import cli
 
-from conftest import TOY_RECIPE
+from toy_steps import TOY_RECIPE
 
 
 def invoke(*args):

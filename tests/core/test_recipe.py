@@ -5,7 +5,7 @@ import pytest
 from curate.errors import RecipeError
 from curate.recipes import load_recipe, parse_recipe
 
-from conftest import TOY_RECIPE
+from toy_steps import TOY_RECIPE
 
 
 def problems_of(text, **kwargs):

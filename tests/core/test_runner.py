@@ -9,7 +9,7 @@ from curate import workspace
 from curate.errors import StepFailed, UsageError
 from curate.recipes import clean_run, parse_recipe, run_recipe, run_status
 
-from conftest import TOY_RECIPE
+from toy_steps import TOY_RECIPE
 
 
 def run(tmp_path, text=TOY_RECIPE, **kwargs):

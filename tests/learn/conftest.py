@@ -1,22 +1,11 @@
 """Tiny synthetic image problems and models for the learn/execute tests."""
 
-import numpy as np
 import pytest
 import torch
 
 from curate.models import create_model
 
-K = 3
-SIDE = 8
-
-
-def separable_images(n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 (n, 8, 8, 3) noise images whose class c has a bright channel c: linearly separable."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % K
-    images = rng.integers(0, 90, size=(n, SIDE, SIDE, 3))
-    images[np.arange(n), :, :, labels] += 150
-    return images.astype(np.uint8), labels
+from learn_data import K, SIDE, separable_images
 
 
 @pytest.fixture(autouse=True)

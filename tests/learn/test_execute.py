@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import separable_images
+from learn_data import separable_images
 
 from curate.data import make_table
 from curate.errors import UsageError

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import K, separable_images
+from learn_data import K, separable_images
 
 from curate.data import make_table
 from curate.learn import EmbedFn, PredictFn, embed, predict, predict_images

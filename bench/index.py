@@ -1,0 +1,218 @@
+"""Benchmark curate.index: build time, recall@10 and queries/s of HNSW and IVF against exact search.
+
+Not run in CI. Usage::
+
+    /work/venv/bin/python bench/index.py                      # 1M x 128 clustered + real-derived
+    /work/venv/bin/python bench/index.py --n 200000 --real-n 100000   # a quick run
+
+Two data sets, each timed in the same run against its own baselines (exact FAISS flat and
+numpy brute force), so the ratios hold on whatever CPU runs this:
+
+- **clustered**: N x 128 vectors around N/1000 Gaussian centres, varying within a cluster
+  on a shared 16-d subspace plus small isotropic noise (seeded);
+- **real**: embeddings of the CIFAR-10 images in ../shared/data (ResNet-20 features, or a
+  seeded random projection of the pixels with ``--features projection``), tiled to N rows
+  with Gaussian perturbations about as large as the typical nearest-neighbour distance.
+
+Queries are fresh draws from the same distribution (not stored). Recall@10 is the share of
+the exact top 10 (FAISS flat) found in each method's top 10. Target (issue 4): recall@10 >=
+0.95 at >= 10x the exact queries/s at 1M vectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from curate.index import build_index
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10"
+
+
+def clustered(n: int, d: int, *, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(n // 1000, 1), d)).astype(np.float32)
+    basis = rng.standard_normal((16, d)).astype(np.float32) / 4.0
+    out = np.empty((n, d), np.float32)
+    for lo in range(0, n, 100_000):  # bounded temporaries at 1M
+        m = min(100_000, n - lo)
+        out[lo:lo + m] = (centres[rng.integers(0, len(centres), m)]
+                          + rng.standard_normal((m, 16), dtype=np.float32) @ basis
+                          + 0.05 * rng.standard_normal((m, d), dtype=np.float32))
+    return out
+
+
+def cifar_embeddings(features: str, *, seed: int) -> tuple[np.ndarray, str]:
+    images = np.concatenate([np.load(SHARED / "train" / "images.npy"), np.load(SHARED / "test" / "images.npy")])
+    if features == "resnet20":
+        import torch
+
+        from curate.models import create_model
+
+        model = create_model("resnet20-cifar")
+        with torch.inference_mode():
+            emb = torch.cat([model.features(model.preprocess(images[i:i + 512])) for i in range(0, len(images), 512)])
+        return emb.numpy().astype(np.float32), f"resnet20-cifar features of {len(images)} CIFAR-10 images"
+    x = images.reshape(len(images), -1).astype(np.float32)
+    x -= x.mean(axis=1, keepdims=True)
+    proj = np.random.default_rng(seed).standard_normal((x.shape[1], 128)).astype(np.float32) / np.sqrt(128)
+    return x @ proj, f"random projection (3072->128) of {len(images)} CIFAR-10 images"
+
+
+def tile(base: np.ndarray, n: int, *, seed: int) -> np.ndarray:
+    """``n`` rows: random base rows plus noise of norm ~ the median nearest-neighbour distance."""
+    rng = np.random.default_rng(seed)
+    sq = (base ** 2).sum(1)
+    d2 = sq[:, None] + sq[None] - 2 * base @ base.T
+    np.fill_diagonal(d2, np.inf)
+    nn = float(np.median(np.sqrt(np.maximum(d2.min(1), 0))))
+    scale = nn / np.sqrt(base.shape[1])
+    out = np.empty((n, base.shape[1]), np.float32)
+    for lo in range(0, n, 100_000):
+        m = min(100_000, n - lo)
+        out[lo:lo + m] = base[rng.integers(0, len(base), m)] + scale * rng.standard_normal((m, base.shape[1]),
+                                                                                        dtype=np.float32)
+    return out
+
+
+def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
+    hits = (found[:, :, None] == truth[:, None, :]).any(axis=2).sum()
+    return float(hits / truth.size)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def numpy_qps(base: np.ndarray, queries: np.ndarray, k: int) -> float:
+    """Brute force in numpy on unit vectors: one matrix product and an argpartition per batch of 50."""
+    b = base / np.linalg.norm(base, axis=1, keepdims=True)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+
+    def run():
+        for lo in range(0, len(q), 50):
+            sims = q[lo:lo + 50] @ b.T
+            top = np.argpartition(-sims, k, axis=1)[:, :k]
+            np.take_along_axis(sims, top, axis=1).argsort(axis=1)
+
+    _, seconds = timed(run)
+    return len(q) / seconds
+
+
+def bench(name: str, base: np.ndarray, queries: np.ndarray, *, k: int, nlist: int, nprobes: list[int],
+          ef_searches: list[int], numpy_queries: int) -> list[dict]:
+    rows = []
+    flat, build_s = timed(lambda: build_index(base, kind="flat"))
+    (_, truth), search_s = timed(lambda: flat.search_rows(queries, k))
+    flat_qps = len(queries) / search_s
+    np_qps = numpy_qps(base, queries[:numpy_queries], k)
+    rows.append({"data": name, "method": "numpy brute force", "params": "", "build_s": 0.0, "qps": np_qps,
+                 "recall": 1.0})
+    rows.append({"data": name, "method": "faiss flat (exact)", "params": "", "build_s": build_s, "qps": flat_qps,
+                 "recall": 1.0})
+    del flat
+
+    hnsw, build_s = timed(lambda: build_index(base, kind="hnsw", hnsw_m=32, ef_construction=40))
+    for ef in ef_searches:
+        hnsw.ef_search = ef
+        (_, found), search_s = timed(lambda: hnsw.search_rows(queries, k))
+        rows.append({"data": name, "method": "hnsw M=32", "params": f"efSearch={ef}", "build_s": build_s,
+                     "qps": len(queries) / search_s, "recall": recall_at(found, truth)})
+    del hnsw
+
+    ivf, build_s = timed(lambda: build_index(base, kind="ivf", nlist=nlist))
+    for nprobe in nprobes:
+        ivf.nprobe = nprobe
+        (_, found), search_s = timed(lambda: ivf.search_rows(queries, k))
+        rows.append({"data": name, "method": f"ivf nlist={nlist}", "params": f"nprobe={nprobe}",
+                     "build_s": build_s, "qps": len(queries) / search_s, "recall": recall_at(found, truth)})
+    for row in rows:
+        row["x_flat"] = row["qps"] / flat_qps
+        row["x_numpy"] = row["qps"] / np_qps
+    return rows
+
+
+def bench_duplicates(n: int, d: int, *, seed: int, kinds: list[str]) -> None:
+    """Time near-duplicate pairs (k=10 graph + exact re-scoring) over all N rows, per index kind."""
+    from curate.index import near_duplicate_pairs
+
+    x = clustered(n, d, seed=seed)
+    x[n // 2:n // 2 + 100] = x[:100] + 0.01 * np.random.default_rng(seed).standard_normal((100, d), dtype=np.float32)
+    print(f"near duplicates of {n} x {d} (100 planted):")
+    for kind in kinds:
+        pairs, seconds = timed(lambda: near_duplicate_pairs(x, threshold=0.01, k=10, kind=kind))
+        planted = int(np.isin(pairs.i, np.arange(100)).sum())
+        print(f"  {kind:<5} {seconds:7.1f} s, {len(pairs)} pairs ({planted} of 100 planted)")
+
+
+def print_table(rows: list[dict]) -> None:
+    head = f"| {'data':<10} | {'method':<19} | {'params':<13} | {'build s':>7} | {'queries/s':>9} | " \
+           f"{'recall@10':>9} | {'x flat':>6} | {'x numpy':>7} |"
+    print(head)
+    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
+    for r in rows:
+        print(f"| {r['data']:<10} | {r['method']:<19} | {r['params']:<13} | {r['build_s']:>7.1f} | {r['qps']:>9.0f} | "
+              f"{r['recall']:>9.3f} | {r['x_flat']:>6.1f} | {r['x_numpy']:>7.1f} |")
+
+
+def main() -> None:
+    import faiss
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=1_000_000, help="vectors in the clustered set (0 skips)")
+    parser.add_argument("--real-n", type=int, default=None, help="rows of the tiled real set (default: --n; 0 skips)")
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--numpy-queries", type=int, default=200, help="queries timed for numpy (it is slow)")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--nlist", type=int, default=None,
+                        help="IVF cells (default 4096 at 1M, scaled by sqrt(N / 1M); capped at N/39)")
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[16, 32, 64, 128])
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--features", choices=["resnet20", "projection"], default="resnet20")
+    parser.add_argument("--threads", type=int, default=None, help="FAISS OpenMP threads (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dups-n", type=int, default=0, help="also time near duplicates over this many rows")
+    parser.add_argument("--dups-dim", type=int, default=512)
+    parser.add_argument("--dups-kinds", nargs="+", default=["hnsw", "flat"])
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = parser.parse_args()
+    if args.threads:
+        faiss.omp_set_num_threads(args.threads)
+    real_n = args.n if args.real_n is None else args.real_n
+    print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads; k={args.k}, {args.queries} queries "
+          f"({args.numpy_queries} for numpy)")
+
+    def nlist(n: int) -> int:
+        return min(args.nlist or int(round(4096 * np.sqrt(n / 1e6))), n // 39)
+
+    rows = []
+    if args.n:
+        data = clustered(args.n + args.queries, args.dim, seed=args.seed)
+        print(f"clustered: {args.n} x {args.dim}")
+        rows += bench("clustered", data[:args.n], data[args.n:], k=args.k, nlist=nlist(args.n),
+                      nprobes=args.nprobe, ef_searches=args.ef_search, numpy_queries=args.numpy_queries)
+        del data
+    if real_n:
+        (base, what), embed_s = timed(lambda: cifar_embeddings(args.features, seed=args.seed))
+        print(f"real: {what} ({embed_s:.1f} s), tiled to {real_n} x {base.shape[1]}")
+        data = tile(base, real_n + args.queries, seed=args.seed + 1)
+        rows += bench("real", data[:real_n], data[real_n:], k=args.k, nlist=nlist(real_n),
+                      nprobes=args.nprobe, ef_searches=args.ef_search, numpy_queries=args.numpy_queries)
+    if rows:
+        print()
+        print_table(rows)
+    if args.dups_n:
+        bench_duplicates(args.dups_n, args.dups_dim, seed=args.seed, kinds=args.dups_kinds)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
