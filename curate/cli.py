@@ -73,22 +73,46 @@ def validate(recipe: Path, overrides: tuple[str, ...]) -> None:
 @_set_option
 @click.option("--force", multiple=True, metavar="STEP", help="Rerun STEP even if it is up to date. Repeatable.")
 @click.option("--from", "from_step", metavar="STEP", help="Rerun STEP and every step after it.")
+@click.option("--step", "only", multiple=True, metavar="STEP",
+              help="Run only STEP and what it needs. Repeatable.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def run(recipe: Path, workdir: Path | None, overrides: tuple[str, ...], force: tuple[str, ...],
-        from_step: str | None, quiet: bool) -> None:
+        from_step: str | None, only: tuple[str, ...], quiet: bool) -> None:
     """Run RECIPE; up-to-date steps are skipped, so an interrupted run resumes."""
-    _run_and_report(recipe, workdir=workdir, overrides=overrides, force=force, from_step=from_step, quiet=quiet)
-
-
-def _run_and_report(recipe: Path, **kwargs) -> Path:
-    from curate.console import RichReporter, print_summary
     from curate.recipes import run_recipe
 
-    quiet = kwargs.pop("quiet", False)
+    _report(run_recipe, recipe, workdir=workdir, overrides=overrides, force=force, from_step=from_step,
+            only=only, quiet=quiet)
+
+
+def _report(runner, *args, quiet: bool = False, **kwargs) -> Path:
+    """Call a runner function with live step lines, then print the closing table."""
+    from curate.console import RichReporter, print_summary
+
     reporter = RichReporter()
-    result = run_recipe(recipe, reporter=reporter, progress=not quiet, **kwargs)
+    result = runner(*args, reporter=reporter, progress=not quiet, **kwargs)
     print_summary(result, reporter.console)
     return result.run_dir
+
+
+def _kind_command(name: str, kinds: tuple[str, ...], summary: str) -> click.Command:
+    """`curate NAME RUN_DIR`: run the run's steps of these kinds (and what they need)."""
+
+    @click.argument("run_dir", type=RUN_DIR)
+    @_set_option
+    @click.option("--force", is_flag=True, help="Rerun the steps even if they are up to date.")
+    @click.option("--quiet", is_flag=True, help="No progress bars.")
+    def command(run_dir: Path, overrides: tuple[str, ...], force: bool, quiet: bool) -> None:
+        from curate.recipes.runner import run_steps_of_kind
+
+        _report(run_steps_of_kind, run_dir, kinds, overrides=overrides, force=force, quiet=quiet)
+
+    command.__doc__ = f"{summary} Runs the `{'`/`'.join(kinds)}` steps of RUN_DIR's recipe."
+    return cli.command(name)(command)
+
+
+_kind_command("relabel", ("relabel",), "Annotate localized multi-label maps.")
+_kind_command("condense", ("condense",), "Distill the dataset into a few synthetic images per class.")
 
 
 @cli.command()
@@ -98,7 +122,9 @@ def demo(workdir: Path | None, quiet: bool) -> None:
     """Run the bundled demo recipe offline on the bundled CIFAR-10 sample."""
     from curate.recipes.bundled import bundled_recipe
 
-    run_dir = _run_and_report(bundled_recipe("demo"), workdir=workdir, quiet=quiet)
+    from curate.recipes import run_recipe
+
+    run_dir = _report(run_recipe, bundled_recipe("demo"), workdir=workdir, quiet=quiet)
     click.echo(f"results: {run_dir}   (inspect with `curate status {run_dir}`)")
 
 

@@ -91,17 +91,35 @@ def _producer_fingerprint(manifest: dict[str, Any]) -> str:
     return _digest({t: e.get("fingerprint") for t, e in sorted(outputs.items())})
 
 
-def _select(recipe: Recipe, force: Sequence[str], from_step: str | None) -> set[str]:
-    ids = recipe.ids
-    for sid in list(force) + ([from_step] if from_step else []):
-        if sid not in ids:
-            from curate.registry import did_you_mean
+def _check_ids(recipe: Recipe, names: Sequence[str]) -> None:
+    from curate.registry import did_you_mean
 
+    ids = recipe.ids
+    for sid in names:
+        if sid not in ids:
             raise UsageError(f"no step '{sid}' in recipe '{recipe.name}'{did_you_mean(sid, ids)}; steps: {', '.join(ids)}")
+
+
+def _forced(recipe: Recipe, force: Sequence[str], from_step: str | None) -> set[str]:
+    ids = recipe.ids
     forced = set(force)
     if from_step:
         forced.update(ids[ids.index(from_step):])
     return forced
+
+
+def _needed(recipe: Recipe, targets: Sequence[str]) -> set[str]:
+    """``targets`` and every step they depend on; all steps when there are no targets."""
+    if not targets:
+        return set(recipe.ids)
+    needed: set[str] = set()
+    stack = list(targets)
+    while stack:
+        sid = stack.pop()
+        if sid not in needed:
+            needed.add(sid)
+            stack.extend(ref for refs in recipe.step(sid).inputs.values() for ref in refs)
+    return needed
 
 
 def _isolate_caches(run_dir: Path) -> None:
@@ -122,16 +140,22 @@ def run_recipe(
     overrides: Sequence[str] = (),
     force: Sequence[str] = (),
     from_step: str | None = None,
+    only: Sequence[str] = (),
     progress: bool = True,
     reporter: Reporter | None = None,
 ) -> RunResult:
-    """Run every step of ``recipe`` in order, skipping those whose cache key matches."""
+    """Run the steps of ``recipe`` in order, skipping those whose cache key matches.
+
+    ``only`` restricts the run to those steps and the steps they depend on.
+    """
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe, overrides=overrides)
     elif overrides:
         raise UsageError("pass overrides together with a recipe path, not with a loaded Recipe")
     reporter = reporter or LogReporter()
-    forced = _select(recipe, force, from_step)
+    _check_ids(recipe, [*force, *([from_step] if from_step else []), *only])
+    forced = _forced(recipe, force, from_step)
+    needed = _needed(recipe, only)
     run_dir = run_dir_for(recipe, workdir)
     _isolate_caches(run_dir)
     outcomes: list[StepOutcome] = []
@@ -139,6 +163,8 @@ def run_recipe(
         _write_run_file(run_dir, recipe)
         manifests: dict[str, dict[str, Any]] = {}
         for step in recipe.steps:
+            if step.id not in needed:
+                continue
             inputs = {role: [Input(ref, run_dir / ref, manifests[ref]) for ref in refs]
                       for role, refs in step.inputs.items()}
             step_dir = run_dir / step.id
@@ -214,6 +240,30 @@ def _write_run_file(run_dir: Path, recipe: Recipe) -> None:
         "curate_version": __version__,
     })
     workspace.write_text(run_dir / "recipe.yaml", recipe.text)
+
+
+def run_steps_of_kind(
+    run_dir: str | Path,
+    kinds: Sequence[str],
+    *,
+    overrides: Sequence[str] = (),
+    force: bool = False,
+    progress: bool = True,
+    reporter: Reporter | None = None,
+) -> RunResult:
+    """Run (or rerun with ``force``) the steps of the given kinds in an existing run, with what they need.
+
+    This backs capability commands such as ``curate audit RUN``: the run's own recipe
+    (saved at its start) decides the steps and their wiring.
+    """
+    run_dir, _ = _require_run(run_dir)
+    recipe = load_recipe(run_dir / "recipe.yaml", overrides=overrides)
+    targets = [s.id for s in recipe.steps if s.kind in kinds]
+    if not targets:
+        raise UsageError(f"run {run_dir} has no {' or '.join(repr(k) for k in kinds)} step; add one to its recipe "
+                         f"(`curate steps {kinds[0]}` shows its options) and `curate run` it")
+    return run_recipe(recipe, workdir=run_dir.parent, only=targets, force=targets if force else (),
+                      progress=progress, reporter=reporter)
 
 
 # --- status and clean ---------------------------------------------------------------

@@ -96,3 +96,20 @@ def test_status_and_clean(tmp_path):
     assert not result.run_dir.exists()
     with pytest.raises(UsageError, match="not a curate run directory"):
         clean_run(tmp_path)
+
+
+def test_only_runs_targets_and_their_inputs(tmp_path):
+    text = TOY_RECIPE + "  - id: other\n    uses: toy_numbers\n    with: {n: 2}\n"
+    result = run(tmp_path, text, only=["scaled"])
+    assert states(result) == {"numbers": "ran", "scaled": "ran"}
+    assert not (result.run_dir / "other").exists()
+
+
+def test_run_steps_of_kind_reruns_from_saved_recipe(tmp_path):
+    from curate.recipes.runner import run_steps_of_kind
+
+    result = run(tmp_path)
+    again = run_steps_of_kind(result.run_dir, ["toy_scale"], force=True, progress=False)
+    assert states(again) == {"numbers": "skipped", "scaled": "ran"}
+    with pytest.raises(UsageError, match="has no 'toy_fail' step"):
+        run_steps_of_kind(result.run_dir, ["toy_fail"], progress=False)
