@@ -159,6 +159,27 @@ def clean(run_dir: Path, yes: bool) -> None:
     click.echo(f"removed {removed}")
 
 
+@cli.command()
+@click.argument("run_dir", type=RUN_DIR)
+@click.option("--port", type=int, default=5151, show_default=True, help="Port of the App server.")
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="Interface to bind; 0.0.0.0 exposes the App to your network.")
+@click.option("--telemetry/--no-telemetry", default=False, show_default=True,
+              help="Allow FiftyOne's usage tracking.")
+def app(run_dir: Path, port: int, address: str, telemetry: bool) -> None:
+    """Open RUN_DIR's FiftyOne dataset in the App (Ctrl-C stops it)."""
+    from curate.fo import open_app
+
+    handle = open_app(run_dir, port=port, address=address, telemetry=telemetry)
+    click.echo(f"FiftyOne App: {handle.url}   (Ctrl-C to stop)")
+    try:
+        handle.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        handle.close()
+
+
 def main() -> None:
     cli(prog_name="curate")
 

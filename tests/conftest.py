@@ -7,6 +7,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -20,3 +24,85 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+# --- one MongoDB for the whole test session (FiftyOne) ----------------------------------
+# Started on a free localhost port with WiredTiger journal preallocation off (a fresh data
+# folder would otherwise take ~300 MB); FIFTYONE_DATABASE_URI and CURATE_HOME point at it and
+# a temporary folder before FiftyOne is imported.
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def fiftyone_db(tmp_path_factory):
+    from curate.fo import database
+
+    root = tmp_path_factory.mktemp("fiftyone")
+    (root / "db").mkdir()
+    port = free_port()
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [str(database.mongod_path()), "--dbpath", str(root / "db"), "--port", str(port), "--bind_ip", "127.0.0.1",
+         "--nounixsocket", "--logpath", str(root / "mongod.log"),
+         f"--wiredTigerEngineConfigString={database.WIREDTIGER_CONFIG}"],
+        stdout=subprocess.DEVNULL,
+    )
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() - started > 30:
+                proc.kill()
+                pytest.fail(f"mongod did not start; see {root / 'mongod.log'}")
+            time.sleep(0.05)
+    print(f"\nmongod listening after {time.monotonic() - started:.2f} s")
+    mp = pytest.MonkeyPatch()
+    uri = f"mongodb://127.0.0.1:{port}"
+    mp.setenv("FIFTYONE_DATABASE_URI", uri)
+    mp.setenv("CURATE_HOME", str(root / "home"))
+    mp.setenv("FIFTYONE_DO_NOT_TRACK", "true")
+    database.configure()
+    try:
+        yield uri
+    finally:
+        import sys
+
+        if "fiftyone.core.odm.database" in sys.modules:
+            sys.modules["fiftyone.core.odm.database"]._disconnect()
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        mp.undo()
+
+
+@pytest.fixture
+def dataset_name(fiftyone_db):
+    """A fresh dataset name; the dataset is deleted after the test."""
+    from curate.fo.runs import delete_run_dataset
+
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    yield name
+    delete_run_dataset(name)
+
+
+@pytest.fixture
+def fo(fiftyone_db):
+    """The ``fiftyone`` module, imported after the database is configured."""
+    from curate.fo.database import connect
+
+    return connect()
+
+
+@pytest.fixture
+def port():
+    """A localhost port that was free a moment ago."""
+    return free_port()

@@ -28,6 +28,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,6 +184,11 @@ def _point_loaded_fiftyone(uri: str) -> None:
 def _start_embedded(folder: Path) -> str:
     """Find or start curate's supervised ``mongod`` on ``folder``; return its URI."""
     import fiftyone.core.service as fos
+    import fiftyone.service.util as fosu
+    import psutil
+
+    supervisor = Path(fos.__file__).resolve().parents[1] / "service" / "main.py"
+    log_dir = folder / "log"
 
     class CurateDatabaseService(fos.DatabaseService):
         """FiftyOne's database service under curate's name, data folder and journal settings."""
@@ -197,18 +203,38 @@ def _start_embedded(folder: Path) -> str:
 
         @property
         def command(self) -> list[str]:
-            (folder / "log").mkdir(parents=True, exist_ok=True)
             return [
                 str(mongod_path()),
                 "--dbpath", str(folder),
-                "--logpath", str(folder / "log" / "mongo.log"),
+                "--logpath", str(log_dir / "mongo.log"),
                 "--port", "0",
                 "--bind_ip", "127.0.0.1",
                 "--nounixsocket",
                 f"--wiredTigerEngineConfigString={WIREDTIGER_CONFIG}",
             ]
 
-    folder.mkdir(parents=True, exist_ok=True)
+        def start(self) -> None:
+            """Register with the running server on ``folder``, or start one.
+
+            Unlike FiftyOne's, the supervisor writes to a log file, not to our stdout and
+            stderr: a parent reading our output would otherwise wait for the database to stop.
+            """
+            for process in fosu.find_processes_by_args(self._service_args):
+                try:
+                    if fosu.send_ipc_message(process, ("register", os.getpid())) is True:
+                        self.attached, self.child = True, process
+                        return
+                except OSError:
+                    log.warning("curate's database supervisor (pid %d) did not answer; starting another",
+                                process.pid)
+            with open(log_dir / "service.log", "ab") as out:
+                self.child = psutil.Popen(
+                    [sys.executable, str(supervisor), *self._service_args, *self.command],
+                    stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
+                    env={**os.environ, "FIFTYONE_DISABLE_SERVICES": "1"},
+                )
+
+    log_dir.mkdir(parents=True, exist_ok=True)
     # serialize find-or-start so two processes never start two mongods on one folder
     with open(folder.parent / f".{folder.name}.start-lock", "a+") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
@@ -220,9 +246,8 @@ def _start_embedded(folder: Path) -> str:
             try:
                 port = service.port
             except fos.ServiceListenTimeout:
-                raise CurateError(
-                    f"the embedded MongoDB in {folder} did not start; see {folder / 'log' / 'mongo.log'}"
-                ) from None
+                raise CurateError(f"the embedded MongoDB in {folder} did not start; "
+                                  f"see {log_dir / 'mongo.log'} and {log_dir / 'service.log'}") from None
         finally:
             with contextlib.suppress(OSError):
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)

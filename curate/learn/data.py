@@ -1,10 +1,11 @@
 """What :func:`curate.learn.fit` trains on: the :class:`TrainData` protocol and in-memory arrays.
 
 N is the number of samples and K the number of classes. A training set yields shuffled
-batches of ``(images, targets)``: images uint8 ``(B, H, W, C)`` or ``(B, C, H, W)``, and
-targets either hard labels int64 ``(B,)`` or soft rows float ``(B, K)``. ``fit`` depends
-only on this protocol, so a dataset that pools soft targets per crop (ReLabel) plugs in
-beside :class:`ArrayData`.
+batches of ``(images, targets)``: images uint8 ``(B, H, W, C)`` or ``(B, C, H, W)``, or float
+``(B, C, H, W)`` already in the model's normalized input space (distilled images, which exist
+only as floats), and targets either hard labels int64 ``(B,)`` or soft rows float ``(B, K)``.
+``fit`` depends only on this protocol, so a dataset that pools soft targets per crop (ReLabel)
+or yields distilled float images (``curate.condense``) plugs in beside :class:`ArrayData`.
 """
 
 from __future__ import annotations
@@ -119,6 +120,15 @@ def model_input(
     """uint8 images -> the model's normalized float NCHW input on ``device``.
 
     The uint8 batch crosses to the device and is normalized there: a quarter of the bytes of float.
+    A float batch is taken as already normalized NCHW model input and only moved to ``device``.
     """
-    x = model.preprocess(as_tensor(images).to(device, non_blocking=True))
+    x = as_tensor(images)
+    if x.dtype.is_floating_point:
+        channels = model.preprocess.channels
+        if x.ndim != 4 or x.shape[1] != channels:
+            raise UsageError(f"float `images` must be normalized model input (B, {channels}, H, W), "
+                             f"got shape {tuple(x.shape)}")
+        x = x.to(device, non_blocking=True)
+    else:
+        x = model.preprocess(x.to(device, non_blocking=True))
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x

@@ -307,6 +307,9 @@ def clean_run(run_dir: str | Path) -> Path:
     """Delete a run directory (and what the run registered elsewhere, e.g. its FiftyOne dataset)."""
     run_dir, _ = _require_run(run_dir)
     with workspace.run_lock(run_dir):
-        pass
+        if (run_dir / "fiftyone.json").is_file():
+            from curate.fo.runs import clean_run as clean_fiftyone
+
+            clean_fiftyone(run_dir)
     shutil.rmtree(run_dir)
     return run_dir

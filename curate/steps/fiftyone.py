@@ -93,7 +93,7 @@ class FiftyOneStep(Step):
         written: dict[str, list[str]] = {"fields": mirrored_fields(table), "brain_keys": [], "views": []}
         unmatched: dict[str, int] = {}
         for inp in ctx.inputs_of("predictions"):
-            self._add_predictions(dataset, inp, table_ids, class_names, cfg, written, unmatched)
+            self._add_predictions(dataset, inp, table_ids, class_names, ctx, written, unmatched)
         if cfg.visualization != "none":
             for inp in ctx.inputs_of("embeddings"):
                 self._add_plot(dataset, inp, table_ids, ctx, written, unmatched)
@@ -116,17 +116,24 @@ class FiftyOneStep(Step):
         ctx.metrics.update({**record, "unmatched_ids": unmatched, "seconds": round(time.monotonic() - started, 2)})
 
     @classmethod
-    def missing_outputs(cls, step_dir: Path) -> list[str]:
-        """What this completed step recorded but the database no longer holds (empty when all is there)."""
+    def is_intact(cls, manifest, step_dir: Path) -> bool:
+        """Skip only while the database still holds every dataset, field, plot and view recorded."""
         import json
 
         from curate.fo.runs import missing_outputs
 
-        record = json.loads((Path(step_dir) / "fiftyone.json").read_text())
-        return missing_outputs(record, database_uri=record.get("database_uri"))
+        record_path = Path(step_dir) / "fiftyone.json"
+        if not record_path.is_file():
+            return False
+        record = json.loads(record_path.read_text())
+        missing = missing_outputs(record, database_uri=record.get("database_uri"))
+        if missing:
+            log.warning("FiftyOne outputs of step '%s' are gone (%s); rebuilding", manifest.get("id"),
+                        ", ".join(missing[:3]))
+        return not missing
 
     @staticmethod
-    def _add_predictions(dataset, inp: Input, table_ids, class_names, cfg, written, unmatched) -> None:
+    def _add_predictions(dataset, inp: Input, table_ids, class_names, ctx: StepContext, written, unmatched) -> None:
         from fiftyone import ViewField as F
 
         from curate.fo.fields import GROUND_TRUTH, add_predictions, field_key
@@ -139,7 +146,7 @@ class FiftyOneStep(Step):
         key = field_key(inp.step_id)
         add_predictions(dataset, key, values, ids, class_names)
         written["fields"].append(key)
-        if cfg.mistakes_views and GROUND_TRUTH in dataset.get_field_schema():
+        if ctx.config.mistakes_views and GROUND_TRUTH in dataset.get_field_schema():
             view = (dataset.exists(key).exists(GROUND_TRUTH)
                     .match(F(f"{key}.label") != F(f"{GROUND_TRUTH}.label"))
                     .sort_by(F(f"{key}.confidence"), reverse=True))

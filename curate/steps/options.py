@@ -52,6 +52,26 @@ class FitOptions:
         return Augment(flip=self.flip, crop_padding=self.crop_padding)
 
 
+@dataclass(frozen=True, kw_only=True)
+class MixOptions:
+    """Batch mixing for training: CutMix or ResizeMix (curate.learn.mixing)."""
+
+    mix: Literal["none", "cutmix", "resizemix"] = option("none", help="batch mixing")
+    mix_alpha: float = option(1.0, gt=0, help="CutMix: box area from Beta(alpha, alpha)")
+    mix_prob: float = option(1.0, ge=0, le=1, help="share of batches that are mixed")
+    mix_scale: tuple[float, float] = option((0.1, 0.8), help="ResizeMix: range of the pasted image's scale")
+
+    def mixer(self):
+        """The configured box mixer, or None for ``mix: none``."""
+        from curate.learn.mixing import create_mixer
+
+        if self.mix == "none":
+            return None
+        if self.mix == "cutmix":
+            return create_mixer("cutmix", alpha=self.mix_alpha, prob=self.mix_prob)
+        return create_mixer("resizemix", scale=self.mix_scale, prob=self.mix_prob)
+
+
 def split_indices(table: "datasets.Dataset", split: str | None, *, where: str) -> "np.ndarray":
     """Row positions of ``split`` (all rows for None); an unknown or empty split is a usage error."""
     import numpy as np

@@ -1,34 +1,69 @@
-"""`train`: fit a registry model on one split of a table version; report held-out accuracy."""
+"""`train`: fit a registry model on one split of a table version; report held-out accuracy.
+
+Targets are the labels (``onehot``), the annotator's global softmax (``soft``) or label
+maps pooled over each random-resized crop (``relabel``, LabelPooling); the last two read
+the ``label_maps`` of a `relabel` step. ``mix`` adds CutMix or ResizeMix.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from curate.config import option
+from curate.config import ConfigValueError, option
 from curate.steps.base import Role, Step, StepContext
-from curate.steps.options import FitOptions, ModelOptions, build_model, class_names_of, split_indices
+from curate.steps.options import FitOptions, MixOptions, ModelOptions, build_model, class_names_of, split_indices
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig(ModelOptions, FitOptions):
+class TrainConfig(ModelOptions, FitOptions, MixOptions):
     model: str = option("convnet", help="registry model name")
     weights: str | None = option(None, help="initial weights: null (random), 'default' or a path")
     split: str = option("train", help="rows to train on")
     eval_split: str | None = option("test", help="held-out rows for accuracy (null: none)")
+    targets: Literal["onehot", "soft", "relabel"] = option(
+        "onehot", help="onehot: labels; soft: the annotator's global softmax; relabel: label maps pooled per crop")
+    crop: Literal["pad", "resized"] = option(
+        "pad", help="pad: random crop after `crop_padding`; resized: random-resized crop (needed by relabel)")
+    crop_scale: tuple[float, float] = option((0.08, 1.0), help="resized crop: range of the crop's share of the area")
+
+    def __post_init__(self) -> None:
+        for name in ("crop_scale", "mix_scale"):
+            lo, hi = getattr(self, name)
+            if not 0 < lo <= hi <= 1:
+                raise ConfigValueError(name, f"expected (low, high) with 0 < low <= high <= 1, got [{lo}, {hi}]")
 
 
 class TrainStep(Step):
     summary = "Train a model with curate.learn.fit; writes safetensors weights and held-out accuracy."
-    version = 1
+    version = 2
     Config = TrainConfig
-    inputs = {"data": Role(("table",), help="the table version to train on")}
+    inputs = {
+        "data": Role(("table",), help="the table version to train on"),
+        "label_maps": Role(("label_maps",), optional=True, help="a relabel step (targets soft or relabel)"),
+    }
     produces = ("model",)
+
+    @classmethod
+    def check(cls, config: TrainConfig, wired):
+        problems = []
+        if config.targets != "onehot" and "label_maps" not in wired:
+            problems.append(("inputs.label_maps", f"targets '{config.targets}' reads label maps: wire a `relabel` "
+                                                  "step to `inputs.label_maps`"))
+        if config.targets == "onehot" and "label_maps" in wired:
+            problems.append(("targets", "`inputs.label_maps` is wired but targets is 'onehot'; "
+                                        "use targets 'soft' or 'relabel', or drop the input"))
+        if config.targets == "relabel" and config.crop != "resized":
+            problems.append(("crop", "targets 'relabel' pools the label map over random-resized crops; "
+                                     "set crop: resized"))
+        return problems
 
     def run(self, ctx: StepContext) -> None:
         import numpy as np
 
         from curate.data import decode_images
         from curate.learn import ArrayData, fit
+        from curate.relabel import LabelMapStore, ResizedCrop, ResizedCropData
 
         cfg: TrainConfig = ctx.config
         table = ctx.input("data").table()
@@ -42,12 +77,33 @@ class TrainStep(Step):
         if cfg.eval_split:
             eval_idx = split_indices(table, cfg.eval_split, where="with.eval_split")
             eval_data = (decode_images(table, eval_idx, size=size), labels[eval_idx])
-        data = ArrayData(images, labels[train_idx], augment=cfg.augment(), num_classes=len(names))
-        result = fit(model, data, **cfg.fit_kwargs(), seed=ctx.seed, device=ctx.torch_device(),
-                     eval_data=eval_data, progress=ctx.progress)
+        maps = targets = None
+        if cfg.targets == "onehot":
+            targets = labels[train_idx]
+        else:
+            source = ctx.input("label_maps")
+            store = LabelMapStore(source.dir / source.entry("label_maps")["path"])
+            store.check_classes(names)
+            ids = np.asarray(table["id"])[train_idx]
+            if cfg.targets == "soft":
+                targets = store.read_array("global_probs", ids)
+            else:
+                maps = store.read(ids)
+        mixer = cfg.mixer()
+        if cfg.crop == "resized":
+            crop = ResizedCrop(scale=cfg.crop_scale, flip=cfg.flip)
+            data = ResizedCropData(images, maps=maps, targets=targets, num_classes=len(names), crop=crop,
+                                   mixer=mixer)
+            kind, mix = data.target_kind, None
+        else:
+            data = ArrayData(images, targets, augment=cfg.augment(), num_classes=len(names))
+            kind, mix = ("soft" if targets.ndim == 2 else "hard"), mixer
+        result = fit(model, data, **cfg.fit_kwargs(), targets=kind, mix=mix, seed=ctx.seed,
+                     device=ctx.torch_device(), eval_data=eval_data, progress=ctx.progress)
         ctx.save_model(model)
         ctx.write_json("history.json", result.history)
         last = result.history[-1]
-        ctx.metrics.update(train_rows=len(train_idx), epochs=cfg.epochs, train_loss=round(float(last["loss"]), 4))
+        ctx.metrics.update(train_rows=len(train_idx), epochs=cfg.epochs, train_loss=round(float(last["loss"]), 4),
+                           targets=cfg.targets, mix=cfg.mix)
         if result.final_accuracy is not None:
             ctx.metrics.update(accuracy=round(float(result.final_accuracy), 4), eval_rows=len(eval_data[1]))

@@ -103,3 +103,19 @@ def test_bundled_demo_recipe_validates_and_matches_repo_copy(tmp_path):
     repo_copy = Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml"
     if repo_copy.exists():
         assert repo_copy.read_text() == packaged.read_text()
+
+
+def test_fiftyone_step_in_a_recipe_rebuilds_when_dataset_is_gone_and_clean_deletes_it(tmp_path, fo):
+    text = SMALL + ("  - id: fiftyone\n    uses: fiftyone\n"
+                    "    inputs: {data: cifar, predictions: [teacher], embeddings: [embed]}\n")
+    plan = parse_recipe(text, filename="small.yaml")
+    first = run_recipe(plan, workdir=tmp_path, progress=False)
+    record = json.loads((first.run_dir / "fiftyone.json").read_text())
+    dataset = fo.load_dataset(record["dataset"])
+    assert len(dataset) == 240 and dataset.count("teacher") == 120
+    assert run_recipe(plan, workdir=tmp_path, progress=False).outcome("fiftyone").state == "skipped"
+    fo.delete_dataset(record["dataset"])
+    assert run_recipe(plan, workdir=tmp_path, progress=False).outcome("fiftyone").state == "ran"
+    assert fo.dataset_exists(record["dataset"])
+    result = CliRunner().invoke(cli, ["clean", str(first.run_dir), "--yes"])
+    assert result.exit_code == 0 and not fo.dataset_exists(record["dataset"])
