@@ -169,7 +169,7 @@ def run_recipe(
                       for role, refs in step.inputs.items()}
             step_dir = run_dir / step.id
             try:
-                external = step.step_cls.external_fingerprint(step.config)
+                external = step.step_cls.external_fingerprint(step.config, run_dir=run_dir)
             except CurateError as exc:
                 raise UsageError(f"step '{step.id}': {exc}") from exc
             key = cache_key(step, inputs, external, recipe.defaults.seed)

@@ -57,8 +57,12 @@ class Step:
         return []
 
     @classmethod
-    def external_fingerprint(cls, config: Any) -> str | None:
-        """Fingerprint of what the step reads from outside the run (a user folder), or None."""
+    def external_fingerprint(cls, config: Any, *, run_dir: Path) -> str | None:
+        """Fingerprint of what the step reads that no earlier step produced, or None.
+
+        Examples: a user's image folder, or reviewer tags in the run's FiftyOne dataset.
+        It is part of the cache key, so a changed folder or review reruns the step.
+        """
         return None
 
     @classmethod

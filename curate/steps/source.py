@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 from curate.config import ConfigValueError
@@ -32,7 +33,7 @@ class SourceStep(Step):
         return {f"kind: {name}": source_config_class(name) for name in SOURCES.names()}
 
     @classmethod
-    def external_fingerprint(cls, config: Any) -> str | None:
+    def external_fingerprint(cls, config: Any, *, run_dir: Path) -> str | None:
         """Names, sizes and mtimes of the source files: cheap, and changes when they do."""
         from curate.data import source_fingerprint
 

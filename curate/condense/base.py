@@ -1,0 +1,158 @@
+"""The distiller interface: what every condensation method implements, and what it is given.
+
+A method is one :class:`Distiller` subclass registered in
+:data:`curate.condense.registry.DISTILLERS`, with a frozen ``Config`` dataclass of its
+options. The driver (:func:`curate.condense.distill`) owns the synthetic tensor, its
+optimizer, the random generator, checkpoints and progress; a distiller implements
+:meth:`Distiller.iteration`, one outer iteration that updates the synthetic images.
+
+Every synthetic batch goes through :meth:`Distiller.synthetic` before it enters a
+network (matching steps, inner-loop training, embeddings): that is the one place the
+plug-ins (FYI) hook in. Real images never pass through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from curate.condense.dsa import DEFAULT_STRATEGY, DSA, DSADraw, parse_strategy
+from curate.config import ConfigValueError, option
+from curate.errors import UsageError
+
+Plugin = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistillerConfig:
+    """Options shared by the matching methods (the official defaults of DC/DSA/DM/DCC)."""
+
+    lr_img: float = option(0.1, gt=0, help="learning rate of the synthetic images (SGD)")
+    momentum_img: float = option(0.5, ge=0, lt=1, help="momentum of the synthetic images' SGD")
+    batch_real: int = option(256, gt=0, help="real images per class in each matching step")
+    dsa: bool = option(False, help="differentiable siamese augmentation of real and synthetic batches")
+    dsa_strategy: str = option(DEFAULT_STRATEGY, help="DSA families joined by '_' (drop 'flip' for digits)")
+
+    def __post_init__(self) -> None:
+        try:
+            parse_strategy(self.dsa_strategy)
+        except UsageError as exc:
+            raise ConfigValueError("dsa_strategy", str(exc)) from None
+
+
+class RealImages:
+    """The real training images in model-input space (N, C, H, W) on the device, sampled per class."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, num_classes: int):
+        self.images = images
+        self.labels = labels.long().cpu()
+        self.num_classes = num_classes
+        order = torch.argsort(self.labels, stable=True)
+        counts = torch.bincount(self.labels, minlength=num_classes)
+        self.by_class = list(order.split(counts.tolist()))
+
+    @classmethod
+    def from_uint8(cls, images: np.ndarray, labels: np.ndarray, *, preprocess: Callable, num_classes: int,
+                   device: str, chunk: int = 1024) -> "RealImages":
+        x = torch.cat([preprocess(torch.from_numpy(np.ascontiguousarray(images[i:i + chunk])))
+                       for i in range(0, len(images), chunk)])
+        return cls(x.to(device), torch.as_tensor(np.asarray(labels)), num_classes=num_classes)
+
+    @property
+    def counts(self) -> list[int]:
+        return [len(i) for i in self.by_class]
+
+    def sample(self, c: int, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``min(n, count)`` distinct random images of class ``c``."""
+        pool = self.by_class[c]
+        pick = pool[torch.randperm(len(pool), generator=generator)[:n]]
+        return self.images[pick.to(self.images.device)]
+
+    def sample_classes(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`sample` for every class, concatenated class by class, with the labels."""
+        parts = [self.sample(c, n, generator) for c in range(self.num_classes)]
+        labels = torch.cat([torch.full((len(p),), c, dtype=torch.long) for c, p in enumerate(parts)])
+        return torch.cat(parts), labels.to(self.images.device)
+
+
+@dataclass(frozen=True)
+class NetworkFactory:
+    """Fresh randomly initialized registry networks, seeded from the distillation generator."""
+
+    name: str
+    num_classes: int
+    config: dict[str, Any]
+    device: str
+    channels_last: bool = False
+
+    def build(self, seed: int) -> nn.Module:
+        from curate.models import create_model
+
+        net = create_model(self.name, num_classes=self.num_classes, weights=None, seed=seed, **self.config)
+        net.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+        return net.train()
+
+    def __call__(self, generator: torch.Generator) -> nn.Module:
+        return self.build(draw_seed(generator))
+
+
+def draw_seed(generator: torch.Generator) -> int:
+    """A seed for a sub-process (a network init, a training run) drawn from ``generator``."""
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+
+
+class Distiller:
+    """Base class of condensation methods; subclasses set ``Config`` and implement :meth:`iteration`."""
+
+    Config: ClassVar[type] = DistillerConfig
+    summary: ClassVar[str] = ""
+
+    def __init__(self, config: Any, *, real: RealImages, ipc: int, network: NetworkFactory,
+                 plugins: Sequence[Plugin] = (), device: str = "cpu"):
+        self.config = config
+        self.real = real
+        self.ipc = ipc
+        self.network = network
+        self.plugins = list(plugins)
+        self.device = device
+        self.num_classes = real.num_classes
+        # the DSA of this run, also what the evaluation protocol trains with (None: no augmentation)
+        self.dsa = DSA(strategy=config.dsa_strategy) if config.dsa else None
+
+    @classmethod
+    def resolve(cls, config: Any, *, ipc: int, iterations: int) -> Any:
+        """The config with every default that depends on ``ipc`` or ``iterations`` filled in."""
+        return config
+
+    def optimizer(self, images: torch.Tensor) -> torch.optim.Optimizer:
+        return torch.optim.SGD([images], lr=self.config.lr_img, momentum=self.config.momentum_img)
+
+    def synthetic(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The hook: every synthetic batch passes here, through each plug-in, before a network sees it."""
+        for plugin in self.plugins:
+            images, labels = plugin(images, labels)
+        return images, labels
+
+    def siamese_draw(self, generator: torch.Generator, images: torch.Tensor) -> DSADraw | None:
+        """One DSA draw per class, shared by that class's real and synthetic images (None without DSA)."""
+        if self.dsa is None:
+            return None
+        return self.dsa.draw(self.num_classes, generator, size=tuple(images.shape[-2:]))
+
+    def siamese(self, images: torch.Tensor, labels: torch.Tensor, draw: DSADraw | None) -> torch.Tensor:
+        """Apply each class's row of ``draw`` to its images (identity without DSA)."""
+        if draw is None:
+            return images
+        return self.dsa.apply(images, draw, index=labels)
+
+    def net_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.network.channels_last else x
+
+    def iteration(self, images: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer,
+                  generator: torch.Generator, iteration: int) -> float:
+        """One outer iteration: update ``images`` (a leaf tensor) in place; return the matching loss."""
+        raise NotImplementedError
