@@ -113,6 +113,7 @@ def _kind_command(name: str, kinds: tuple[str, ...], summary: str) -> click.Comm
 
 _kind_command("relabel", ("relabel",), "Annotate localized multi-label maps.")
 _kind_command("condense", ("condense",), "Distill the dataset into a few synthetic images per class.")
+_kind_command("synth", ("synth",), "Generate class-steered synthetic images and add the kept ones as a new table version.")
 
 
 @cli.command()
