@@ -1,0 +1,13 @@
+"""Synthetic data: diffusion models trained on a table version, class-steered sampling, filters and quality.
+
+Modules (each imports torch/diffusers itself, so ``import synth`` stays cheap):
+
+- ``synth.train_diffusion``: DDPM training of a diffusers ``UNet2DModel`` with EMA, checkpoints and exact resume;
+- ``synth.noisy_classifier``: a small timestep-aware classifier ``p(y | x_t, t)`` trained on noised images;
+- ``synth.guidance``: classifier guidance components (registry :data:`synth.guidance.GUIDANCE`);
+- ``synth.pipeline``: :class:`~synth.pipeline.GuidedPipeline`, one readable sampling loop with per-sample seeds;
+- ``synth.filters``: confidence and near-copy filters, provenance, the new table version (shared by every method);
+- ``synth.quality``: KID, FID, sample sheets;
+- ``synth.methods``: the synth method registry (``classifier_guidance``);
+- ``synth.steps``: the recipe steps ``train_diffusion`` and ``synth``.
+"""

@@ -1,0 +1,253 @@
+"""Recipe steps `train_diffusion` and `synth` (thin: the algorithms live in the synth modules)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from curate.config import option, to_dict
+from curate.steps.base import Role, Step, StepContext
+from curate.steps.options import class_names_of, split_indices
+
+DIFFUSION_TYPE = "diffusion_model"
+"""Artifact type of a saved diffusion model: a diffusers folder (``unet/``, ``scheduler/``, ``curate.json``)."""
+
+
+# --- train_diffusion -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainDiffusionConfig:
+    """Defaults are the CPU demo size (minutes); a CIFAR-size GPU model is e.g. image_size 32,
+    block_out_channels [128, 256, 256], layers_per_block 2, attention_levels [1], steps 50000, batch_size 128."""
+
+    split: str | None = option("train", help="rows to train on (null: all)")
+    image_size: int = option(16, gt=0, help="images are resized to image_size x image_size")
+    block_out_channels: tuple[int, ...] = option((16, 32), help="UNet widths, one per resolution level")
+    layers_per_block: int = option(1, gt=0)
+    attention_levels: tuple[int, ...] = option((), help="levels (0 = full resolution) with self-attention")
+    class_conditional: bool = option(True, help="class embedding (num_class_embeds): samples follow a label")
+    steps: int = option(300, gt=0, help="optimizer steps")
+    batch_size: int = option(32, gt=0)
+    lr: float = option(2e-4, gt=0, help="AdamW learning rate (after warmup)")
+    warmup_steps: int = option(20, ge=0)
+    ema_decay: float = option(0.995, ge=0, lt=1, help="EMA of the weights; the saved model holds the EMA weights")
+    grad_clip: float = option(1.0, gt=0)
+    num_train_timesteps: int = option(1000, gt=1)
+    beta_schedule: Literal["linear", "squaredcos_cap_v2"] = option("linear")
+    flip: bool = option(True, help="random horizontal flips")
+    checkpoint_every: int = option(100, gt=0, help="write a resumable checkpoint every this many steps")
+
+
+class TrainDiffusionStep(Step):
+    summary = "Train a DDPM UNet2DModel (diffusers) on a table version; EMA, checkpoints, resume, loss curve."
+    version = 1
+    Config = TrainDiffusionConfig
+    inputs = {"data": Role(("table",), help="the table version to train on")}
+    produces = (DIFFUSION_TYPE,)
+
+    def run(self, ctx: StepContext) -> None:
+        import numpy as np
+
+        from curate import workspace
+        from curate.data import decode_images
+        from synth import train_diffusion as td
+
+        cfg: TrainDiffusionConfig = ctx.config
+        source = ctx.input("data")
+        table = source.table()
+        names = class_names_of(table)
+        rows = split_indices(table, cfg.split, where="with.split")
+        images = decode_images(table, rows, size=(cfg.image_size, cfg.image_size))
+        labels = np.asarray(table["label"])[rows]
+        unet = td.build_unet(image_size=cfg.image_size, block_out_channels=cfg.block_out_channels,
+                             layers_per_block=cfg.layers_per_block, attention_levels=cfg.attention_levels,
+                             num_classes=len(names) if cfg.class_conditional else None, seed=ctx.seed)
+        key = td.resume_key_of(config=to_dict(cfg), data=source.entry("table")["fingerprint"], seed=ctx.seed)
+        result = td.train_ddpm(
+            unet, images, labels, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+            ema_decay=cfg.ema_decay, grad_clip=cfg.grad_clip, num_train_timesteps=cfg.num_train_timesteps,
+            beta_schedule=cfg.beta_schedule, flip=cfg.flip, checkpoint_dir=ctx.path("checkpoints"),
+            checkpoint_every=cfg.checkpoint_every, resume_key=key, seed=ctx.seed, device=ctx.torch_device(),
+            progress=ctx.progress)
+        target = ctx.path("model")
+        with workspace.atomic_dir(target) as tmp:
+            td.save_diffusion_model(tmp, result.unet.to("cpu"), result.scheduler, class_names=names)
+        ctx.add_output(DIFFUSION_TYPE, {
+            "path": "model", "fingerprint": workspace.tree_sha256(target), "format": "diffusers",
+            "image_size": cfg.image_size, "conditional": cfg.class_conditional, "class_names": names})
+        ctx.write_file("loss.png", lambda p: td.loss_curve_png(p, result.losses))
+        ctx.write_file("losses.npy", lambda p: np.save(p, result.losses))
+        tail = result.losses[-max(1, len(result.losses) // 10):]
+        ctx.metrics.update(train_rows=len(rows), steps=cfg.steps, final_loss=round(float(tail.mean()), 4),
+                           resumed_from=result.resumed_from, images_per_second=round(result.images_per_second, 1),
+                           parameters=sum(p.numel() for p in result.unet.parameters()))
+
+
+# --- synth ---------------------------------------------------------------------------------
+
+
+class SynthStep(Step):
+    summary = ("Generate labelled images with a diffusion model (method: classifier_guidance, ...), filter them "
+               "(confidence, near copies), append them as `set: synthetic` rows in a new table version; KID/FID.")
+    version = 1
+    inputs = {
+        "data": Role(("table",), help="the table version to extend (and its real rows for filters and KID/FID)"),
+        "diffusion": Role((DIFFUSION_TYPE,), optional=True, help="a train_diffusion step (or with.diffusion_model)"),
+        "classifier": Role(("model",), optional=True, help="a `train` step's classifier (clean guidance, filter)"),
+    }
+    produces = ("table", "report")
+
+    @classmethod
+    def config_class(cls, raw) -> type:
+        from curate.config import ConfigValueError
+        from curate.errors import UnknownName
+        from synth.methods import METHODS
+
+        try:
+            return METHODS.get(str(raw.get("method", "classifier_guidance"))).Config
+        except UnknownName as exc:
+            raise ConfigValueError("method", str(exc)) from None
+
+    @classmethod
+    def config_variants(cls) -> dict[str, type]:
+        from synth.methods import METHODS
+
+        return {f"method: {name}": METHODS.get(name).Config for name in METHODS.names()}
+
+    @classmethod
+    def check(cls, config, wired):
+        if config.diffusion_model and "diffusion" in wired:
+            return [("diffusion_model", "give either `with.diffusion_model` or `inputs.diffusion`, not both")]
+        if not config.diffusion_model and "diffusion" not in wired:
+            return [("diffusion_model", "wire a train_diffusion step to `inputs.diffusion` or name a diffusers "
+                                        "model folder / hub id in `with.diffusion_model`")]
+        return []
+
+    def run(self, ctx: StepContext) -> None:
+        import time
+
+        import numpy as np
+
+        from curate.data import decode_images
+        from curate.errors import UsageError
+        from curate.learn import predict_images
+        from curate.models import create_model
+        from synth import filters, quality
+        from synth.methods import METHODS, SynthInputs, plan_samples
+        from synth.train_diffusion import load_diffusion_model
+
+        cfg = ctx.config
+        device = ctx.torch_device()
+        table = ctx.input("data").table()
+        names = class_names_of(table)
+        diffusion_in = ctx.maybe_input("diffusion")
+        diffusion = load_diffusion_model(diffusion_in.dir / diffusion_in.entry(DIFFUSION_TYPE)["path"]
+                                         if diffusion_in else cfg.diffusion_model)
+        if diffusion.class_names is not None and diffusion.class_names != names:
+            raise UsageError(f"the diffusion model was trained on classes {diffusion.class_names[:5]}... but the "
+                             f"table's classes are {names[:5]}...; train it on this table")
+        size = (diffusion.image_size, diffusion.image_size)
+        labels_all = np.asarray(table["label"])
+        real_rows = split_indices(table, cfg.real_split, where="with.real_split")
+        real_images = decode_images(table, real_rows, size=size)
+        clean = self._clean_classifier(ctx, cfg, names)
+        class_ids = self._class_ids(cfg, names)
+        base_seed = ctx.seed if cfg.seed is None else cfg.seed
+        labels, numbers, seeds = plan_samples(class_ids, per_class=cfg.per_class, base_seed=base_seed)
+
+        started = time.perf_counter()
+        gen = METHODS.get(cfg.method)().generate(
+            cfg, SynthInputs(diffusion, real_images, labels_all[real_rows], names, clean), labels=labels,
+            numbers=numbers, seeds=seeds, base_seed=base_seed, device=device, progress=ctx.progress)
+        seconds = time.perf_counter() - started
+        filter_model = (create_model(cfg.filter_model, num_classes=len(names), weights=cfg.filter_weights)
+                        if cfg.filter_model else clean)
+        pred_probs = predict_images(filter_model, gen.images, device=device) if filter_model is not None \
+            else gen.classify(gen.images)
+
+        feature_model = create_model(cfg.feature_model, num_classes=len(names))
+        fake_features = quality.embed_images(feature_model, gen.images, device=device)
+        real_features = quality.embed_images(feature_model, real_images, device=device)
+        result = filters.filter_samples(
+            pred_probs, gen.labels, fake_features, real_features,
+            real_ids=np.asarray(table["id"])[real_rows].tolist(), min_confidence=cfg.min_confidence,
+            min_copy_distance=cfg.min_copy_distance)
+        keep = result.keep
+        model_ref = diffusion_in.step_id if diffusion_in else str(cfg.diffusion_model)
+        rows = filters.synthetic_rows(
+            images=gen.images[keep], labels=gen.labels[keep], numbers=gen.numbers[keep], step_id=ctx.step_id,
+            class_names=names, split=cfg.split, provenance={
+                "synth_method": cfg.method, "synth_step": ctx.step_id, "synth_model": model_ref,
+                "synth_seed": gen.seeds[keep], "synth_guidance_scale": gen.guidance_scale[keep],
+                "synth_confidence": result.confidence[keep], "synth_copy_distance": result.copy_distance[keep],
+                "synth_nearest": result.nearest[keep]})
+        ctx.save_table(filters.append_rows(table, rows))
+
+        for name, writer in gen.files.items():
+            ctx.write_file(name, writer)
+        self._sheets(ctx, gen, keep, len(names), cfg.sheet_per_class)
+        metrics: dict[str, Any] = {
+            "generated": int(len(keep)), **result.counts(),
+            "images_per_second": round(len(keep) / seconds, 2),
+            "accuracy": round(float((pred_probs.argmax(1) == gen.labels).mean()), 4),
+            "mean_target_prob": round(float(result.confidence.mean()), 4), **gen.metrics}
+        if cfg.reference_split is not None:
+            ref_rows = split_indices(table, cfg.reference_split, where="with.reference_split")
+            ref = quality.embed_images(feature_model, decode_images(table, ref_rows, size=size), device=device)
+            metrics.update(_distances("all", ref, fake_features))
+            if keep.sum() >= 2:
+                metrics.update(_distances("kept", ref, fake_features[keep]))
+            metrics.update(_distances("real", ref, real_features))  # the floor at these counts
+        ctx.metrics.update(metrics)
+        ctx.write_json("filter.json", {"numbers": gen.numbers.tolist(), "labels": gen.labels.tolist(),
+                                       "reason": result.reason.tolist(),
+                                       "confidence": np.round(result.confidence, 4).tolist(),
+                                       "copy_distance": np.round(result.copy_distance, 4).tolist()})
+
+    @staticmethod
+    def _clean_classifier(ctx: StepContext, cfg, names: list[str]):
+        from curate.models import create_model
+        from curate.steps.options import check_class_names
+
+        wired = ctx.maybe_input("classifier")
+        if wired is not None:
+            model = wired.model()
+        elif getattr(cfg, "classifier_model", None):
+            model = create_model(cfg.classifier_model, num_classes=len(names), weights=cfg.classifier_weights,
+                                 class_names=names)
+        else:
+            return None
+        check_class_names(model, names)
+        return model
+
+    @staticmethod
+    def _class_ids(cfg, names: list[str]):
+        import numpy as np
+
+        from curate.errors import UsageError
+
+        if cfg.classes is None:
+            return np.arange(len(names))
+        unknown = [c for c in cfg.classes if c not in names]
+        if unknown:
+            raise UsageError(f"with.classes: {unknown[0]!r} is not a class of the table ({', '.join(names[:10])})")
+        return np.array([names.index(c) for c in cfg.classes])
+
+    @staticmethod
+    def _sheets(ctx: StepContext, gen, keep, num_classes: int, per_class: int) -> None:
+        from synth.quality import class_grid, write_png
+
+        scale = max(1, 64 // gen.images.shape[1])
+        for name, mask in (("samples", slice(None)), ("kept", keep)):
+            grid = class_grid(gen.images[mask], gen.labels[mask], num_classes=num_classes, per_class=per_class)
+            digest = ctx.write_file(f"{name}.png", lambda p, g=grid: write_png(p, g, scale=scale))
+            if name == "samples":
+                ctx.add_output("report", {"path": "samples.png", "fingerprint": digest, "kept": "kept.png"})
+
+
+def _distances(prefix: str, reference, features) -> dict[str, float]:
+    from synth.quality import fid, kid
+
+    return {f"kid_{prefix}": round(kid(reference, features).mean, 5),
+            f"fid_{prefix}": round(fid(reference, features), 3)}

@@ -1,0 +1,27 @@
+"""Tiny random-weight components for the synth tests (diffusers get_dummy_components style)."""
+
+import torch
+from torch import nn
+
+from synth.pipeline import make_sampler
+from synth.train_diffusion import build_unet, make_scheduler
+
+
+def tiny_unet(*, num_classes=None, seed=0):
+    return build_unet(image_size=8, block_out_channels=(4, 8), layers_per_block=1, num_classes=num_classes, seed=seed)
+
+
+def tiny_sampler(name="ddim", *, timesteps=100, **overrides):
+    return make_sampler(name, dict(make_scheduler(num_train_timesteps=timesteps).config), **overrides)
+
+
+class PixelLinear(nn.Module):
+    """A fixed linear classifier on pixels, ignoring t: log p(y|x) = w_y . x - logsumexp (analytic gradients)."""
+
+    def __init__(self, *, num_classes=2, dims=3 * 8 * 8, seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.weight = nn.Parameter(torch.randn(num_classes, dims, generator=g) * 0.05, requires_grad=False)
+
+    def forward(self, x, t=None):
+        return x.flatten(1) @ self.weight.T
