@@ -17,6 +17,16 @@ numpy brute force), so the ratios hold on whatever CPU runs this:
 Queries are fresh draws from the same distribution (not stored). Recall@10 is the share of
 the exact top 10 (FAISS flat) found in each method's top 10. Target (issue 4): recall@10 >=
 0.95 at >= 10x the exact queries/s at 1M vectors.
+
+``--fo-n`` (default 100,000 x 512 clustered vectors with 100 planted near duplicates) times
+FiftyOne's ``sort_by_similarity`` with the Brain's default ``sklearn`` backend against
+curate's ``faiss`` backend in the same run: indexing time and memory, the first query in a
+fresh process (what the App server pays), warm queries, and near duplicates (the Brain's
+``find_duplicates`` on each backend, and curate's ``find_near_duplicates``). It needs a
+FiftyOne database: curate's embedded one (set ``CURATE_HOME`` to keep it out of ~/.cache).
+Targets: index 100k in seconds, first query < 1 s, near duplicates in a tenth of the Brain's time.
+
+    CURATE_HOME=/tmp/bench-home python bench/index.py --n 0 --real-n 0 --fo-n 100000
 """
 
 from __future__ import annotations
@@ -151,6 +161,116 @@ def bench_duplicates(n: int, d: int, *, seed: int, kinds: list[str]) -> None:
         print(f"  {kind:<5} {seconds:7.1f} s, {len(pairs)} pairs ({planted} of 100 planted)")
 
 
+_FRESH_QUERY = """
+import json, sys, time
+t0 = time.perf_counter()
+from curate.fo.database import connect
+fo = connect()
+t1 = time.perf_counter()
+ds = fo.load_dataset(sys.argv[1])
+ids = ds.sort_by_similarity(sys.argv[3], k=10, brain_key=sys.argv[2]).values("id")
+t2 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "first_query_s": t2 - t1, "top": ids[:3]}))
+"""
+
+
+def fresh_process_query(dataset: str, brain_key: str, sample_id: str) -> dict:
+    """A new Python process: import FiftyOne, then time load + first sort_by_similarity (what the App server does)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _FRESH_QUERY, dataset, brain_key, sample_id], check=True,
+                         capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def rss_gb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**30
+
+
+def bench_fiftyone(n: int, d: int, *, seed: int, queries: int, threshold: float, sklearn: bool, kind: str,
+                   brain_duplicates: bool) -> list[dict]:
+    """sort_by_similarity on an N-sample FiftyOne dataset: the Brain's sklearn backend vs curate's faiss
+    backend (registered on a saved index of ``kind``, as the `index` step does): indexing time and memory,
+    first query in a fresh process, warm query latency, and near duplicates at ``threshold``."""
+    import tempfile
+    import uuid
+
+    from curate.fo.database import connect
+    from curate.index import find_near_duplicates
+    from curate.index.fiftyone_backend import register_index
+
+    fo = connect()
+    import fiftyone.brain as fob
+
+    x = clustered(n, d, seed=seed)
+    x[n // 2:n // 2 + 100] = x[:100] + 0.01 * np.random.default_rng(seed).standard_normal((100, d), dtype=np.float32)
+    name = f"bench-index-{uuid.uuid4().hex[:8]}"
+    dataset = fo.Dataset(name)
+    (_, add_s) = timed(lambda: dataset.add_samples(
+        [fo.Sample(filepath=f"/bench/{i}.png", curate_id=f"b{i}") for i in range(n)], progress=False))
+    print(f"fiftyone: {n} samples x {d} dims ({add_s:.1f} s to add the samples)")
+    ids = dataset.values("id")
+    probe = [ids[i] for i in np.random.default_rng(seed).choice(n, queries, replace=False)]
+    rows = []
+    try:
+        backends = (["sklearn"] if sklearn else []) + ["faiss"]
+        for backend in backends:
+            rss0 = rss_gb()
+            if backend == "sklearn":
+                results, index_s = timed(lambda: fob.compute_similarity(
+                    dataset, embeddings=x, brain_key="sk", backend="sklearn", metric="cosine", progress=False))
+                key = "sk"
+            else:
+                tmp = Path(tempfile.mkdtemp(prefix="bench-index-"))
+
+                def build():
+                    built = build_index(x, kind=kind, ids=[f"b{i}" for i in range(n)])
+                    built.save(tmp / "index.faiss")
+                    return register_index(dataset, "fx", tmp / "index.faiss")
+
+                results, index_s = timed(build)
+                key = "fx"
+            rss1 = rss_gb()
+            fresh = fresh_process_query(name, key, probe[0])
+            dataset.sort_by_similarity(probe[0], k=10, brain_key=key).values("id")  # warm up this process
+            warm = []
+            for q in probe:
+                _, seconds = timed(lambda: dataset.sort_by_similarity(q, k=10, brain_key=key).values("id"))
+                warm.append(seconds)
+            dups_s = float("nan")
+            if brain_duplicates:
+                _, dups_s = timed(lambda: results.find_duplicates(thresh=threshold))
+            row = {"backend": backend, "n": n, "dim": d, "index_s": index_s, "index_rss_gb": rss1 - rss0,
+                   "fresh_import_s": fresh["import_s"], "fresh_first_query_s": fresh["first_query_s"],
+                   "warm_query_s": float(np.median(warm)), "brain_duplicates_s": dups_s,
+                   "duplicates": len(results.duplicate_ids or [])}
+            rows.append(row)
+            label = backend if backend == "sklearn" else f"faiss {kind}"
+            print(f"  {label:<11} index {index_s:7.2f} s (+{row['index_rss_gb']:.2f} GB)  "
+                  f"fresh first query {fresh['first_query_s']:6.2f} s (+{fresh['import_s']:.1f} s import)  "
+                  f"warm {row['warm_query_s'] * 1000:7.1f} ms  find_duplicates {dups_s:7.2f} s "
+                  f"({row['duplicates']} duplicates)", flush=True)
+        groups, near_s = timed(lambda: find_near_duplicates(x, threshold=threshold, k=10))
+        print(f"  curate find_near_duplicates (auto graph, k=10): {near_s:.2f} s, {groups.n_duplicates} duplicates")
+        rows.append({"backend": "curate find_near_duplicates", "n": n, "dim": d, "duplicates_s": near_s,
+                     "duplicates": groups.n_duplicates})
+        if sklearn:
+            sk, fx = rows[0], rows[1]
+            print(f"  ratios sklearn/faiss: index {sk['index_s'] / fx['index_s']:.1f}x, fresh first query "
+                  f"{sk['fresh_first_query_s'] / fx['fresh_first_query_s']:.1f}x, warm "
+                  f"{sk['warm_query_s'] / fx['warm_query_s']:.1f}x, find_duplicates "
+                  f"{sk['brain_duplicates_s'] / fx['brain_duplicates_s']:.1f}x; brain sklearn duplicates / curate "
+                  f"near duplicates {sk['brain_duplicates_s'] / near_s:.1f}x")
+    finally:
+        for key in dataset.list_brain_runs():
+            dataset.delete_brain_run(key)
+        dataset.delete()
+    return rows
+
+
 def print_table(rows: list[dict]) -> None:
     head = f"| {'data':<10} | {'method':<19} | {'params':<13} | {'build s':>7} | {'queries/s':>9} | " \
            f"{'recall@10':>9} | {'x flat':>6} | {'x numpy':>7} |"
@@ -181,6 +301,16 @@ def main() -> None:
     parser.add_argument("--dups-n", type=int, default=0, help="also time near duplicates over this many rows")
     parser.add_argument("--dups-dim", type=int, default=512)
     parser.add_argument("--dups-kinds", nargs="+", default=["hnsw", "flat"])
+    parser.add_argument("--fo-n", type=int, default=100_000,
+                        help="samples of the FiftyOne sort_by_similarity benchmark (0 skips)")
+    parser.add_argument("--fo-dim", type=int, default=512)
+    parser.add_argument("--fo-queries", type=int, default=20, help="warm sort_by_similarity queries timed")
+    parser.add_argument("--fo-threshold", type=float, default=0.01, help="near-duplicate cosine distance")
+    parser.add_argument("--no-sklearn", action="store_true", help="skip the Brain's sklearn backend (slow, +GBs)")
+    parser.add_argument("--fo-kind", default="flat", help="index kind of the faiss brain run (the index step's "
+                        "auto gives flat below 200k rows)")
+    parser.add_argument("--no-brain-duplicates", action="store_true",
+                        help="skip the Brain's find_duplicates (all-pairs radius search; slow on a flat index)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
     if args.threads:
@@ -210,6 +340,10 @@ def main() -> None:
         print_table(rows)
     if args.dups_n:
         bench_duplicates(args.dups_n, args.dups_dim, seed=args.seed, kinds=args.dups_kinds)
+    if args.fo_n:
+        rows += bench_fiftyone(args.fo_n, args.fo_dim, seed=args.seed, queries=args.fo_queries,
+                               threshold=args.fo_threshold, sklearn=not args.no_sklearn, kind=args.fo_kind,
+                               brain_duplicates=not args.no_brain_duplicates)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

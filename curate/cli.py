@@ -95,7 +95,7 @@ def _report(runner, *args, quiet: bool = False, **kwargs) -> Path:
     return result.run_dir
 
 
-def _kind_command(name: str, kinds: tuple[str, ...], summary: str) -> click.Command:
+def _kind_command(name: str, kinds: tuple[str, ...], summary: str, *, group: click.Group | None = None) -> click.Command:
     """`curate NAME RUN_DIR`: run the run's steps of these kinds (and what they need)."""
 
     @click.argument("run_dir", type=RUN_DIR)
@@ -108,7 +108,7 @@ def _kind_command(name: str, kinds: tuple[str, ...], summary: str) -> click.Comm
         _report(run_steps_of_kind, run_dir, kinds, overrides=overrides, force=force, quiet=quiet)
 
     command.__doc__ = f"{summary} Runs the `{'`/`'.join(kinds)}` steps of RUN_DIR's recipe."
-    return cli.command(name)(command)
+    return (group or cli).command(name)(command)
 
 
 _kind_command("relabel", ("relabel",), "Annotate localized multi-label maps.")
@@ -158,6 +158,52 @@ def clean(run_dir: Path, yes: bool) -> None:
         click.confirm(f"delete {run_dir} and everything in it?", abort=True)
     removed = clean_run(run_dir)
     click.echo(f"removed {removed}")
+
+
+@cli.group()
+def index() -> None:
+    """FAISS similarity index of a run: build it, query it, find duplicates."""
+
+
+_kind_command("build", ("index",), "Build the run's FAISS index.", group=index)
+_kind_command("dups", ("duplicates",), "Find exact and near duplicates and train/test leaks.", group=index)
+
+
+@index.command("query")
+@click.argument("run_dir", type=RUN_DIR)
+@click.option("--id", "sample_id", help="Query by a sample id of the run's table.")
+@click.option("--image", "image_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Query by an image file (embedded with the index's model).")
+@click.option("--vector", "vector_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Query by a vector saved as .npy.")
+@click.option("-k", default=10, show_default=True, help="Number of neighbours.")
+@click.option("--step", "index_step", help="Which index step (default: the only one).")
+def index_query(run_dir: Path, sample_id: str | None, image_path: Path | None, vector_path: Path | None, k: int,
+                index_step: str | None) -> None:
+    """Print the nearest neighbours (sample id, distance, set) of a sample, image or vector."""
+    from curate.index.query import query_index
+
+    vector = None
+    if vector_path is not None:
+        import numpy as np
+
+        vector = np.load(vector_path, allow_pickle=False)
+    neighbors = query_index(run_dir, index_step=index_step, sample_id=sample_id, image_path=image_path,
+                            vector=vector, k=k)
+    for n in neighbors:
+        click.echo(f"{n.distance:.4f}  {n.set or '-':<10}  {n.sample_id}")
+
+
+@cli.command()
+@click.argument("run_dir", type=RUN_DIR)
+@click.option("--push", "push_to", metavar="REPO_ID", help="Also push to this Hugging Face Hub dataset repo.")
+@click.option("--public", is_flag=True, help="Make a pushed repo public (default: private).")
+def export(run_dir: Path, push_to: str | None, public: bool) -> None:
+    """Export the run's table as a DatasetDict (Parquet + save_to_disk) with a dataset card."""
+    from curate.export.runs import export_run
+
+    for result in export_run(run_dir, push_to=push_to, private=not public):
+        click.echo(f"{result.step}: {result.folder}" + (f"  -> {result.url}" if result.url else ""))
 
 
 @cli.command()

@@ -28,6 +28,8 @@ from typing import Any, Callable, Iterator
 from curate.errors import RunLocked, UsageError
 
 MANIFEST = "step.json"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 LOCK_FILE = ".lock"
 
 
@@ -79,6 +81,7 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], Any]) -> str:
     tmp = Path(tmp_name)
     try:
         writer(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual permissions
         digest = file_sha256(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from curate.errors import CurateError, UsageError
-from curate.fo.database import URI_ENV, configure, connect, fiftyone_home
+from curate.fo.database import URI_ENV, brain_env, configure, connect, fiftyone_home
 from curate.fo.runs import RUN_RECORD, read_run_record
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,9 @@ def open_app(
     if record.get("database") == "external" and not record.get("database_uri") and not os.environ.get(URI_ENV):
         raise UsageError(f"run {run_dir} used an external FiftyOne database; set {URI_ENV} to its URI")
     configure(record.get("database_uri"))
-    return launch_app(record["dataset"], port=port, address=address, telemetry=telemetry, wait_timeout=wait_timeout)
+    # the server process loads the run's `faiss` brain runs (App similarity search) through this
+    return launch_app(record["dataset"], port=port, address=address, telemetry=telemetry, wait_timeout=wait_timeout,
+                      env=brain_env())
 
 
 def _check_port_free(address: str, port: int) -> None:

@@ -33,7 +33,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Mapping
 
 from curate.errors import CurateError, UsageError
 
@@ -43,6 +43,11 @@ HOME_ENV = "CURATE_HOME"
 DEFAULT_HOME = "~/.cache/curate"
 URI_ENV = "FIFTYONE_DATABASE_URI"
 SERVICE_NAME = "curate-db"
+# curate's FiftyOne brain similarity backend, declared through FiftyOne's environment configuration
+BRAIN_BACKEND = "faiss"
+BRAIN_BACKEND_CONFIG = "curate.index.fiftyone_backend.FaissSimilarityConfig"
+BRAIN_BACKENDS_ENV = "FIFTYONE_BRAIN_SIMILARITY_BACKENDS"
+BRAIN_BACKEND_CLASS_ENV = "FIFTYONE_BRAIN_SIMILARITY_FAISS_CONFIG_CLS"
 # WiredTiger preallocates journal files (~300 MB per data folder) unless told not to.
 WIREDTIGER_CONFIG = "log=(prealloc=false,file_max=10MB)"
 
@@ -84,12 +89,36 @@ def fiftyone_env(home: Path) -> dict[str, str]:
     }
 
 
+def brain_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The ``FIFTYONE_BRAIN_*`` variables that declare curate's ``faiss`` similarity backend,
+    on top of the backends ``environ`` already declares (every built-in one by default)."""
+    environ = os.environ if environ is None else environ
+    declared = [b.strip() for b in environ.get(BRAIN_BACKENDS_ENV, "*").split(",") if b.strip()]
+    if BRAIN_BACKEND not in declared:
+        declared.append(BRAIN_BACKEND)
+    return {BRAIN_BACKENDS_ENV: ",".join(declared), BRAIN_BACKEND_CLASS_ENV: BRAIN_BACKEND_CONFIG}
+
+
+def register_brain_backend() -> None:
+    """Make ``backend="faiss"`` known to FiftyOne's brain in this process and its children.
+
+    FiftyOne parses its brain config once, at ``import fiftyone.brain``; if that already
+    happened, the backend is added to the parsed config as well.
+    """
+    os.environ.update(brain_env())
+    brain = sys.modules.get("fiftyone.brain")
+    if brain is not None and hasattr(brain, "brain_config"):
+        brain.brain_config.similarity_backends.setdefault(BRAIN_BACKEND, {"config_cls": BRAIN_BACKEND_CONFIG})
+
+
 def configure(database_uri: str | None = None) -> Database:
     """Point FiftyOne at curate's folders and a database; start the embedded one if needed.
 
     Call before ``import fiftyone`` (every ``curate.fo`` function does, through
-    :func:`connect`). Existing ``FIFTYONE_*`` variables win over curate's defaults.
+    :func:`connect`). Existing ``FIFTYONE_*`` variables win over curate's defaults. The
+    ``faiss`` brain similarity backend is registered (:func:`register_brain_backend`).
     """
+    register_brain_backend()
     current: Database | None = _state["database"]
     if current is not None:
         if database_uri is not None and database_uri != current.uri:

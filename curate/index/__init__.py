@@ -1,6 +1,8 @@
 """Similarity search and duplicates: FAISS indexes with sample ids, k-NN graphs, duplicate groups.
 
-Importing this package does not import FAISS; the functions that need it do.
+Importing this package does not import FAISS; the functions that need it do. The FiftyOne
+Brain backend (:mod:`curate.index.fiftyone_backend`, which imports FiftyOne) loads only when
+``FaissSimilarityConfig`` is first asked for.
 """
 
 from curate.index.duplicates import (
@@ -12,6 +14,7 @@ from curate.index.duplicates import (
     find_exact_duplicates,
     find_near_duplicates,
     group_exact,
+    group_members,
     near_duplicate_pairs,
     pixel_hashes,
     representatives,
@@ -22,6 +25,7 @@ from curate.index.knn import knn_graph
 __all__ = [
     "AUTO_EXACT_MAX",
     "DuplicateGroups",
+    "FaissSimilarityConfig",
     "Pairs",
     "SimilarityIndex",
     "build_index",
@@ -31,6 +35,7 @@ __all__ = [
     "find_exact_duplicates",
     "find_near_duplicates",
     "group_exact",
+    "group_members",
     "knn_graph",
     "load_index",
     "near_duplicate_pairs",
@@ -38,3 +43,11 @@ __all__ = [
     "representatives",
     "sidecar_path",
 ]
+
+
+def __getattr__(name: str):
+    if name == "FaissSimilarityConfig":
+        from curate.index.fiftyone_backend import FaissSimilarityConfig
+
+        return FaissSimilarityConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

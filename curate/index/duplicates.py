@@ -315,3 +315,28 @@ def cross_split_pairs(
     keep = dist <= threshold
     log.info("%d %s rows within %.4g of a %s row", len(np.unique(i[keep])), query_split, threshold, reference_split)
     return _make_pairs(i[keep], j[keep], dist[keep])
+
+
+def group_members(pairs: Pairs, components: np.ndarray, representative: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows that take part in ``pairs``, one entry each, sorted by (group, row).
+
+    Returns ``row``, ``group`` (the rows' components renumbered 0..G-1 in order of each
+    group's first row), ``representative`` (the row is the one kept), ``nearest`` (its
+    closest partner among ``pairs``; ties to the lower row) and ``distance`` to it.
+    """
+    if len(pairs) == 0:
+        return {"row": np.zeros(0, np.int64), "group": np.zeros(0, np.int64),
+                "representative": np.zeros(0, bool), "nearest": np.zeros(0, np.int64),
+                "distance": np.zeros(0, np.float32)}
+    src = np.concatenate([pairs.i, pairs.j])
+    dst = np.concatenate([pairs.j, pairs.i])
+    dist = np.concatenate([pairs.distance, pairs.distance])
+    order = np.lexsort((dst, dist, src))
+    src, dst, dist = src[order], dst[order], dist[order]
+    first = np.ones(len(src), dtype=bool)
+    first[1:] = src[1:] != src[:-1]
+    row, nearest, distance = src[first], dst[first], dist[first]  # rows ascending
+    group = _number_by_first_row(np.asarray(components)[row])
+    order = np.lexsort((row, group))
+    return {"row": row[order], "group": group[order], "representative": np.asarray(representative)[row[order]],
+            "nearest": nearest[order], "distance": distance[order].astype(np.float32)}

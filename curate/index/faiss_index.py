@@ -110,12 +110,15 @@ def distances_from_faiss(raw: np.ndarray, rows: np.ndarray, metric: Metric) -> n
 
 
 def drop_self(distances: np.ndarray, rows: np.ndarray, query_rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Keep ``k`` of ``k + 1`` neighbour columns: drop the query row itself wherever it appears
-    (with exact duplicates it need not come first), else the last column."""
+    """Keep the first ``k`` neighbour columns that are not the query row itself (with exact
+    duplicates it need not come first); -1 (distance inf) where fewer than ``k`` remain."""
     keep = rows != query_rows[:, None]
-    keep[~(~keep).any(axis=1), -1] = False
     order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(distances, order, axis=1), np.take_along_axis(rows, order, axis=1)
+    dist = np.take_along_axis(distances, order, axis=1)
+    found = np.take_along_axis(rows, order, axis=1)
+    missing = ~np.take_along_axis(keep, order, axis=1)
+    dist[missing], found[missing] = np.inf, -1
+    return dist, found
 
 
 class SimilarityIndex:
@@ -220,18 +223,49 @@ class SimilarityIndex:
         _positive_int("k", k)
         return min(int(k), available)
 
-    def _search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        raw, rows = self.index.search(vectors, k)
+    def _within(self, within: Any) -> np.ndarray | None:
+        """``within`` as sorted unique int64 rows of this index (None: every row)."""
+        if within is None:
+            return None
+        rows = np.unique(np.asarray(within, dtype=np.int64).reshape(-1))
+        if rows.size and (rows[0] < 0 or rows[-1] >= len(self)):
+            raise UsageError(f"`within` must hold rows in 0..{len(self) - 1}, got values from {rows[0]} to {rows[-1]}")
+        return rows
+
+    def _params(self, within: np.ndarray | None) -> "faiss.SearchParameters | None":
+        """Search parameters restricting results to ``within`` rows, carrying this index's knobs
+        (FAISS's parameter objects default ``nprobe`` to 1 and ``efSearch`` to 16 otherwise)."""
+        import faiss
+
+        if within is None:
+            return None
+        selector = faiss.IDSelectorBatch(within)
+        if self.kind in ("ivf", "ivfpq"):
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
+        elif self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=self.ef_search)
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        params._selector = selector  # keep the selector alive as long as the parameters
+        return params
+
+    def _search(self, vectors: np.ndarray, k: int, within: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if within is None:
+            raw, rows = self.index.search(vectors, k)
+        else:
+            raw, rows = self.index.search(vectors, k, params=self._params(within))
         return distances_from_faiss(raw, rows, self.metric), rows
 
-    def search_rows(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search_rows(self, queries: Any, k: int, *, within: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """``k`` nearest stored rows of each query: distances (Q, k) ascending, rows (Q, k) int64.
 
-        ``k`` is capped at the index size; rows are -1 (distance inf) where an approximate
-        index found fewer than ``k`` candidates.
+        ``within`` (row positions) restricts the rows that may be returned, e.g. to the
+        samples of one view. ``k`` is capped at the number of searchable rows; rows are -1
+        (distance inf) where an approximate index found fewer than ``k`` candidates.
         """
         x = as_vectors(queries, name="queries", metric=self.metric, dim=self.dim, model=self.meta.get("model"))
-        return self._search(x, self._cap_k(k, len(self)))
+        within = self._within(within)
+        return self._search(x, self._cap_k(k, len(self) if within is None else max(len(within), 1)), within)
 
     def search(self, queries: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``k`` nearest neighbours of each query: distances (Q, k) ascending, and sample ids (Q, k)
@@ -239,19 +273,82 @@ class SimilarityIndex:
         dist, rows = self.search_rows(queries, k)
         return dist, self.ids_at(rows)
 
-    def neighbors_of_rows(self, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """``k`` nearest other rows of stored rows: distances (M, k) and rows (M, k), self excluded."""
-        k = self._cap_k(k, max(len(self) - 1, 0))
+    def neighbors_of_rows(self, rows: np.ndarray, k: int, *, within: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """``k`` nearest other rows of stored rows: distances (M, k) and rows (M, k), self excluded.
+
+        ``k`` is capped at N - 1. With ``within`` only those rows are searched (``k`` capped at
+        their number) and a query row among them leaves one slot -1 (distance inf) when
+        ``k`` asks for all of them.
+        """
         rows = np.asarray(rows, dtype=np.int64)
+        within = self._within(within)
+        searchable = len(self) if within is None else len(within)
+        k = self._cap_k(k, searchable - 1 if within is None else searchable)
         if k == 0:
             return np.zeros((len(rows), 0), np.float32), np.zeros((len(rows), 0), np.int64)
-        dist, found = self._search(self.vectors(rows), k + 1)
+        dist, found = self._search(self.vectors(rows), min(k + 1, searchable), within)
         return drop_self(dist, found, rows, k)
 
     def search_ids(self, sample_ids: Sequence[str] | Sequence[int], k: int) -> tuple[np.ndarray, np.ndarray]:
         """``k`` nearest neighbours of stored samples, each excluding itself: distances and ids (Q, k)."""
         dist, rows = self.neighbors_of_rows(self.rows_of(sample_ids), k)
         return dist, self.ids_at(rows)
+
+    def range_search_rows(
+        self,
+        queries: Any,
+        radius: float,
+        *,
+        within: Any = None,
+        exclude: np.ndarray | None = None,
+        batch_size: int = 4096,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every stored row within distance ``radius`` of each query (``<=``, in curate's distances).
+
+        Returns CSR-style ``lims (Q+1,)``, ``distances`` and ``rows``: query q's results are
+        ``[lims[q]:lims[q+1]]``, ascending by distance. ``exclude (Q,)`` drops one row per query
+        (its own row; -1 for none). Exact for flat indexes; IVF visits ``nprobe`` cells, and
+        HNSW returns the rows within ``radius`` among its ``ef_search`` nearest candidates
+        (FAISS's own HNSW range search gives the same and aborts the process on some
+        inputs in 1.15). FAISS's radius test is strict and runs on its raw scores, so it is
+        asked for a slightly larger radius and the answer is cut at ``radius`` here.
+        """
+        if isinstance(radius, bool) or not isinstance(radius, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(radius) or radius < 0:
+            raise UsageError(f"`radius` must be a distance >= 0 (cosine distance = 1 - cos), got {radius!r}")
+        x = as_vectors(queries, name="queries", metric=self.metric, dim=self.dim, model=self.meta.get("model"))
+        if exclude is not None:
+            exclude = np.asarray(exclude, dtype=np.int64).reshape(-1)
+            if len(exclude) != len(x):
+                raise UsageError(f"`exclude` must give one row per query ({len(x)}), got {len(exclude)}")
+        within = self._within(within)
+        counts, dists, rows = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)], [np.zeros(0, np.int64)]
+        for lo in range(0, len(x), batch_size):
+            query, dist, found = self._range_candidates(x[lo:lo + batch_size], radius, within)
+            query += lo
+            keep = (dist <= radius) & (found >= 0)
+            if exclude is not None:
+                keep &= found != exclude[query]
+            query, dist, found = query[keep], dist[keep], found[keep]
+            order = np.lexsort((found, dist, query))
+            counts.append(np.bincount(query - lo, minlength=len(x[lo:lo + batch_size])))
+            dists.append(dist[order])
+            rows.append(found[order].astype(np.int64))
+        lims = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
+        return lims, np.concatenate(dists), np.concatenate(rows)
+
+    def _range_candidates(self, x: np.ndarray, radius: float,
+                          within: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query, distance, row) triples that may lie within ``radius`` of the (normalised) queries ``x``."""
+        if self.kind == "hnsw":
+            searchable = len(self) if within is None else len(within)
+            dist, found = self._search(x, max(1, min(self.ef_search, searchable)), within)
+            return np.repeat(np.arange(len(x)), dist.shape[1]), dist.reshape(-1), found.reshape(-1)
+        # cosine: keep ip >= 1 - r, FAISS keeps ip > raw; l2: keep d <= r, FAISS keeps d^2 < raw
+        raw = (1.0 - radius - 1e-5) if self.metric == "cosine" else (radius + 1e-5) ** 2
+        lims, scores, found = self.index.range_search(x, raw, params=self._params(within))
+        lims = lims.astype(np.int64)
+        return np.repeat(np.arange(len(x)), np.diff(lims)), distances_from_faiss(scores, found, self.metric), found
 
     # ---- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> str:

@@ -1,0 +1,193 @@
+"""The dataset card (``README.md``): Hub YAML metadata and a body saying how the data was made.
+
+The YAML has ``license``, ``task_categories``, ``size_categories``, ``source_datasets``,
+``pretty_name``, ``tags`` and the ``configs`` that map each split to its Parquet shards.
+The body lists the splits and columns, the recipe (name, curate version, seed, steps, the
+recipe text itself), the method and settings of distilled or synthetic rows (read from
+their provenance columns), the accuracy metrics the run recorded, and known limitations.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from curate import workspace
+
+if TYPE_CHECKING:  # pragma: no cover
+    import datasets
+
+CORE_COLUMNS = ("id", "image", "label", "split", "set", "path")
+_COLUMN_NOTES = {
+    "id": "stable sample id (the join key of every curate artifact)",
+    "image": "the image",
+    "label": "class label (ClassLabel; names in the metadata)",
+    "split": "split name",
+    "set": "`real`, `distilled` or `synthetic`",
+    "path": "source file the image was read from",
+}
+_SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+          (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
+_MADE_SETS = ("distilled", "synthetic")
+
+
+def size_category(rows: int) -> str:
+    """The Hub's ``size_categories`` bucket of a row count."""
+    return next((name for limit, name in _SIZES if rows < limit), "n>1B")
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What a card says about the run that made the data."""
+
+    recipe_name: str
+    curate_version: str
+    seed: int | None = None
+    recipe_text: str | None = None
+    steps: Sequence[dict[str, Any]] = field(default_factory=list)  # {id, kind, inputs, metrics}
+
+
+def run_facts(run_dir: str | Path, *, completed_only: bool = False) -> RunFacts:
+    """Read a run's ``run.json``, ``recipe.yaml`` and ``step.json`` files (``completed_only``:
+    leave out steps that have not completed)."""
+    run_dir = Path(run_dir)
+    info = json.loads((run_dir / "run.json").read_text())
+    recipe = run_dir / "recipe.yaml"
+    steps, seed = [], None
+    for s in info.get("steps", []):
+        manifest = workspace.read_manifest(run_dir / s["id"]) or {}
+        if completed_only and not manifest:
+            continue
+        seed = manifest.get("seed", seed)
+        inputs = {role: [i["step"] for i in items] for role, items in manifest.get("inputs", {}).items()}
+        steps.append({"id": s["id"], "kind": s["kind"], "metrics": manifest.get("metrics", {}), "inputs": inputs})
+    return RunFacts(recipe_name=info["name"], curate_version=info.get("curate_version", "unknown"), seed=seed,
+                    recipe_text=recipe.read_text() if recipe.is_file() else None, steps=steps)
+
+
+def card_text(
+    dataset_dict: "datasets.DatasetDict",
+    *,
+    facts: RunFacts,
+    license: str,
+    task_categories: Sequence[str],
+    source_datasets: Sequence[str] = (),
+    pretty_name: str | None = None,
+    description: str | None = None,
+    limitations: str | None = None,
+    shards: dict[str, list[str]] | None = None,
+) -> str:
+    """The README.md text: YAML metadata between ``---`` lines, then the markdown body."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    rows = sum(len(ds) for ds in dataset_dict.values())
+    name = pretty_name or f"{facts.recipe_name} (curate)"
+    configs = [{"config_name": "default",
+                "data_files": [{"split": s, "path": f"data/{s}-*"} for s in dataset_dict]}]
+    data = DatasetCardData(license=license, task_categories=list(task_categories),
+                           size_categories=[size_category(rows)], source_datasets=list(source_datasets),
+                           pretty_name=name, tags=["curate"], configs=configs)
+    body = [f"# {name}", ""]
+    if description:
+        body += [description.strip(), ""]
+    body += _contents(dataset_dict, shards) + _columns(dataset_dict) + _made(facts) \
+        + _made_sets(dataset_dict) + _evaluation(facts) + _limitations(dataset_dict, limitations)
+    return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n"))
+
+
+def _contents(dataset_dict, shards) -> list[str]:
+    lines = ["## Contents", "", "| split | rows | by set | Parquet shards |", "|---|---:|---|---:|"]
+    for split, ds in dataset_dict.items():
+        sets = _counts(ds["set"]) if "set" in ds.column_names else {}
+        by_set = ", ".join(f"{k}: {v}" for k, v in sets.items())
+        lines.append(f"| {split} | {len(ds)} | {by_set} | {len((shards or {}).get(split, []))} |")
+    return lines + [""]
+
+
+def _columns(dataset_dict) -> list[str]:
+    first = next(iter(dataset_dict.values()))
+    lines = ["## Columns", "", "| column | type | meaning |", "|---|---|---|"]
+    for column, feature in first.features.items():
+        note = _COLUMN_NOTES.get(column, "soft labels or scores from the run's step of this name"
+                                 if type(feature).__name__ in ("List", "LargeList") else "provenance")
+        lines.append(f"| `{column}` | `{feature}` | {note} |")
+    names = getattr(first.features.get("label"), "names", None)
+    if names:
+        lines += ["", f"Classes ({len(names)}): " + ", ".join(f"`{n}`" for n in names[:50])
+                  + (", ..." if len(names) > 50 else "")]
+    return lines + [""]
+
+
+def _made(facts: RunFacts) -> list[str]:
+    lines = ["## How it was made", "",
+             f"Built with curate {facts.curate_version} by the recipe `{facts.recipe_name}`"
+             + (f" (seed {facts.seed})." if facts.seed is not None else "."), "",
+             "| step | kind | inputs |", "|---|---|---|"]
+    for s in facts.steps:
+        inputs = "; ".join(f"{role}: {', '.join(refs)}" for role, refs in s["inputs"].items())
+        lines.append(f"| `{s['id']}` | {s['kind']} | {inputs} |")
+    if facts.recipe_text:
+        lines += ["", "<details><summary>The recipe</summary>", "", "```yaml", facts.recipe_text.rstrip(), "```",
+                  "", "</details>"]
+    return lines + [""]
+
+
+def _made_sets(dataset_dict) -> list[str]:
+    """Per distilled/synthetic set: rows, and the distinct values of each provenance column among them."""
+    lines = []
+    first = next(iter(dataset_dict.values()))
+    parts = [ds for ds in dataset_dict.values() if "set" in ds.column_names]
+    provenance = [c for c, f in first.features.items() if c not in CORE_COLUMNS and type(f).__name__ == "Value"]
+    for made in _MADE_SETS:
+        masks = [np.asarray(ds["set"], dtype=str) == made for ds in parts]
+        count = int(sum(m.sum() for m in masks))
+        if not count:
+            continue
+        settings = []
+        for column in provenance:
+            values = [v for ds, m in zip(parts, masks) for v, keep in zip(ds[column], m) if keep and v is not None]
+            distinct = list(dict.fromkeys(values))
+            if distinct:
+                settings.append(f"`{column}`: " + ", ".join(str(v) for v in distinct[:5])
+                                + (f" (+{len(distinct) - 5} more)" if len(distinct) > 5 else ""))
+        lines += [f"## {made.capitalize()} rows", "", f"{count} rows are {made}, not photographs."]
+        lines += (["Method and settings (from the provenance columns):", ""] + [f"- {s}" for s in settings]
+                  if settings else ["No provenance columns were recorded for them."])
+        lines.append("")
+    return lines
+
+
+def _evaluation(facts: RunFacts) -> list[str]:
+    rows = [(s["id"], k, v) for s in facts.steps for k, v in s["metrics"].items()
+            if "accuracy" in k and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not rows:
+        return []
+    return ["## Evaluation (from the run)", "", "| step | metric | value |", "|---|---|---:|"] \
+        + [f"| `{s}` | {k} | {v:.4f} |" for s, k, v in rows] + [""]
+
+
+def _limitations(dataset_dict, extra: str | None) -> list[str]:
+    first = next(iter(dataset_dict.values()))
+    notes = []
+    sets = set().union(*(set(ds["set"]) for ds in dataset_dict.values() if "set" in ds.column_names))
+    if sets & set(_MADE_SETS):
+        notes.append("Distilled and synthetic images are generated: do not treat them as real photographs, "
+                     "and report results on real held-out images.")
+    soft = [c for c, f in first.features.items() if type(f).__name__ in ("List", "LargeList")]
+    if soft:
+        notes.append("Soft labels and scores (" + ", ".join(f"`{c}`" for c in soft)
+                     + ") come from models and inherit their errors and biases.")
+    if extra:
+        notes.append(extra.strip())
+    if not notes:
+        return []
+    return ["## Limitations", ""] + [f"- {n}" for n in notes] + [""]
+
+
+def _counts(values) -> dict[str, int]:
+    uniq, counts = np.unique(np.asarray(values, dtype=str), return_counts=True)
+    return dict(zip(uniq.tolist(), counts.tolist()))

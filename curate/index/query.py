@@ -1,0 +1,111 @@
+"""``curate index query RUN``: nearest neighbours from a run's saved index, by id, vector or image file.
+
+An image file is embedded exactly as the index's rows were: the sidecar names the embed
+step, whose recorded config (or trained model input) rebuilds the same model, and the
+image goes through the same decoding and resizing as a table row.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from curate import workspace
+from curate.errors import UsageError
+
+
+class Neighbor(NamedTuple):
+    sample_id: str
+    distance: float
+    set: str | None  # real / distilled / synthetic, from the index's sidecar
+
+
+def find_index_step(run_dir: str | Path, step: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The id and manifest of the run's index step (``step``, or the only one)."""
+    run_dir = Path(run_dir)
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        raise UsageError(f"{run_dir} is not a curate run directory (no run.json); pass the folder `curate run` printed")
+    steps = [s["id"] for s in json.loads(info_path.read_text())["steps"] if s["kind"] == "index"]
+    if step is None:
+        if len(steps) != 1:
+            raise UsageError(f"run {run_dir} has {len(steps)} index steps ({', '.join(steps) or 'none'}); "
+                             + ("name one with --step" if steps else "add an `index` step to its recipe"))
+        step = steps[0]
+    elif step not in steps:
+        raise UsageError(f"run {run_dir} has no index step '{step}' (index steps: {', '.join(steps) or 'none'})")
+    manifest = workspace.read_manifest(run_dir / step)
+    if manifest is None:
+        raise UsageError(f"index step '{step}' of run {run_dir} has not completed; run `curate index build {run_dir}`")
+    return step, manifest
+
+
+def query_index(
+    run_dir: str | Path,
+    *,
+    index_step: str | None = None,
+    sample_id: str | None = None,
+    image_path: str | Path | None = None,
+    vector: Any = None,
+    k: int = 10,
+    device: str = "auto",
+) -> list[Neighbor]:
+    """The ``k`` nearest indexed samples, ascending by distance (a queried sample itself excluded).
+
+    Give exactly one of ``sample_id`` (an indexed sample), ``vector`` (D,) or ``image_path``.
+    """
+    from curate.index.faiss_index import load_index
+
+    given = [name for name, value in (("sample_id", sample_id), ("image_path", image_path), ("vector", vector))
+             if value is not None]
+    if len(given) != 1:
+        raise UsageError(f"give exactly one of --id, --image, --vector (got {', '.join(given) or 'none'})")
+    run_dir = Path(run_dir)
+    step, manifest = find_index_step(run_dir, index_step)
+    index = load_index(run_dir / step / manifest["outputs"]["index"]["path"])
+    if sample_id is not None:
+        dist, rows = index.neighbors_of_rows(index.rows_of([sample_id]), k)
+    else:
+        query = embed_image_file(run_dir, index.meta, image_path, device=device) if image_path is not None \
+            else np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        dist, rows = index.search_rows(query, k)
+    sets = index.meta.get("columns", {}).get("set")
+    ids = index.ids_at(rows[0])
+    return [Neighbor(str(sid), float(d), sets[r] if sets else None)
+            for sid, d, r in zip(ids, dist[0], rows[0]) if r >= 0]
+
+
+def embed_image_file(run_dir: Path, meta: dict[str, Any], image_path: str | Path, *,
+                     device: str = "auto") -> np.ndarray:
+    """Embed one image file (1, D) with the model of the embed step named in an index's ``meta``."""
+    from curate import artifacts
+    from curate.config import from_mapping
+    from curate.data import make_table
+    from curate.learn import embed
+    from curate.steps.embed import EmbedConfig
+    from curate.steps.options import build_model, class_names_of
+
+    image_path = Path(image_path)
+    if not image_path.is_file():
+        raise UsageError(f"image file {image_path} does not exist")
+    step = meta.get("embed_step")
+    manifest = workspace.read_manifest(run_dir / step) if step else None
+    if manifest is None:
+        raise UsageError(f"the index does not name a completed embed step (got {step!r}); "
+                         "query by --id or --vector, or rebuild the index with `curate index build`")
+    config = from_mapping(EmbedConfig, manifest["config"], where=f"step '{step}'")
+    trained = manifest.get("inputs", {}).get("model")
+    if trained:
+        source = trained[0]["step"]
+        model = artifacts.load_model(run_dir / source, workspace.read_manifest(run_dir / source)["outputs"]["model"])
+        class_names = list(model.class_names or [str(i) for i in range(model.num_classes)])
+    else:
+        data = manifest["inputs"]["data"][0]["step"]
+        table = artifacts.load_table(run_dir / data, workspace.read_manifest(run_dir / data)["outputs"]["table"])
+        class_names = class_names_of(table)
+        model = build_model(config, class_names=class_names, seed=manifest.get("seed", 0))
+    row = make_table(ids=["query"], images=[image_path], labels=[0], class_names=class_names, splits="query")
+    return embed(model, row, normalize=config.normalize, device=device, progress=False)

@@ -1,0 +1,202 @@
+"""`index`: a FAISS similarity index over every row of a table version that has an embedding.
+
+Real, distilled and synthetic rows alike: the sidecar keeps each row's ``set`` and ``split``
+so a reviewer can ask for the real neighbours of a synthetic image (``curate index query``).
+It also names the producing embed step, so an image file can be embedded with the same
+model. When the run has a FiftyOne dataset, the index is registered there as a ``faiss``
+similarity run under the brain key ``<step id>`` (App: sort by similarity), joined on
+``curate_id``; rows that are not in the dataset are not searched there.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from curate.config import option
+from curate.steps.base import Input, Role, Step, StepContext
+
+log = logging.getLogger(__name__)
+
+INDEX_FILE = "index.faiss"
+FIFTYONE_RECORD = "fiftyone.json"
+_IVF_KNOBS = ("nlist", "nprobe", "m_pq", "train_size")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IndexConfig:
+    kind: Literal["auto", "flat", "ivf", "ivfpq", "hnsw"] = option(
+        "auto", help="auto: exact (flat) below 200,000 rows, HNSW above; ivf/ivfpq: inverted lists (+PQ codes)")
+    metric: Literal["cosine", "l2"] = option("cosine", help="distances: 1 - cos (cosine) or Euclidean (l2)")
+    nlist: int | None = option(None, gt=0, help="ivf/ivfpq cells (null: ~4 sqrt(N))")
+    nprobe: int | None = option(None, gt=0, help="ivf/ivfpq cells searched per query (null: nlist/32)")
+    m_pq: int | None = option(None, gt=0, help="ivfpq bytes per vector (must divide the dimension)")
+    train_size: int | None = option(None, gt=0, help="ivf/ivfpq k-means training rows (null: 64 per cell)")
+    hnsw_m: int = option(32, gt=0, help="hnsw links per node")
+    ef_construction: int = option(40, gt=0, help="hnsw build-time candidate list")
+    ef_search: int = option(64, gt=0, help="hnsw query-time candidate list (keep >= k)")
+    fiftyone: bool = option(True, help="register a `faiss` similarity run in the run's FiftyOne dataset, if any")
+
+    def build_options(self) -> dict[str, Any]:
+        """Keyword options of ``build_index`` for this kind (knobs of other kinds are not passed)."""
+        options: dict[str, Any] = {"kind": self.kind, "metric": self.metric}
+        if self.kind in ("auto", "hnsw"):
+            options.update(hnsw_m=self.hnsw_m, ef_construction=self.ef_construction, ef_search=self.ef_search)
+        options.update({k: getattr(self, k) for k in _IVF_KNOBS if getattr(self, k) is not None})
+        return options
+
+
+class IndexStep(Step):
+    summary = "FAISS similarity index of every embedded row (real, distilled, synthetic); App similarity search."
+    version = 1
+    Config = IndexConfig
+    inputs = {
+        "data": Role(("table",), help="the table version to index (every row with an embedding)"),
+        "embeddings": Role(("embeddings",), help="an embed step run on that table (or on an earlier version)"),
+    }
+    produces = ("index",)
+
+    @classmethod
+    def check(cls, config: IndexConfig, wired: Mapping[str, list[str]]) -> list[tuple[str | None, str]]:
+        if config.kind in ("ivf", "ivfpq"):
+            return [("m_pq", "m_pq applies to kind 'ivfpq'")] if config.kind == "ivf" and config.m_pq else []
+        return [(k, f"{k} applies to kind 'ivf' or 'ivfpq', not '{config.kind}'")
+                for k in _IVF_KNOBS if getattr(config, k) is not None]
+
+    @classmethod
+    def external_fingerprint(cls, config: IndexConfig, *, run_dir: Path) -> str | None:
+        """The run's FiftyOne dataset (created later or replaced): the brain run must follow it."""
+        from curate.fo.runs import read_run_record
+
+        record = read_run_record(run_dir) if config.fiftyone else None
+        return None if record is None else f"fiftyone:{record['dataset']}"
+
+    @classmethod
+    def is_intact(cls, manifest, step_dir: Path) -> bool:
+        return super().is_intact(manifest, step_dir) and fiftyone_outputs_intact(manifest, step_dir)
+
+    def run(self, ctx: StepContext) -> None:
+        import hashlib
+        import time
+
+        import numpy as np
+
+        from curate import workspace
+        from curate.index import build_index, sidecar_path
+
+        cfg: IndexConfig = ctx.config
+        data, emb = ctx.input("data"), ctx.input("embeddings")
+        table = data.table()
+        rows, vectors, unknown = aligned_embeddings(table, emb)
+        columns = {name: [str(v) for v in np.asarray(table[name], dtype=object)[rows]]
+                   for name in ("set", "split") if name in table.column_names}
+        meta = {
+            "step": ctx.step_id,
+            "embed_step": emb.step_id,
+            "model": producing_model(emb, ctx.run_dir),
+            "table": {"step": data.step_id, "fingerprint": data.entry("table")["fingerprint"]},
+            "embeddings": {"step": emb.step_id, "fingerprint": emb.entry("embeddings")["fingerprint"]},
+            "columns": columns,
+        }
+        ids = np.asarray(table["id"], dtype=str)[rows]
+        started = time.perf_counter()
+        index = build_index(vectors, ids=ids.tolist(), meta=meta, seed=ctx.seed, progress=ctx.progress,
+                            **cfg.build_options())
+        build_seconds = time.perf_counter() - started
+        path = ctx.path(INDEX_FILE)
+        digest = index.save(path)  # atomic: the index file, then its sidecar
+        ctx.files.append(INDEX_FILE + ".json")
+        fingerprint = hashlib.sha256((digest + workspace.file_sha256(sidecar_path(path))).encode()).hexdigest()
+        ctx.add_output("index", {"path": INDEX_FILE, "sidecar": INDEX_FILE + ".json", "fingerprint": fingerprint,
+                                 "rows": len(index), "dim": index.dim, "kind": index.kind, "metric": index.metric})
+        sets = columns.get("set", [])
+        ctx.metrics.update(rows=len(index), dim=index.dim, kind=index.kind, metric=index.metric,
+                           sets={s: sets.count(s) for s in sorted(set(sets))},
+                           rows_without_embedding=int(len(table) - len(rows)), embeddings_not_in_table=unknown,
+                           build_seconds=round(build_seconds, 3))
+        ctx.metrics["fiftyone"] = register_in_fiftyone(ctx, path) if cfg.fiftyone else None
+
+
+def aligned_embeddings(table, emb: Input) -> tuple["np.ndarray", "np.ndarray", int]:
+    """Table rows that have an embedding (in table order), their vectors, and how many embedding ids
+    are not in the table; no overlap at all is a usage error."""
+    import numpy as np
+
+    from curate.errors import UsageError
+
+    values, ids = emb.array("embeddings")
+    ids = np.asarray(ids, dtype=str)
+    table_ids = np.asarray(table["id"], dtype=str)
+    sorter = np.argsort(ids)
+    found = np.searchsorted(ids, table_ids, sorter=sorter)
+    found = np.minimum(found, len(ids) - 1)
+    emb_rows = sorter[found]
+    has = ids[emb_rows] == table_ids
+    if not has.any():
+        raise UsageError(f"none of the {len(ids)} embeddings of step '{emb.step_id}' belong to rows of the table; "
+                         "embed this table version (wire the embed step's `data` to the same table)")
+    rows = np.flatnonzero(has)
+    unknown = int(len(ids) - has.sum())
+    if len(rows) < len(table):
+        log.warning("%d of %d table rows have no embedding in step '%s'; they are not indexed",
+                    len(table) - len(rows), len(table), emb.step_id)
+    return rows, np.asarray(values[emb_rows[rows]], dtype=np.float32), unknown
+
+
+def producing_model(emb: Input, run_dir: Path) -> str | None:
+    """Name of the model an embed step used: its `with.model`, else the trained model it was given."""
+    from curate import workspace
+
+    config = emb.manifest.get("config", {})
+    if config.get("model"):
+        return config["model"]
+    for ref in emb.manifest.get("inputs", {}).get("model", []):
+        trained = workspace.read_manifest(Path(run_dir) / ref["step"])
+        if trained is not None:
+            return trained.get("outputs", {}).get("model", {}).get("model")
+    return None
+
+
+def register_in_fiftyone(ctx: StepContext, index_path: Path) -> dict[str, Any] | None:
+    """Register the saved index as the `faiss` brain run `<step id>` of the run's dataset, if the run has one."""
+    from curate.fo import database
+    from curate.fo.fields import field_key
+    from curate.fo.runs import read_run_record
+
+    record = read_run_record(ctx.run_dir)
+    if record is None:
+        return None
+    from curate.index.fiftyone_backend import register_index
+
+    database.configure(record.get("database_uri"))
+    fo = database.connect()
+    dataset = fo.load_dataset(record["dataset"])
+    key = field_key(ctx.step_id)
+    results = register_index(dataset, key, index_path, id_field="curate_id")
+    written = {"dataset": record["dataset"], "database_uri": record.get("database_uri"), "brain_keys": [key],
+               "searchable_rows": results.total_index_size}
+    ctx.write_json(FIFTYONE_RECORD, written)
+    log.info("registered brain run '%s' (faiss, %d samples) in FiftyOne dataset '%s'", key,
+             results.total_index_size, record["dataset"])
+    return written
+
+
+def fiftyone_outputs_intact(manifest, step_dir: Path) -> bool:
+    """Whether the FiftyOne things a step recorded in its fiftyone.json still exist (True without a record)."""
+    import json
+
+    from curate.fo.runs import missing_outputs
+
+    path = Path(step_dir) / FIFTYONE_RECORD
+    if FIFTYONE_RECORD not in manifest.get("files", []):
+        return True
+    if not path.is_file():
+        return False
+    record = json.loads(path.read_text())
+    missing = missing_outputs(record, database_uri=record.get("database_uri"))
+    if missing:
+        log.warning("FiftyOne outputs of step '%s' are gone (%s); rebuilding", manifest.get("id"),
+                    ", ".join(missing[:3]))
+    return not missing

@@ -1,0 +1,86 @@
+"""source -> embed -> fiftyone -> index -> duplicates -> export through the runner, then the library
+functions behind `curate index query|build|dups` and `curate export`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from curate.errors import UsageError
+from curate.recipes import parse_recipe, run_recipe
+
+RECIPE = """\
+name: idx
+steps:
+  - id: cifar
+    uses: source
+    with: {kind: demo, limit_per_class: 2}
+  - id: embed
+    uses: embed
+    inputs: {data: cifar}
+    with: {model: resnet20-cifar}
+  - id: fiftyone
+    uses: fiftyone
+    inputs: {data: cifar}
+    with: {visualization: none}
+  - id: index
+    uses: index
+    inputs: {data: cifar, embeddings: embed}
+  - id: duplicates
+    uses: duplicates
+    inputs: {data: cifar, embeddings: embed, index: index}
+    with: {threshold: 0.01}
+  - id: export
+    uses: export
+    inputs: {data: cifar}
+    with: {license: other, source_datasets: [cifar10]}
+"""
+
+
+def test_recipe_indexes_finds_duplicates_exports_and_answers_queries(tmp_path, fo):
+    import datasets
+    from PIL import Image
+
+    from curate.export import export_run
+    from curate.index.query import query_index
+    from curate.recipes.runner import run_steps_of_kind
+
+    plan = parse_recipe(RECIPE, filename="idx.yaml")
+    result = run_recipe(plan, workdir=tmp_path, progress=False)
+    run_dir = result.run_dir
+    assert result.outcome("index").metrics["rows"] == 40
+    assert result.outcome("index").metrics["fiftyone"]["searchable_rows"] == 40
+    assert result.outcome("duplicates").metrics["embedded_rows"] == 40
+    record = json.loads((run_dir / "fiftyone.json").read_text())
+    dataset = fo.load_dataset(record["dataset"])
+    assert "index" in dataset.list_brain_runs() and dataset.has_saved_view("near_duplicates")
+
+    # an image file is embedded with the embed step's model: its own sample comes back at distance ~0
+    table = datasets.load_from_disk(str(run_dir / "cifar" / "table"))
+    image_file = tmp_path / "query.png"
+    table[7]["image"].save(image_file)
+    hits = query_index(run_dir, image_path=image_file, k=3)
+    assert hits[0].sample_id == table[7]["id"] and hits[0].distance < 1e-5 and hits[0].set == "real"
+    by_id = query_index(run_dir, sample_id=table[7]["id"], k=3)
+    assert table[7]["id"] not in [h.sample_id for h in by_id] and by_id == sorted(by_id, key=lambda h: h.distance)
+    vector = np.load(run_dir / "embed" / "embeddings.npy")[7]
+    assert query_index(run_dir, vector=vector, k=1)[0].sample_id == table[7]["id"]
+    with pytest.raises(UsageError, match="exactly one of"):
+        query_index(run_dir, k=3)
+
+    # the capability commands rerun nothing that is up to date
+    assert {o.id: o.state for o in run_steps_of_kind(run_dir, ["index"], progress=False).outcomes}["index"] == "skipped"
+    assert run_steps_of_kind(run_dir, ["duplicates"], progress=False).outcome("duplicates").state == "skipped"
+    dataset.delete_brain_run("index")  # gone from the App: the index step must register it again
+    assert run_steps_of_kind(run_dir, ["index"], progress=False).outcome("index").state == "ran"
+    assert "index" in fo.load_dataset(record["dataset"]).list_brain_runs()
+
+    [exported] = export_run(run_dir, progress=False)
+    assert exported.url is None and (exported.folder / "README.md").is_file()
+    loaded = datasets.load_from_disk(str(exported.dataset_dir))
+    assert sorted(loaded) == ["test", "train"] and len(loaded["train"]) == 20
+    assert Image.open(image_file).size == loaded["train"][0]["image"].size
+    with pytest.raises(UsageError, match=r"'me/idx'.*kept at"):
+        export_run(run_dir, push_to="me/idx", progress=False)
