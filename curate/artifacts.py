@@ -29,6 +29,8 @@ ARTIFACT_TYPES = (
     "index",
     "label_maps",
     "label_issues",
+    "label_scores",
+    "multi_labels",
     "report",
     "synthetic_set",
     "export",

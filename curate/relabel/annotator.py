@@ -232,7 +232,7 @@ def annotate(
             path = folder / shard_name(number)
             header = shard_header(path)
             if header is not None and header["ids"] == shard_ids and header["signature"] == signature:
-                digest = _sha256(path)
+                digest = header["sha256"]
                 reused += 1
             else:
                 began = time.perf_counter()
@@ -256,12 +256,6 @@ def annotate(
     if rate is not None:
         log.info("label maps: %d images annotated at %.1f images/s (%d shards reused)", computed_rows, rate, reused)
     return Annotation(folder, len(rows), len(shards), computed, reused, compute_seconds, rate, index_sha)
-
-
-def _sha256(path: Path) -> str:
-    from curate.workspace import file_sha256
-
-    return file_sha256(path)
 
 
 def _shard_shape(path: Path) -> dict[str, int]:

@@ -116,9 +116,6 @@ class ResizedCrop:
         scale = torch.tensor([width, height, width, height], dtype=torch.float32)
         return draws.boxes.float() / scale
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return self.apply(images, self.sample(len(images), images.shape[1], images.shape[2], generator))
-
 
 def _bilinear_taps(lo: torch.Tensor, hi: torch.Tensor, out: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Source pixels and weights (B, out) of resizing [lo, hi) to ``out`` pixels, clamped inside [lo, hi)."""

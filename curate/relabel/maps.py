@@ -10,7 +10,7 @@ many classes and small top scores the tail soaks up real probability mass.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,7 +18,8 @@ import torch
 MAX_CLASSES = np.iinfo(np.uint16).max + 1  # class indices are stored as uint16
 
 
-class TopKMaps(NamedTuple):
+@dataclass(frozen=True)
+class TopKMaps:
     """Top-k label maps: ``scores`` (N, k, h, w) descending along k, ``classes`` (N, k, h, w)."""
 
     scores: torch.Tensor

@@ -8,7 +8,7 @@ sample ids (JSON list, row order) and the annotation's ``signature``. Shards are
 atomically one at a time, so an interrupted annotation keeps every finished shard, and a
 rerun with the same signature skips them. ``index.json`` is written last and records the
 format, k, h, w, K, class names, the annotator, whether the values are logits, the
-fill value for classes not stored, every shard's sha256, and ``{id: [shard, offset]}``.
+fill value for classes not stored, every shard's content digest, and ``{id: [shard, offset]}``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,11 @@ class LabelMapInfo:
 
 
 def write_shard(path: Path, *, ids: Sequence[str], arrays: dict[str, np.ndarray], signature: str) -> str:
-    """Write one shard atomically; ``arrays`` holds ``scores`` and ``classes`` and per-image extras. Returns its sha256."""
+    """Write one shard atomically; ``arrays`` holds ``scores``, ``classes`` and per-image extras.
+
+    Returns the shard's content digest (also stored in its metadata): safetensors orders
+    metadata keys arbitrarily, so the file bytes are no fingerprint.
+    """
     from safetensors.numpy import save_file
 
     ids = [str(i) for i in ids]
@@ -62,12 +66,19 @@ def write_shard(path: Path, *, ids: Sequence[str], arrays: dict[str, np.ndarray]
     for name, values in tensors.items():
         if len(values) != len(ids):
             raise ValueError(f"shard array `{name}` has {len(values)} rows but there are {len(ids)} ids")
-    metadata = {"format": FORMAT, "ids": json.dumps(ids), "signature": signature}
-    return workspace.atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    digest = hashlib.sha256(json.dumps([ids, signature]).encode())
+    for name in sorted(tensors):
+        digest.update(f"{name}:{tensors[name].dtype}:{tensors[name].shape}".encode())
+        digest.update(tensors[name].tobytes())
+    content = digest.hexdigest()
+    metadata = {"format": FORMAT, "ids": json.dumps(ids), "signature": signature, "content_sha256": content}
+    workspace.atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    return content
 
 
 def shard_header(path: Path) -> dict[str, Any] | None:
-    """``{"ids": [...], "signature": ...}`` of a finished shard, or None if missing or unreadable."""
+    """``{"ids": [...], "signature": ..., "sha256": content digest}`` of a finished shard, or None if
+    missing or unreadable."""
     from safetensors import safe_open
 
     if not path.is_file():
@@ -79,13 +90,14 @@ def shard_header(path: Path) -> dict[str, Any] | None:
         return None
     if meta.get("format") != FORMAT:
         return None
-    return {"ids": json.loads(meta["ids"]), "signature": meta.get("signature", "")}
+    return {"ids": json.loads(meta["ids"]), "signature": meta.get("signature", ""),
+            "sha256": meta.get("content_sha256", "")}
 
 
 def write_index(folder: Path, info: LabelMapInfo, shards: list[dict[str, Any]]) -> str:
     """Write ``index.json`` for ``shards`` ([{"file", "ids", "sha256"}], in order); returns its sha256.
 
-    Its sha256 fingerprints the whole folder, since it lists every shard's sha256.
+    Its sha256 fingerprints the whole folder, since it lists every shard's content digest.
     """
     index: dict[str, list[int]] = {}
     for number, shard in enumerate(shards):

@@ -39,7 +39,7 @@ class FiftyOneConfig:
 
 class FiftyOneStep(Step):
     kind = "fiftyone"
-    version = 1
+    version = 2
     summary = "Mirror the sample table, predictions and embeddings plots into a FiftyOne dataset for the App"
     Config = FiftyOneConfig
     inputs = {
@@ -48,6 +48,8 @@ class FiftyOneStep(Step):
                             help="predict steps; each becomes a Classification field named after the step"),
         "embeddings": Role(("embeddings",), many=True, optional=True,
                            help="embed steps; each becomes an embeddings plot in the App"),
+        "label_maps": Role(("label_maps",), many=True, optional=True,
+                           help="relabel steps; multi-labels, a top-class heatmap and `multi_label_candidates`"),
     }
     produces = ()
 
@@ -94,6 +96,8 @@ class FiftyOneStep(Step):
         unmatched: dict[str, int] = {}
         for inp in ctx.inputs_of("predictions"):
             self._add_predictions(dataset, inp, table_ids, class_names, ctx, written, unmatched)
+        for inp in ctx.inputs_of("label_maps"):
+            self._add_label_maps(dataset, inp, class_names, written)
         if cfg.visualization != "none":
             for inp in ctx.inputs_of("embeddings"):
                 self._add_plot(dataset, inp, table_ids, ctx, written, unmatched)
@@ -131,6 +135,19 @@ class FiftyOneStep(Step):
             log.warning("FiftyOne outputs of step '%s' are gone (%s); rebuilding", manifest.get("id"),
                         ", ".join(missing[:3]))
         return not missing
+
+    @staticmethod
+    def _add_label_maps(dataset, inp: Input, class_names, written) -> None:
+        from curate.fo.fields import field_key
+        from curate.relabel.fiftyone import add_label_maps
+        from curate.relabel.storage import LabelMapStore
+
+        entry = inp.entry("label_maps")
+        store = LabelMapStore(inp.dir / entry["path"])
+        added = add_label_maps(dataset, store, prefix=field_key(inp.step_id), threshold=entry.get("threshold", 0.25),
+                               class_names=class_names)
+        written["fields"] += added["fields"]
+        written["views"] += added["views"]
 
     @staticmethod
     def _add_predictions(dataset, inp: Input, table_ids, class_names, ctx: StepContext, written, unmatched) -> None:

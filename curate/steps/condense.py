@@ -1,0 +1,140 @@
+"""`condense`: distill a table's training split into a few synthetic images per class, then evaluate them.
+
+Writes a new table version (the distilled rows, ``set: distilled``, plus the input's other
+splits), the float synthetic set (``synthetic.safetensors``, what ``evaluate`` reads), a
+per-class image grid, the loss curve, the loss history, and the evaluation of the
+distilled set against random real images at the same IPC under the same protocol.
+Distillation checkpoints live in ``checkpoints/``, so a killed run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from curate.config import option
+from curate.steps.base import Role, Step, StepContext
+from curate.steps.options import class_names_of, split_indices
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateOptions:
+    """The standard protocol: fresh networks trained on the distilled set, scored on real test images."""
+
+    runs: int = option(3, ge=0, help="fresh networks per evaluated set (0: no evaluation)")
+    epochs: int | None = option(None, gt=0, help="training epochs per network (null: 1000 with DSA, 300 without)")
+    split: str = option("test", help="real rows to score on")
+    model: str | None = option(None, help="evaluation network (null: the distillation model)")
+    model_config: dict[str, Any] | None = option(None, help="its options (null: the distillation model's)")
+    batch_size: int = option(256, gt=0)
+    lr: float = option(0.01, gt=0)
+    baseline: bool = option(True, help="also evaluate random real images at the same IPC")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CondenseConfig:
+    method: str = option("dm", help="distiller (curate.condense.DISTILLERS): dc, dsa, dm, dcc")
+    ipc: int = option(10, gt=0, help="synthetic images per class")
+    iterations: int = option(100, ge=0, help="outer iterations of the method")
+    fyi: bool = option(False, help="FYI plug-in: flipped copies of the synthetic batch enter every network")
+    init: Literal["real", "noise"] = option("real", help="start from random real images or from noise")
+    model: str = option("convnet", help="registry model the method draws fresh random networks of")
+    model_config: dict[str, Any] = option(default_factory=dict, help="its options, e.g. {width: 64}")
+    options: dict[str, Any] = option(default_factory=dict, help="the method's own options (lr_img, batch_real, ...)")
+    split: str = option("train", help="rows to condense")
+    checkpoint_every: int = option(10, ge=0, help="save a resumable checkpoint every N iterations (0: never)")
+    evaluate: EvaluateOptions = option(default_factory=EvaluateOptions, help="evaluation protocol")
+
+
+class CondenseStep(Step):
+    summary = "Distill the training split (DC, DSA, DM, DCC; FYI plug-in) and evaluate it against random selection."
+    version = 1
+    Config = CondenseConfig
+    inputs = {"data": Role(("table",), help="the table version to condense")}
+    produces = ("table", "synthetic_set", "report")
+
+    @classmethod
+    def check(cls, config: CondenseConfig, wired) -> list[tuple[str | None, str]]:
+        from curate.condense import DISTILLERS
+        from curate.config import parse_config
+        from curate.registry import did_you_mean
+
+        if config.method not in DISTILLERS:
+            names = DISTILLERS.names()
+            return [("method", f"unknown distiller '{config.method}'{did_you_mean(config.method, names)}; "
+                               f"known: {', '.join(names)}")]
+        _, problems = parse_config(DISTILLERS.get(config.method).Config, config.options, prefix="options.")
+        return problems
+
+    def run(self, ctx: StepContext) -> None:
+        import numpy as np
+
+        from curate.condense import distill, distilled_table
+        from curate.condense.report import save_class_grid, save_loss_curve
+        from curate.data import decode_images
+        from curate.models import create_model
+
+        cfg: CondenseConfig = ctx.config
+        data = ctx.input("data")
+        table = data.table()
+        names = class_names_of(table)
+        idx = split_indices(table, cfg.split, where="with.split")
+        labels = np.asarray(table["label"])[idx]
+        size = create_model(cfg.model, num_classes=len(names), weights=None, **cfg.model_config).preprocess.size
+        images = decode_images(table, idx, size=size)
+        synthetic = distill(images, labels, method=cfg.method, ipc=cfg.ipc, iterations=cfg.iterations,
+                            model=cfg.model, model_config=cfg.model_config, fyi=cfg.fyi, init=cfg.init,
+                            seed=ctx.seed, device=ctx.torch_device(), progress=ctx.progress,
+                            checkpoint_dir=ctx.path("checkpoints"), checkpoint_every=cfg.checkpoint_every,
+                            class_names=names, **cfg.options)
+
+        digest = ctx.write_file("synthetic.safetensors", synthetic.save)
+        ctx.add_output("synthetic_set", {"path": "synthetic.safetensors", "fingerprint": digest,
+                                         "rows": len(synthetic), "method": cfg.method, "ipc": cfg.ipc})
+        ctx.save_table(distilled_table(synthetic, table, step_id=ctx.step_id, replaces=cfg.split))
+        grid = ctx.write_file("grid.png", lambda p: save_class_grid(synthetic, p))
+        ctx.write_file("loss.png", lambda p: save_loss_curve(synthetic, p))
+        ctx.add_output("report", {"path": "grid.png", "fingerprint": grid, "loss_curve": "loss.png"})
+        ctx.write_json("history.json", synthetic.history)
+
+        seconds = [row["seconds"] for row in synthetic.history]
+        ctx.metrics.update(rows=len(synthetic), method=cfg.method, ipc=cfg.ipc, fyi=cfg.fyi,
+                           iterations=cfg.iterations)
+        if synthetic.history:
+            ctx.metrics.update(final_loss=round(synthetic.history[-1]["loss"], 6),
+                               seconds_per_iteration=round(float(np.mean(seconds)), 3))
+        if cfg.evaluate.runs:
+            self._evaluate(ctx, table, synthetic, images, labels)
+
+    def _evaluate(self, ctx: StepContext, table, synthetic, images, labels) -> None:
+        import numpy as np
+
+        from curate.condense import evaluate, random_baseline
+        from curate.data import decode_images
+        from curate.models import create_model
+
+        cfg: CondenseConfig = ctx.config
+        ev = cfg.evaluate
+        model = ev.model or cfg.model
+        model_config = ev.model_config if ev.model_config is not None else cfg.model_config
+        size = create_model(model, num_classes=synthetic.num_classes, weights=None, **model_config).preprocess.size
+        test_idx = split_indices(table, ev.split, where="with.evaluate.split")
+        test_images = decode_images(table, test_idx, size=size)
+        test_labels = np.asarray(table["label"])[test_idx]
+        dsa = bool(synthetic.provenance["eval_dsa"])
+        protocol = dict(model=model, model_config=model_config, runs=ev.runs, epochs=ev.epochs, dsa=dsa,
+                        dsa_strategy=synthetic.provenance["dsa_strategy"], batch_size=ev.batch_size, lr=ev.lr,
+                        seed=ctx.seed, device=ctx.torch_device(), progress=ctx.progress)
+        report: dict[str, Any] = {"protocol": {k: v for k, v in protocol.items() if k not in ("device", "progress")}}
+        report["distilled"] = evaluate(synthetic, test_images, test_labels, **protocol)
+        ctx.metrics.update(_summary("accuracy", report["distilled"]), eval_runs=ev.runs, eval_rows=len(test_idx))
+        if ev.baseline:
+            report["random"] = random_baseline(images, labels, test_images, test_labels, ipc=cfg.ipc, **protocol)
+            ctx.metrics.update(_summary("random_accuracy", report["random"]))
+        ctx.write_json("evaluation.json", report)
+
+
+def _summary(prefix: str, result: dict[str, Any]) -> dict[str, Any]:
+    ci = result["ci95"]
+    return {prefix: round(result["mean"], 4), f"{prefix}_std": round(result["std"], 4),
+            f"{prefix}_ci95": None if ci is None else round(ci, 4)}
