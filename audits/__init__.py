@@ -1,7 +1,10 @@
 """Dataset audits: label issues (confident learning), multi-label accuracy (ReaL, "dough/bagel",
 variable top-k), mistake categories, k-NN outliers and class balance, and ImageNet loaders.
 
-The modules here are pure functions on NumPy arrays (no torch, FiftyOne or file-system access
-except the explicit loaders in :mod:`audits.imagenet`), so importing this package is cheap.
-Import the submodule you need, e.g. ``from audits.label_issues import find_label_issues``.
+The algorithm modules (``label_issues``, ``multilabel``, ``mistakes``, ``outliers``, ``audit``,
+``review``) are pure functions on NumPy arrays; ``imagenet`` holds explicit file loaders; the edges
+are ``report`` (HTML + PNG), ``fo_review`` (FiftyOne fields and views) and ``steps`` (the recipe
+steps `audit` and `audit_apply`, registered through the ``curate.steps`` entry points). Importing
+this package is cheap: import the submodule you need, e.g.
+``from audits.label_issues import find_label_issues``.
 """

@@ -254,3 +254,63 @@ def mistake_arrays(mistakes: Iterable[AnnotatedMistake], val_labels: np.ndarray)
             "predicted": np.array([m.predicted for m in items], dtype=np.int64),
             "category": np.array([m.category for m in items], dtype=object),
             "severity": np.array([m.severity for m in items], dtype=object)}
+
+
+# ---------------------------------------------------------------- class-pair signals without a hierarchy
+
+
+def class_similarity(features: np.ndarray, labels: np.ndarray, *, num_classes: int,
+                     chunk_rows: int = 65536) -> np.ndarray:
+    """(K, K) cosine similarity of the class centroids of ``features (N, D)``, after centering them.
+
+    ``features`` are embeddings (or, lacking those, ``pred_probs`` rows; memory-mapped input is
+    read in row chunks). Centering on the mean centroid removes what all classes share
+    (post-ReLU features are all positive, so raw centroids would all look alike); similar
+    classes then stay positive and the rest go negative. A class without examples gets
+    similarity 0 to every other class (1 to itself).
+    """
+    features = features if isinstance(features, np.ndarray) else np.asarray(features)
+    labels = np.asarray(labels)
+    if features.ndim != 2 or labels.shape != (features.shape[0],):
+        raise ValueError(f"`features` must be (N, D) and `labels` (N,), got {features.shape} and {labels.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"`labels` must lie in [0, {num_classes}), got [{labels.min()}, {labels.max()}]")
+    sums = np.zeros((num_classes, features.shape[1]), dtype=np.float64)
+    for start in range(0, len(labels), chunk_rows):
+        y = labels[start:start + chunk_rows]
+        order = np.argsort(y, kind="stable")
+        present, first = np.unique(y[order], return_index=True)
+        x = np.asarray(features[start:start + chunk_rows], dtype=np.float64)[order]
+        sums[present] += np.add.reduceat(x, first, axis=0)
+    counts = np.bincount(labels, minlength=num_classes)
+    present = counts > 0
+    centroids = np.zeros_like(sums)
+    centroids[present] = sums[present] / counts[present, None]
+    centroids[present] -= centroids[present].mean(axis=0)
+    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+    unit = np.divide(centroids, norms, out=np.zeros_like(centroids), where=norms > 0)
+    sim = unit @ unit.T
+    np.fill_diagonal(sim, 1.0)
+    return sim
+
+
+def pair_quantiles(similarity: np.ndarray) -> np.ndarray:
+    """(K, K) quantile in [0, 1] of each class pair's similarity among all K (K - 1) / 2 pairs
+    (symmetric; diagonal 1; ties share their mean rank).
+
+    Raw similarities live on scales that depend on the model; quantiles do not, so the
+    categorizer's cut-offs mean "the closest 10% of class pairs" on any feature space. Pass the
+    result as ``class_similarity`` to :func:`categorize` with ``near_similarity`` /
+    ``far_similarity`` set to quantiles. An asymmetric input is symmetrised first.
+    """
+    s = np.asarray(similarity, dtype=np.float64)
+    if s.ndim != 2 or s.shape[0] != s.shape[1] or len(s) < 2:
+        raise ValueError(f"`similarity` must be a (K, K) matrix with K >= 2, got shape {s.shape}")
+    i, j = np.triu_indices(len(s), 1)
+    values = (s[i, j] + s[j, i]) / 2
+    ordered = np.sort(values)
+    lo = np.searchsorted(ordered, values, side="left")
+    hi = np.searchsorted(ordered, values, side="right") - 1
+    out = np.ones_like(s)
+    out[i, j] = out[j, i] = (lo + hi) / 2 / max(len(values) - 1, 1)
+    return out

@@ -160,6 +160,30 @@ def clean(run_dir: Path, yes: bool) -> None:
     click.echo(f"removed {removed}")
 
 
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="[apply] RUN_DIR")
+@_set_option
+@click.option("--force", is_flag=True, help="Rerun the steps even if they are up to date.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def audit(args: tuple[str, ...], overrides: tuple[str, ...], force: bool, quiet: bool) -> None:
+    """Audit labels (`curate audit RUN_DIR`), or apply the App review (`curate audit apply RUN_DIR`).
+
+    `audit` runs the run's `audit` steps: label issues, mistake categories, outliers, an HTML
+    report and review views in the App. `audit apply` reads the reviewers' tags back and writes
+    a cleaned table version (the `audit_apply` steps).
+    """
+    from curate.errors import UsageError
+    from curate.recipes.runner import run_steps_of_kind
+
+    if len(args) == 2 and args[0] == "apply":
+        kinds, run_dir = ("audit_apply",), args[1]
+    elif len(args) == 1 and args[0] != "apply":
+        kinds, run_dir = ("audit",), args[0]
+    else:
+        raise UsageError("usage: curate audit RUN_DIR  or  curate audit apply RUN_DIR")
+    _report(run_steps_of_kind, Path(run_dir), kinds, overrides=overrides, force=force, quiet=quiet)
+
+
 @cli.group()
 def index() -> None:
     """FAISS similarity index of a run: build it, query it, find duplicates."""
