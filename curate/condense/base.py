@@ -110,6 +110,9 @@ class Distiller:
 
     Config: ClassVar[type] = DistillerConfig
     summary: ClassVar[str] = ""
+    # memory format of the networks by default: channels-last speeds up CPU forward passes, but
+    # GroupNorm's backward is slower in it, so backward-heavy methods keep the contiguous layout
+    channels_last: ClassVar[bool] = False
 
     def __init__(self, config: Any, *, real: RealImages, ipc: int, network: NetworkFactory,
                  plugins: Sequence[Plugin] = (), device: str = "cpu"):
@@ -155,4 +158,9 @@ class Distiller:
     def iteration(self, images: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer,
                   generator: torch.Generator, iteration: int) -> float:
         """One outer iteration: update ``images`` (a leaf tensor) in place; return the matching loss."""
+        raise NotImplementedError
+
+    def matching_loss(self, net: nn.Module, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
+                      *, iteration: int = 0, step: int = 0) -> torch.Tensor:
+        """The method's differentiable loss of ``images`` against fresh real batches, with network ``net``."""
         raise NotImplementedError

@@ -65,14 +65,16 @@ def mean_gradient(gradients: Sequence[Gradient]) -> list[torch.Tensor]:
     return [torch.stack(tensors).mean(0) for tensors in zip(*gradients)]
 
 
-def classwise_gradient_loss(syn: Sequence[Gradient], real: Sequence[Gradient], *, metric: str = "layerwise") -> torch.Tensor:
+def classwise_gradient_loss(syn: Sequence[Gradient], real: Sequence[Gradient], *,
+                            metric: str = "layerwise") -> torch.Tensor:
     """DC: ``sum_c D(g_syn_c, g_real_c)`` over K per-class gradients."""
     if len(syn) != len(real):
         raise UsageError(f"`syn` has {len(syn)} class gradients but `real` has {len(real)}")
     return torch.stack([gradient_distance(s, r, metric=metric) for s, r in zip(syn, real)]).sum()
 
 
-def contrastive_gradient_loss(syn: Sequence[Gradient], real: Sequence[Gradient], *, metric: str = "layerwise") -> torch.Tensor:
+def contrastive_gradient_loss(syn: Sequence[Gradient], real: Sequence[Gradient], *,
+                              metric: str = "layerwise") -> torch.Tensor:
     """DCC: ``D(mean_c g_syn_c, mean_c g_real_c)``: the classes are combined before the distance."""
     if len(syn) != len(real):
         raise UsageError(f"`syn` has {len(syn)} class gradients but `real` has {len(real)}")

@@ -45,7 +45,8 @@ class SyntheticSet:
             raise UsageError(f"synthetic `images` must be float (N, C, H, W), got {self.images.dtype} "
                              f"of shape {tuple(self.images.shape)}")
         if self.labels.shape != (len(self.images),):
-            raise UsageError(f"synthetic `labels` must have shape ({len(self.images)},), got {tuple(self.labels.shape)}")
+            raise UsageError(f"synthetic `labels` must have shape ({len(self.images)},), "
+                             f"got {tuple(self.labels.shape)}")
         if len(self.mean) != self.images.shape[1] or len(self.std) != self.images.shape[1]:
             raise UsageError(f"`mean`/`std` need {self.images.shape[1]} channels, got {len(self.mean)}/{len(self.std)}")
 

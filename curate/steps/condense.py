@@ -97,14 +97,14 @@ class CondenseStep(Step):
         ctx.add_output("report", {"path": "grid.png", "fingerprint": grid, "loss_curve": "loss.png"})
         ctx.write_json("history.json", synthetic.history)
 
-        seconds = [row["seconds"] for row in synthetic.history]
+        if cfg.evaluate.runs:  # first, so the run summary's key metrics are the accuracies
+            self._evaluate(ctx, table, synthetic, images, labels)
         ctx.metrics.update(rows=len(synthetic), method=cfg.method, ipc=cfg.ipc, fyi=cfg.fyi,
                            iterations=cfg.iterations)
         if synthetic.history:
+            seconds = [row["seconds"] for row in synthetic.history]
             ctx.metrics.update(final_loss=round(synthetic.history[-1]["loss"], 6),
                                seconds_per_iteration=round(float(np.mean(seconds)), 3))
-        if cfg.evaluate.runs:
-            self._evaluate(ctx, table, synthetic, images, labels)
 
     def _evaluate(self, ctx: StepContext, table, synthetic, images, labels) -> None:
         import numpy as np
@@ -127,14 +127,12 @@ class CondenseStep(Step):
                         seed=ctx.seed, device=ctx.torch_device(), progress=ctx.progress)
         report: dict[str, Any] = {"protocol": {k: v for k, v in protocol.items() if k not in ("device", "progress")}}
         report["distilled"] = evaluate(synthetic, test_images, test_labels, **protocol)
-        ctx.metrics.update(_summary("accuracy", report["distilled"]), eval_runs=ev.runs, eval_rows=len(test_idx))
         if ev.baseline:
             report["random"] = random_baseline(images, labels, test_images, test_labels, ipc=cfg.ipc, **protocol)
-            ctx.metrics.update(_summary("random_accuracy", report["random"]))
         ctx.write_json("evaluation.json", report)
-
-
-def _summary(prefix: str, result: dict[str, Any]) -> dict[str, Any]:
-    ci = result["ci95"]
-    return {prefix: round(result["mean"], 4), f"{prefix}_std": round(result["std"], 4),
-            f"{prefix}_ci95": None if ci is None else round(ci, 4)}
+        # means first (the run summary shows the first metrics), then intervals and spreads
+        sets = [("accuracy", report["distilled"])] + ([("random_accuracy", report["random"])] if ev.baseline else [])
+        for key, suffix in (("mean", ""), ("ci95", "_ci95"), ("std", "_std")):
+            for name, result in sets:
+                ctx.metrics[name + suffix] = None if result[key] is None else round(result[key], 4)
+        ctx.metrics.update(eval_runs=ev.runs, eval_rows=len(test_idx))

@@ -1,0 +1,43 @@
+"""Dataset condensation: distill a labelled image set into a few synthetic images per class.
+
+``distill(images, labels, method=..., ipc=..., iterations=...)`` runs a registered method
+(``DISTILLERS``: ``dc``, ``dsa``, ``dm``, ``dcc``; ``fyi=True`` adds the FYI plug-in) and
+returns a :class:`SyntheticSet`; ``evaluate`` scores it with the standard protocol and
+``random_baseline`` scores random real images under the same protocol. The matching
+losses (``curate.condense.matching``) and DSA (``curate.condense.dsa``) are pure torch.
+
+Names are imported on first use, so listing the registries does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from curate.condense.registry import DISTILL_PLUGINS, DISTILLERS
+
+_LAZY = {
+    "distill": "curate.condense.driver",
+    "random_selection": "curate.condense.driver",
+    "evaluate": "curate.condense.protocol",
+    "random_baseline": "curate.condense.protocol",
+    "summarize": "curate.condense.protocol",
+    "SyntheticSet": "curate.condense.synthetic",
+    "Distiller": "curate.condense.base",
+    "DistillerConfig": "curate.condense.base",
+    "DSA": "curate.condense.dsa",
+    "flip_expand": "curate.condense.plugins",
+    "gradient_distance": "curate.condense.matching",
+    "mean_embedding_distance": "curate.condense.matching",
+    "distilled_table": "curate.condense.export",
+}
+
+__all__ = ["DISTILLERS", "DISTILL_PLUGINS", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'curate.condense' has no attribute {name!r}")

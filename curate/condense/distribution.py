@@ -1,0 +1,58 @@
+"""Distribution matching, DM (Zhao & Bilen, WACV 2023; ``VICO-UoE/DatasetCondensation`` ``main_DM.py``).
+
+Each iteration draws a fresh random network with frozen weights and matches, class by
+class, the mean embedding (the flattened feature map before the classifier) of a real
+batch and of the synthetic images, both under the class's shared DSA draw:
+``L = sum_c ||mean psi(A(T_c)) - mean psi(A(S_c))||^2``, then one SGD step on the images.
+All classes go through the network together (the embedding is per image with instance
+norm, so this equals the official per-class loop); the real side runs without autograd.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from curate.condense.base import Distiller, DistillerConfig
+from curate.condense.matching import mean_embedding_distance
+from curate.config import option
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistributionMatchingConfig(DistillerConfig):
+    lr_img: float = option(1.0, gt=0, help="learning rate of the synthetic images (DM: 1; 10 for IPC >= 100)")
+    dsa: bool = option(True, help="differentiable siamese augmentation of real and synthetic batches")
+    real_chunk: int = option(256, gt=0, help="real images per forward pass (bounds memory; same result)")
+
+
+class DistributionMatching(Distiller):
+    """DM: match per-class mean embeddings of a random frozen network."""
+
+    Config = DistributionMatchingConfig
+    summary = "distribution matching (DM)"
+    channels_last = True  # the real side is forward-only
+
+    def iteration(self, images: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer,
+                  generator: torch.Generator, iteration: int) -> float:
+        net = self.network(generator).requires_grad_(False)
+        loss = self.matching_loss(net, images, labels, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach()) / self.num_classes
+
+    def matching_loss(self, net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                      generator: torch.Generator, *, iteration: int = 0, step: int = 0) -> torch.Tensor:
+        """``sum_c ||mean psi(A(T_c)) - mean psi(A(S_c))||^2`` with a fresh real batch per class."""
+        draw = self.siamese_draw(generator, images)
+        real, real_labels = self.real.sample_classes(self.config.batch_real, generator)
+        real = self.siamese(real, real_labels, draw)
+        syn, syn_labels = self.synthetic(images, labels)
+        syn = self.siamese(syn, syn_labels, draw)
+        with torch.no_grad():
+            real_embeddings = torch.cat([net.features(self.net_input(chunk))
+                                         for chunk in real.split(self.config.real_chunk)])
+        syn_embeddings = net.features(self.net_input(syn))
+        return mean_embedding_distance(real_embeddings, real_labels, syn_embeddings, syn_labels.to(images.device),
+                                       num_classes=self.num_classes)

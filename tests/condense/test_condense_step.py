@@ -1,0 +1,82 @@
+"""The `condense` recipe step end to end: a new table version, the float set, pictures, metrics; validation."""
+
+import json
+
+import numpy as np
+import pytest
+
+from curate.condense import SyntheticSet
+from curate.errors import RecipeError
+from curate.recipes import parse_recipe, run_recipe
+
+RECIPE = """\
+name: tiny-condense
+steps:
+  - id: cifar
+    uses: source
+    with: {kind: demo, limit_per_class: 4}
+  - id: distilled
+    uses: condense
+    inputs: {data: cifar}
+    with:
+      method: dm
+      ipc: 2
+      iterations: 3
+      fyi: true
+      model_config: {width: 8, depth: 2}
+      options: {batch_real: 4}
+      checkpoint_every: 1
+      evaluate: {runs: 2, epochs: 2}
+"""
+
+
+def test_condense_recipe_writes_a_distilled_table_version_and_its_evaluation(tmp_path):
+    result = run_recipe(parse_recipe(RECIPE, filename="tiny.yaml"), workdir=tmp_path, progress=False)
+    step = tmp_path / "tiny-condense" / "distilled"
+    manifest = json.loads((step / "step.json").read_text())
+    assert set(manifest["outputs"]) == {"table", "synthetic_set", "report"}
+
+    import datasets
+
+    table = datasets.load_from_disk(str(step / "table"))
+    distilled = table.filter(lambda row: row["set"] == "distilled")
+    assert len(distilled) == 20 and distilled[0]["id"] == "distilled:distilled:0"
+    assert set(distilled["split"]) == {"train"} and distilled[0]["method"] == "dm"
+    assert distilled[0]["ipc"] == 2 and distilled[0]["fyi"] is True and distilled[0]["iterations"] == 3
+    real = table.filter(lambda row: row["set"] == "real")
+    assert len(real) == 40 and set(real["split"]) == {"test"} and real[0]["method"] is None
+    assert np.asarray(distilled[0]["image"]).shape == (32, 32, 3)
+
+    synthetic = SyntheticSet.load(step / "synthetic.safetensors")
+    assert synthetic.images.shape == (20, 3, 32, 32) and len(synthetic.history) == 3
+    # the table's uint8 images are the export of the float set
+    assert np.array_equal(np.stack([np.asarray(im) for im in distilled["image"]]), synthetic.to_uint8())
+    for picture in ("grid.png", "loss.png"):
+        assert (step / picture).read_bytes()[:4] == b"\x89PNG"
+
+    metrics = result.outcome("distilled").metrics
+    assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["random_accuracy"] <= 1
+    assert metrics["accuracy_ci95"] is not None and metrics["eval_runs"] == 2
+    evaluation = json.loads((step / "evaluation.json").read_text())
+    assert len(evaluation["distilled"]["runs"]) == 2 and evaluation["protocol"]["dsa"] is True
+
+    again = run_recipe(parse_recipe(RECIPE, filename="tiny.yaml"), workdir=tmp_path, progress=False)
+    assert again.outcome("distilled").state == "skipped"
+
+
+def test_bad_method_and_method_options_fail_validation_with_their_lines():
+    bad = RECIPE.replace("method: dm", "method: dmm").replace("{batch_real: 4}", "{batch_reel: 4}")
+    with pytest.raises(RecipeError, match=r"tiny.yaml:\d+: step 'distilled' with.method: unknown distiller 'dmm'"):
+        parse_recipe(bad, filename="tiny.yaml")
+    bad = RECIPE.replace("{batch_real: 4}", "{batch_reel: 4}")
+    with pytest.raises(RecipeError, match=r"with.options.batch_reel: unknown field \(did you mean 'batch_real'"):
+        parse_recipe(bad, filename="tiny.yaml")
+
+
+def test_listing_distillers_and_the_step_config_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, curate.condense, curate.steps.condense; "
+            "assert curate.condense.DISTILLERS.names(); assert 'torch' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,81 @@
+"""FYI: one hook doubles every synthetic batch with exact mirrors, in every distiller, never at evaluation."""
+
+import numpy as np
+import pytest
+import torch
+
+import curate.condense.plugins as plugins
+from curate.condense import distill, evaluate
+from curate.condense.plugins import flip_expand
+
+from condense_helpers import TINY_NET, textures
+
+
+def test_flip_expand_appends_exact_mirrors_with_duplicated_labels():
+    x = torch.randn(3, 3, 8, 8)
+    y = torch.tensor([2, 0, 1])
+    out, labels = flip_expand(x, y)
+    assert out.shape == (6, 3, 8, 8) and labels.tolist() == [2, 0, 1, 2, 0, 1]
+    assert torch.equal(out[:3], x) and torch.equal(out[3:], x.flip(-1))
+    assert torch.equal(out[3:].flip(-1), x)
+    # each image keeps its pixel multiset
+    assert torch.equal(out[3:].flatten(1).sort(1).values, x.flatten(1).sort(1).values)
+
+
+def test_gradient_through_the_hook_is_own_plus_mirrored_gradient():
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    weights = torch.randn(4, 3, 6, 6)
+    f = lambda images: (images * weights).sum(dim=(1, 2, 3)).square().sum()  # noqa: E731
+    (grad,) = torch.autograd.grad(f(flip_expand(x, torch.zeros(2))[0]), x)
+    a = x.detach().clone().requires_grad_(True)
+    b = x.detach().flip(-1).clone().requires_grad_(True)
+    (g_a,) = torch.autograd.grad(f(torch.cat([a, torch.zeros_like(a)])), a)
+    (g_b,) = torch.autograd.grad(f(torch.cat([torch.zeros_like(b), b])), b)
+    assert torch.allclose(grad, g_a + g_b.flip(-1), atol=1e-4)
+
+
+class Spy:
+    """Records every batch the FYI hook returns."""
+
+    def __init__(self, monkeypatch):
+        self.calls = []
+        original = plugins.flip_expand
+
+        def spy(images, labels):
+            out = original(images, labels)
+            self.calls.append((images.detach().clone(), labels.clone(), out[0].detach().clone(), out[1].clone()))
+            return out
+
+        monkeypatch.setattr(plugins, "flip_expand", spy)
+
+
+@pytest.mark.parametrize("method", ["dc", "dsa", "dm", "dcc"])
+def test_every_distiller_sends_doubled_mirrored_batches_and_stores_the_unflipped_set(method, monkeypatch):
+    spy = Spy(monkeypatch)
+    images, labels = textures(per_class=6, classes=3)
+    options = {"batch_real": 6}
+    if method != "dm":
+        options.update(outer_loop=2, inner_loop=1)  # one inner-loop epoch between two matching steps
+    result = distill(images, labels, method=method, ipc=2, iterations=1, fyi=True, model_config=TINY_NET,
+                     progress=False, **options)
+    assert spy.calls, f"{method} never called the FYI hook"
+    for before, y, after, y_after in spy.calls:
+        n = len(before)
+        assert len(after) == 2 * n and torch.equal(after[n:], before.flip(-1)) and torch.equal(y_after, y.repeat(2))
+    if method != "dm":  # the inner loop trains on the whole hooked set: 6 images -> 12
+        assert any(len(after) == 12 for _, _, after, _ in spy.calls)
+    assert result.images.shape == (6, 3, 32, 32)
+    assert result.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert not torch.allclose(result.images, result.images.flip(-1))
+
+
+def test_fyi_changes_the_result_and_evaluation_never_calls_the_hook(monkeypatch):
+    images, labels = textures(per_class=6, classes=3)
+    kwargs = dict(method="dm", ipc=1, iterations=2, model_config=TINY_NET, progress=False, batch_real=6)
+    plain = distill(images, labels, **kwargs)
+    flipped = distill(images, labels, fyi=True, **kwargs)
+    assert not torch.allclose(plain.images, flipped.images)
+    spy = Spy(monkeypatch)
+    result = evaluate(flipped, images, labels, model_config=TINY_NET, runs=1, epochs=2, progress=False)
+    assert spy.calls == []
+    assert 0 <= result["mean"] <= 1 and np.isfinite(result["mean"])
