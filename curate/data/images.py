@@ -116,13 +116,16 @@ def iter_image_batches(
     size: tuple[int, int] | None = None,
     progress: bool = False,
     workers: int | None = None,
+    prefetch: bool = True,
 ) -> Iterator[dict]:
     """Decoded batches of ``indices`` (all rows by default), in order.
 
     Each batch is ``{"index": int64 (B,), "id": [str], "image": uint8 (B, H, W, 3),
     "label": int64 (B,)}``; ``index`` holds row positions in ``table``.
-    The next batch decodes in the thread pool while the caller works on the current
-    one (PIL and torch both release the GIL), so decoding overlaps model compute.
+    With ``prefetch`` the next batch decodes in the thread pool while the caller works
+    on the current one (PIL and torch both release the GIL), which pays when the model
+    runs on a GPU; when torch already uses every CPU core, ``prefetch=False`` (decode,
+    then compute) is faster because the decode threads would preempt torch's.
     """
     from tqdm.auto import tqdm
 
@@ -139,7 +142,7 @@ def iter_image_batches(
         try:
             for start in starts:
                 pending.append((start, _submit(pool, table, rows[start:start + batch_size], size, workers)))
-                if len(pending) < 2 and start + batch_size < len(rows):
+                if prefetch and len(pending) < 2 and start + batch_size < len(rows):
                     continue
                 yield _batch(pending.popleft(), rows, ids, labels, batch_size, size, bar)
             while pending:

@@ -36,7 +36,11 @@ def run_batches(
     from curate.data import iter_image_batches
 
     rows = len(table) if indices is None else len(indices)
-    batches = iter_image_batches(table, batch_size=batch_size, indices=indices, size=size, progress=progress)
+    # overlap decoding with compute only when the model is not on the CPU (see iter_image_batches)
+    on_gpu = str(getattr(fn, "device", "cpu")).startswith("cuda") or (
+        getattr(fn, "device", None) == "auto" and _cuda_available())
+    batches = iter_image_batches(table, batch_size=batch_size, indices=indices, size=size, progress=progress,
+                                 prefetch=on_gpu)
     return map_batches(fn, batches, rows=rows)
 
 
@@ -73,3 +77,9 @@ def array_batches(images: "np.ndarray | torch.Tensor", *, batch_size: int) -> It
     for start in range(0, len(images), batch_size):
         stop = min(start + batch_size, len(images))
         yield {"index": np.arange(start, stop), "image": images[start:stop]}
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
