@@ -122,8 +122,10 @@ def _needed(recipe: Recipe, targets: Sequence[str]) -> set[str]:
     return needed
 
 
-def _isolate_caches(run_dir: Path) -> None:
+def _isolate_caches(run_dir: Path, *, progress: bool) -> None:
     """Point library caches into the run directory (only effective before their import)."""
+    if not progress:
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     cache = run_dir / ".cache"
     if "huggingface_hub" not in sys.modules:
         for var, sub in (("HF_HOME", "hf"), ("HF_HUB_CACHE", "hub"), ("HF_XET_CACHE", "xet")):
@@ -157,7 +159,7 @@ def run_recipe(
     forced = _forced(recipe, force, from_step)
     needed = _needed(recipe, only)
     run_dir = run_dir_for(recipe, workdir)
-    _isolate_caches(run_dir)
+    _isolate_caches(run_dir, progress=progress)
     outcomes: list[StepOutcome] = []
     with workspace.run_lock(run_dir):
         _write_run_file(run_dir, recipe)
