@@ -146,18 +146,9 @@ def _run_dataset(run_dir: Path, *, required: bool):
 
 def _fiftyone_intact(step_dir: Path) -> bool:
     """Whether every field and view the step recorded in ``fiftyone.json`` still exists."""
-    from curate.fo.runs import missing_outputs
+    from curate.fo.runs import recorded_outputs_intact
 
-    path = Path(step_dir) / FIFTYONE_RECORD
-    if not path.is_file():
-        return False
-    record = json.loads(path.read_text())
-    if record.get("dataset") is None:
-        return True
-    missing = missing_outputs(record, database_uri=record.get("database_uri"))
-    if missing:
-        log.warning("FiftyOne outputs of %s are gone (%s); rerunning it", step_dir.name, ", ".join(missing[:3]))
-    return not missing
+    return recorded_outputs_intact(Path(step_dir) / FIFTYONE_RECORD)
 
 
 def _previous_record(step_dir: Path) -> dict[str, Any] | None:

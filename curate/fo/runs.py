@@ -77,3 +77,24 @@ def clean_run(run_dir: str | os.PathLike) -> str | None:
         return None
     delete_run_dataset(record["dataset"], database_uri=record.get("database_uri"))
     return record["dataset"]
+
+
+def recorded_outputs_intact(record_path: str | os.PathLike, *, required: bool = True) -> bool:
+    """Whether what a step recorded in its FiftyOne record (dataset, fields, plots, views) still exists.
+
+    Steps call this from ``Step.is_intact`` so the runner rebuilds, rather than skips, a step
+    whose FiftyOne outputs were deleted. A missing record counts as intact unless ``required``.
+    """
+    import logging
+
+    path = Path(record_path)
+    if not path.is_file():
+        return not required
+    record = json.loads(path.read_text())
+    if record.get("dataset") is None:
+        return True
+    missing = missing_outputs(record, database_uri=record.get("database_uri"))
+    if missing:
+        logging.getLogger(__name__).warning("FiftyOne outputs recorded in %s are gone (%s); rebuilding", path,
+                                            ", ".join(missing[:3]))
+    return not missing

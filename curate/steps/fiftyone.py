@@ -122,19 +122,9 @@ class FiftyOneStep(Step):
     @classmethod
     def is_intact(cls, manifest, step_dir: Path) -> bool:
         """Skip only while the database still holds every dataset, field, plot and view recorded."""
-        import json
+        from curate.fo.runs import recorded_outputs_intact
 
-        from curate.fo.runs import missing_outputs
-
-        record_path = Path(step_dir) / "fiftyone.json"
-        if not record_path.is_file():
-            return False
-        record = json.loads(record_path.read_text())
-        missing = missing_outputs(record, database_uri=record.get("database_uri"))
-        if missing:
-            log.warning("FiftyOne outputs of step '%s' are gone (%s); rebuilding", manifest.get("id"),
-                        ", ".join(missing[:3]))
-        return not missing
+        return recorded_outputs_intact(Path(step_dir) / "fiftyone.json")
 
     @staticmethod
     def _add_label_maps(dataset, inp: Input, class_names, written) -> None:

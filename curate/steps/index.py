@@ -185,18 +185,7 @@ def register_in_fiftyone(ctx: StepContext, index_path: Path) -> dict[str, Any] |
 
 def fiftyone_outputs_intact(manifest, step_dir: Path) -> bool:
     """Whether the FiftyOne things a step recorded in its fiftyone.json still exist (True without a record)."""
-    import json
+    from curate.fo.runs import recorded_outputs_intact
 
-    from curate.fo.runs import missing_outputs
-
-    path = Path(step_dir) / FIFTYONE_RECORD
-    if FIFTYONE_RECORD not in manifest.get("files", []):
-        return True
-    if not path.is_file():
-        return False
-    record = json.loads(path.read_text())
-    missing = missing_outputs(record, database_uri=record.get("database_uri"))
-    if missing:
-        log.warning("FiftyOne outputs of step '%s' are gone (%s); rebuilding", manifest.get("id"),
-                    ", ".join(missing[:3]))
-    return not missing
+    return recorded_outputs_intact(Path(step_dir) / FIFTYONE_RECORD,
+                                   required=FIFTYONE_RECORD in manifest.get("files", []))
