@@ -257,18 +257,23 @@ def _agrees_with_given(scan: _Scan) -> np.ndarray:
 
 
 def _round_rows(x: np.ndarray) -> np.ndarray:
-    """Round to integers keeping each row's (rounded) total: floor, then +1 on the largest remainders.
+    """Round to integers keeping each row's (rounded) total, by cleanlab's rule: round half to even,
+    then move the rows still off their total by one on the largest (or smallest) remainders.
 
-    Equal remainders go to the later column first, which is what cleanlab's round-then-adjust
-    gives for small K, so calibrated counts (and masks) agree with it on ties.
+    Ties are broken by numpy's default argsort, as in cleanlab, so both give the same counts on
+    the same machine (its SIMD sort is not stable, so the tie order is not fixed across CPUs).
     """
     k = x.shape[1]
-    base = np.floor(x)
-    short = np.clip(np.rint(x.sum(axis=1)) - base.sum(axis=1), 0, k).astype(np.int64)
-    order = k - 1 - np.argsort(-(x - base)[:, ::-1], axis=1, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.broadcast_to(np.arange(k), order.shape), axis=1)
-    return (base + (rank < short[:, None])).astype(np.int64)
+    ints = np.rint(x)
+    diff = (np.rint(x.sum(axis=1)) - ints.sum(axis=1)).astype(np.int64)
+    order = np.argsort(x - ints, axis=1)  # ascending remainders
+    rank_up = np.empty_like(order)  # rank among the largest remainders (0 = largest)
+    np.put_along_axis(rank_up, order[:, ::-1], np.broadcast_to(np.arange(k), order.shape), axis=1)
+    rank_down = np.empty_like(order)  # rank among the smallest remainders
+    np.put_along_axis(rank_down, order, np.broadcast_to(np.arange(k), order.shape), axis=1)
+    ints += rank_up < np.clip(diff, 0, k)[:, None]
+    ints -= rank_down < np.clip(-diff, 0, k)[:, None]
+    return ints.astype(np.int64)
 
 
 def _calibrate(joint: np.ndarray, counts: np.ndarray) -> np.ndarray:
