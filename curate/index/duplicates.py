@@ -28,11 +28,15 @@ import numpy as np
 
 from curate.errors import UsageError
 from curate.index.faiss_index import Kind, Metric, SimilarityIndex, as_vectors, build_index
-from curate.index.knn import EXACT_GRAPH_MAX, knn_graph
+from curate.index.knn import graph_index, knn_graph
 
 log = logging.getLogger(__name__)
 
 _RESCORE_BATCH = 65_536
+_SEARCH_SLACK = 1e-3
+"""Cosine candidates whose search distance exceeds the threshold by more than this are not re-scored:
+flat-coded indexes return them exact up to float rounding on unit vectors. PQ codes and L2 (whose
+float32 error grows with the vectors' norms) are all re-scored."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -216,26 +220,26 @@ def near_duplicate_pairs(
     """Pairs (i < j) of rows of ``embeddings (N, D)`` within ``threshold`` of each other.
 
     Candidates are each row's ``k`` nearest neighbours, from ``index`` when given (built on
-    these rows in this order) or from an index of ``kind`` built here (``auto``: exact below
-    :data:`~curate.index.knn.EXACT_GRAPH_MAX` rows, HNSW above); each candidate is re-scored
-    exactly. A pair is found if either row has the other among its ``k`` neighbours; a row
+    these rows in this order) or from an index of ``kind`` built here (``auto``:
+    :func:`~curate.index.knn.graph_index`, exact below 20k rows, IVF above); candidates near the
+    threshold are re-scored exactly. A pair is found if either row has the other among its ``k`` neighbours; a row
     with more than ``k`` duplicates still joins its group through chains.
     """
     threshold = _check_threshold(threshold)
     x = as_vectors(embeddings, name="embeddings", metric=metric)
     if index is None:
-        if kind == "auto":
-            kind = "flat" if len(x) < EXACT_GRAPH_MAX else "hnsw"
-        index = build_index(x, kind=kind, metric=metric)
+        index = graph_index(x, metric=metric) if kind == "auto" else build_index(x, kind=kind, metric=metric)
     elif kind != "auto":
         raise UsageError("pass either `index` or `kind`, not both: `kind` only picks the index built here")
     elif len(index) != len(x) or index.dim != x.shape[1] or index.metric != metric:
         raise UsageError(f"`index` holds {len(index)} x {index.dim} ({index.metric}) vectors but `embeddings` are "
                          f"{x.shape[0]} x {x.shape[1]} ({metric}); build the index on these rows")
-    _, neighbors = knn_graph(index, k=k, batch_size=batch_size, progress=progress)
+    searched, neighbors = knn_graph(index, k=k, batch_size=batch_size, progress=progress)
     rows = np.repeat(np.arange(len(x)), neighbors.shape[1])
     cols = neighbors.reshape(-1)
     valid = cols >= 0
+    if index.kind != "ivfpq" and metric == "cosine":
+        valid &= searched.reshape(-1) <= threshold + _SEARCH_SLACK
     n = len(x)
     codes = np.unique(np.minimum(rows, cols)[valid] * n + np.maximum(rows, cols)[valid])  # each pair once
     lo, hi = codes // n, codes % n

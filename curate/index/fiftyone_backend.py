@@ -41,6 +41,7 @@ import numpy as np
 from fiftyone.brain.similarity import DuplicatesMixin, Similarity, SimilarityConfig, SimilarityIndex
 
 from curate.index.faiss_index import KINDS, METRICS, as_vectors, build_index, drop_self, load_index, sidecar_path
+from curate.index.knn import EXACT_GRAPH_MAX, graph_index
 
 log = logging.getLogger(__name__)
 
@@ -398,15 +399,7 @@ class FaissSimilarityIndex(SimilarityIndex, DuplicatesMixin):
         if self._index is None or len(positions) == 0:
             return self._no_results(query, return_dists)
         if query is None:
-            index_of_row = self._view_index_of_row(positions)
-            inds, dists = [], []
-            for chunk in self._batches(positions):
-                rows = self._rows[chunk]
-                lims, dist, found = self._index.range_search_rows(self._index.vectors(rows), thresh, within=within,
-                                                                  exclude=rows)
-                for q in range(len(rows)):
-                    inds.append(index_of_row[found[lims[q]:lims[q + 1]]])
-                    dists.append(dist[lims[q]:lims[q + 1]])
+            inds, dists = self._all_pairs_within(positions, within, thresh)
             return (inds, dists) if return_dists else inds
         vectors, query_rows, single = self._query(query)
         lims, dist, found = self._index.range_search_rows(vectors, thresh, within=within, exclude=query_rows)
@@ -416,6 +409,26 @@ class FaissSimilarityIndex(SimilarityIndex, DuplicatesMixin):
         if single:
             ids, dists = ids[0], dists[0]
         return (ids, None, dists) if return_dists else (ids, None)
+
+    def _all_pairs_within(self, positions: np.ndarray, within, thresh: float) -> tuple[list, list]:
+        """Every view sample's neighbours within ``thresh`` (view indices), as ``find_duplicates`` asks.
+
+        On an exact index of :data:`EXACT_GRAPH_MAX` or more samples this is quadratic, so it runs
+        on a temporary IVF index of the view's vectors instead, like curate's own duplicates.
+        """
+        if self._index.kind == "flat" and len(positions) >= EXACT_GRAPH_MAX:
+            index = graph_index(self._index.vectors(self._rows[positions]), metric=self._index.metric)
+            query_rows, within, view_index = np.arange(len(positions)), None, np.arange(len(positions))
+        else:
+            index, query_rows, view_index = self._index, self._rows[positions], self._view_index_of_row(positions)
+        inds, dists = [], []
+        for lo in range(0, len(query_rows), _BATCH):
+            rows = query_rows[lo:lo + _BATCH]
+            lims, dist, found = index.range_search_rows(index.vectors(rows), thresh, within=within, exclude=rows)
+            for q in range(len(rows)):
+                inds.append(view_index[found[lims[q]:lims[q + 1]]])
+                dists.append(dist[lims[q]:lims[q + 1]])
+        return inds, dists
 
     @classmethod
     def _from_dict(cls, d, samples, config, brain_key):

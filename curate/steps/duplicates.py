@@ -186,16 +186,23 @@ def _file_hashes(table):
 
 
 def _reusable_index(ctx: StepContext, ids, metric: str):
-    """The wired index step's index when it holds exactly these rows with this metric, else None."""
+    """The wired index step's index when it holds exactly these rows with this metric, else None.
+
+    An exact (flat) index is reused only below the size where an approximate graph is faster."""
     inp = ctx.maybe_input("index")
     if inp is None:
         return None
     from curate.index import load_index
+    from curate.index.knn import EXACT_GRAPH_MAX
 
     index = load_index(inp.dir / inp.entry("index")["path"])
     if index.metric != metric or index.ids is None or list(index.ids) != ids.tolist():
         log.warning("index of step '%s' was built on other rows or another metric; building a fresh k-NN graph",
                     inp.step_id)
+        return None
+    if index.kind == "flat" and len(index) >= EXACT_GRAPH_MAX:
+        log.info("index of step '%s' is exact (flat) over %d rows; the k-NN graph uses IVF instead",
+                 inp.step_id, len(index))
         return None
     return index
 

@@ -195,15 +195,16 @@ def test_threshold_and_index_checks(planted):
     assert isinstance(near_duplicate_pairs(features, threshold=0.0), Pairs)
 
 
-def test_auto_graph_switches_to_hnsw_for_many_rows_and_still_finds_the_plants(planted, monkeypatch):
-    """Above EXACT_GRAPH_MAX rows the candidate graph comes from HNSW; tight duplicates survive it."""
-    import curate.index.duplicates as dup
+def test_auto_graph_switches_to_ivf_for_many_rows_and_still_finds_the_plants(planted, monkeypatch):
+    """Above EXACT_GRAPH_MAX rows the candidate graph comes from IVF with few probes; tight duplicates survive it."""
+    import curate.index.knn as knn
 
-    kinds = []
-    real_build = dup.build_index
-    monkeypatch.setattr(dup, "build_index", lambda x, **kw: kinds.append(kw["kind"]) or real_build(x, **kw))
-    monkeypatch.setattr(dup, "EXACT_GRAPH_MAX", 10)
+    built = []
+    real_build = knn.build_index
+    monkeypatch.setattr(knn, "build_index", lambda x, **kw: built.append(kw) or real_build(x, **kw))
+    monkeypatch.setattr(knn, "EXACT_GRAPH_MAX", 10)
     features, _ = planted
     pairs = near_duplicate_pairs(features, threshold=THRESHOLD, k=5)
-    assert kinds == ["hnsw"]
+    assert [(b["kind"], b["nprobe"]) for b in built] == [("ivf", knn.GRAPH_NPROBE)]
+    assert built[0]["nlist"] == round(np.sqrt(len(features)))
     np.testing.assert_array_equal(pairs.edges, [[0, 40], [1, 41], [2, 42], [3, 43]])

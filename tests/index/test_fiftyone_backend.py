@@ -84,13 +84,23 @@ def test_radius_query_returns_exactly_the_pairs_within_the_threshold(dataset, em
     assert dataset.first().id not in ids and all(x <= d for x in dists)
 
 
-def test_find_duplicates_agrees_with_sklearn(dataset, embeddings):
-    """The Brain's own duplicate search on top of the radius query keeps the same samples as sklearn."""
+@pytest.mark.parametrize("ivf_graph", [False, True], ids=["flat", "ivf-graph"])
+def test_find_duplicates_agrees_with_sklearn(dataset, embeddings, monkeypatch, ivf_graph):
+    """The Brain's own duplicate search on top of the radius query keeps the same samples as sklearn,
+    also when a large flat index hands the all-pairs search to a temporary IVF graph index."""
+    import curate.index.fiftyone_backend as backend
+
+    built = []
+    if ivf_graph:
+        real = backend.graph_index
+        monkeypatch.setattr(backend, "EXACT_GRAPH_MAX", 10)
+        monkeypatch.setattr(backend, "graph_index", lambda x, **kw: built.append(len(x)) or real(x, **kw))
     sk, fx = both_backends(dataset, embeddings)
     sk.find_duplicates(thresh=0.05)
     fx.find_duplicates(thresh=0.05)
     assert fx.duplicate_ids == sk.duplicate_ids and len(fx.duplicate_ids) >= 1
     assert set(fx.neighbors_map) == set(sk.neighbors_map)
+    assert built == ([N] if ivf_graph else [])
 
 
 def test_queries_see_only_the_current_view(dataset, embeddings, fo):
