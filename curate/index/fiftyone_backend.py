@@ -29,6 +29,8 @@ server inherits. This module imports FiftyOne and FAISS.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 import uuid
@@ -126,6 +128,13 @@ def default_index_path(dataset_name: str, brain_key: str | None) -> Path:
     return fiftyone_home() / "similarity" / safe(dataset_name) / f"{safe(brain_key or uuid.uuid4().hex)}.faiss"
 
 
+def _id_map_dir() -> Path:
+    """Cached index-row -> FiftyOne-id maps (see ``FaissSimilarityIndex._fiftyone_ids``)."""
+    from curate.fo.database import fiftyone_home
+
+    return fiftyone_home() / "similarity" / "id-maps"
+
+
 def _delete_owned(config: FaissSimilarityConfig) -> None:
     if config.owns_index and config.index_path:
         for path in (Path(config.index_path), sidecar_path(config.index_path)):
@@ -169,14 +178,44 @@ class FaissSimilarityIndex(SimilarityIndex, DuplicatesMixin):
         if config.id_field is None:
             self._set_index(index, stored)
             return
-        keys, sample_ids = self._dataset.values([config.id_field, "id"])
-        to_fiftyone = dict(zip(keys, sample_ids))
-        mapped = np.asarray([to_fiftyone.get(key, "") for key in stored.tolist()], dtype=str)
+        mapped = self._fiftyone_ids(path, stored, config.id_field)
         present = np.flatnonzero(mapped != "")
         if len(present) < len(stored):
             log.info("%d of %d indexed rows of %s are not in dataset '%s'; they are not searched",
                      len(stored) - len(present), len(stored), path.name, self._dataset.name)
         self._set_index(index, mapped[present], rows=present)
+
+    def _fiftyone_ids(self, path: Path, stored: np.ndarray, id_field: str) -> np.ndarray:
+        """FiftyOne sample ids of the index rows, through ``id_field`` ("" where no sample has the key).
+
+        Reading every sample's key is most of a fresh process's first query (about 1 s at 100k
+        samples, and the App server is such a process), so the map is cached under
+        ``$CURATE_HOME``, keyed by the index file and by the dataset's sample count and newest
+        sample edit (one server-side aggregation: adding, deleting or editing samples misses).
+        """
+        import fiftyone as fo
+
+        from curate.workspace import atomic_write
+
+        count, newest = self._dataset.aggregate([fo.Count(), fo.Max("last_modified_at")])
+        stat = path.stat()
+        state = json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns, str(self._dataset._doc.id),
+                            id_field, count, str(newest)])
+        cache = _id_map_dir() / f"{hashlib.sha256(state.encode()).hexdigest()[:32]}.npz"
+        try:
+            with np.load(cache, allow_pickle=False) as saved:
+                if str(saved["state"]) == state:
+                    return saved["sample_ids"]
+        except (OSError, KeyError, ValueError):
+            pass
+        keys, sample_ids = self._dataset.values([id_field, "id"])
+        to_fiftyone = dict(zip(keys, sample_ids))
+        mapped = np.asarray([to_fiftyone.get(key, "") for key in stored.tolist()], dtype=str)
+        try:
+            atomic_write(cache, lambda tmp: np.savez(tmp, state=np.array(state), sample_ids=mapped))
+        except OSError as err:
+            log.debug("could not cache the sample-id map of %s: %s", path, err)
+        return mapped
 
     def _set_index(self, index, sample_ids: np.ndarray, rows: np.ndarray | None = None) -> None:
         self._index = index

@@ -153,6 +153,30 @@ def test_a_step_index_joins_on_curate_id_skips_foreign_rows_and_is_read_only(dat
     assert path.is_file()
 
 
+def test_the_cached_id_map_follows_dataset_edits(dataset, embeddings, tmp_path, fo):
+    """The row -> sample-id map is cached between loads; adding, deleting or re-keying samples misses the cache."""
+    from curate.index.fiftyone_backend import _id_map_dir, register_index
+
+    path = tmp_path / "index.faiss"
+    build_index(embeddings, kind="flat", ids=[f"s{i:02d}" for i in range(N)]).save(path)
+    register_index(dataset, "step_index", path)
+    cached = set(_id_map_dir().glob("*.npz"))
+    assert dataset.load_brain_results("step_index", cache=False).total_index_size == N
+    assert set(_id_map_dir().glob("*.npz")) == cached  # a hit writes nothing new
+
+    sample = dataset.first()
+    sample["curate_id"] = "renamed"
+    sample.save()
+    assert dataset.load_brain_results("step_index", cache=False).total_index_size == N - 1
+    dataset.delete_samples(dataset.skip(1).first())
+    assert dataset.load_brain_results("step_index", cache=False).total_index_size == N - 2
+    dataset.add_sample(fo.Sample(filepath="/nonexistent/back.png", curate_id="s00"))
+    results = dataset.load_brain_results("step_index", cache=False)
+    assert results.total_index_size == N - 1
+    back = dataset.match(fo.ViewField("curate_id") == "s00").first().id
+    assert back in results.sample_ids.tolist()
+
+
 def test_brain_env_adds_faiss_to_the_declared_backends():
     """The App server gets the backend through the environment, without dropping the user's choices."""
     from curate.fo.database import brain_env
