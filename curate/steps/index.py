@@ -28,10 +28,10 @@ _IVF_KNOBS = ("nlist", "nprobe", "m_pq", "train_size")
 @dataclass(frozen=True, kw_only=True)
 class IndexConfig:
     kind: Literal["auto", "flat", "ivf", "ivfpq", "hnsw"] = option(
-        "auto", help="auto: exact (flat) below 200,000 rows, HNSW above; ivf/ivfpq: inverted lists (+PQ codes)")
+        "auto", help="auto: exact (flat) below 200,000 rows, IVF above; ivf/ivfpq: inverted lists (+PQ codes)")
     metric: Literal["cosine", "l2"] = option("cosine", help="distances: 1 - cos (cosine) or Euclidean (l2)")
     nlist: int | None = option(None, gt=0, help="ivf/ivfpq cells (null: ~4 sqrt(N))")
-    nprobe: int | None = option(None, gt=0, help="ivf/ivfpq cells searched per query (null: nlist/32)")
+    nprobe: int | None = option(None, gt=0, help="ivf/ivfpq cells searched per query (null: nlist/128, at least 8)")
     m_pq: int | None = option(None, gt=0, help="ivfpq bytes per vector (must divide the dimension)")
     train_size: int | None = option(None, gt=0, help="ivf/ivfpq k-means training rows (null: 64 per cell)")
     hnsw_m: int = option(32, gt=0, help="hnsw links per node")
@@ -42,7 +42,7 @@ class IndexConfig:
     def build_options(self) -> dict[str, Any]:
         """Keyword options of ``build_index`` for this kind (knobs of other kinds are not passed)."""
         options: dict[str, Any] = {"kind": self.kind, "metric": self.metric}
-        if self.kind in ("auto", "hnsw"):
+        if self.kind == "hnsw":
             options.update(hnsw_m=self.hnsw_m, ef_construction=self.ef_construction, ef_search=self.ef_search)
         options.update({k: getattr(self, k) for k in _IVF_KNOBS if getattr(self, k) is not None})
         return options

@@ -180,11 +180,14 @@ def test_callers_arrays_are_not_mutated(data):
     np.testing.assert_array_equal(q, q_before)
 
 
-def test_auto_is_exact_below_the_documented_size_and_hnsw_above(monkeypatch, data):
+def test_auto_is_exact_below_the_documented_size_and_ivf_above(monkeypatch, data):
     e, _ = data
     assert build_index(e).kind == "flat"
+    assert build_index(e, nlist=4, nprobe=2).kind == "flat"  # IVF knobs wait for the size that picks IVF
     monkeypatch.setattr(fi, "AUTO_EXACT_MAX", 1000)
-    assert build_index(e).kind == "hnsw"
+    assert build_index(e, nlist=4, nprobe=2).params["nlist"] == 4 and build_index(e, nlist=4, nprobe=2).nprobe == 2
+    index = build_index(e)
+    assert index.kind == "ivf" and index.nprobe == min(index.params["nlist"], 8)
 
 
 @pytest.mark.parametrize(
