@@ -94,6 +94,9 @@ class ClassifierGuidanceConfig(SynthOptions):
     form: Literal["eps", "mean"] = option("eps", help="eps form (any sampler) or DDPM mean shift (sampler ddpm)")
     sampler: Literal["ddim", "ddpm"] = option("ddim")
     num_inference_steps: int = option(50, gt=0, help="sampling steps (respaced from the training timesteps)")
+    clip_sample: bool | None = option(
+        None, help="clip each step's predicted clean image to [-1, 1] (null: as the model was trained); "
+                   "with large guidance scales clipping can pull samples off the target class")
     classifier: Literal["noisy", "clean"] = option(
         "noisy", help="noisy: train a timestep-aware classifier here on noised real images; "
                       "clean: inputs.classifier (or classifier_model) applied to the predicted clean image")
@@ -110,6 +113,14 @@ class ClassifierGuidanceConfig(SynthOptions):
                                            "(or use form: eps)")
 
 
+def guidance_sampler(cfg: ClassifierGuidanceConfig, scheduler_config: dict):
+    """The configured sampler on the model's training noise schedule (``clip_sample`` overridden when set)."""
+    from synth.pipeline import make_sampler
+
+    overrides = {} if cfg.clip_sample is None else {"clip_sample": cfg.clip_sample}
+    return make_sampler(cfg.sampler, scheduler_config, **overrides)
+
+
 @METHODS.register("classifier_guidance")
 class ClassifierGuidanceMethod:
     """Dhariwal & Nichol classifier guidance with a noise-aware classifier or a clean one on x0_hat."""
@@ -124,10 +135,10 @@ class ClassifierGuidanceMethod:
         from curate.learn import predict_images
         from synth.guidance import PixelClassifier, create_guidance
         from synth.noisy_classifier import save_noisy_classifier_file, train_noisy_classifier
-        from synth.pipeline import GuidedPipeline, make_sampler
+        from synth.pipeline import GuidedPipeline
         from synth.train_diffusion import to_model_space
 
-        sampler = make_sampler(cfg.sampler, inputs.diffusion.scheduler_config)
+        sampler = guidance_sampler(cfg, inputs.diffusion.scheduler_config)
         files, metrics, classify = {}, {}, None
         if cfg.classifier == "noisy":
             clf, losses = train_noisy_classifier(

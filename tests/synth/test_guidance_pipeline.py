@@ -95,3 +95,15 @@ def test_mean_form_needs_the_ancestral_sampler():
     with pytest.raises(UsageError, match="ddpm"):
         guide = create_guidance("noisy_classifier", PixelLinear(), form="mean")
         GuidedPipeline(tiny_unet(), tiny_sampler("ddim"), guide)
+
+
+@pytest.mark.parametrize(("clip", "want"), [(None, True), (False, False), (True, True)])
+def test_clip_sample_option_overrides_the_training_schedule_only_when_set(clip, want):
+    from curate.config import from_mapping
+    from synth.methods import ClassifierGuidanceConfig, guidance_sampler
+
+    trained = dict(tiny_sampler("ddpm").config)  # trained with clip_sample=True
+    cfg = from_mapping(ClassifierGuidanceConfig, {} if clip is None else {"clip_sample": clip})
+    sampler = guidance_sampler(cfg, trained)
+    assert sampler.config.clip_sample is want
+    assert np.allclose(sampler.alphas_cumprod, tiny_sampler("ddim").alphas_cumprod)
