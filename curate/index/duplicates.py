@@ -221,9 +221,9 @@ def near_duplicate_pairs(
 
     Candidates are each row's ``k`` nearest neighbours, from ``index`` when given (built on
     these rows in this order) or from an index of ``kind`` built here (``auto``:
-    :func:`~curate.index.knn.graph_index`, exact below 20k rows, IVF above); candidates near the
-    threshold are re-scored exactly. A pair is found if either row has the other among its ``k`` neighbours; a row
-    with more than ``k`` duplicates still joins its group through chains.
+    :func:`~curate.index.knn.graph_index`, exact below 20k rows, IVF above); candidates near
+    the threshold are re-scored exactly. A pair is found if either row has the other among its
+    ``k`` neighbours; a row with more than ``k`` duplicates still joins its group through chains.
     """
     threshold = _check_threshold(threshold)
     x = as_vectors(embeddings, name="embeddings", metric=metric)

@@ -54,7 +54,8 @@ def knn_graph(
 
     ``source`` is a built :class:`SimilarityIndex` (its kind decides exact or approximate
     search) or ``embeddings (N, D)``, indexed by :func:`graph_index` with ``metric`` (default
-    cosine): exact below :data:`EXACT_GRAPH_MAX` rows. ``k`` is capped at N - 1; approximate indexes may leave -1 (distance inf).
+    cosine): exact below :data:`EXACT_GRAPH_MAX` rows. ``k`` is capped at N - 1; approximate
+    indexes may leave -1 (distance inf).
     """
     from tqdm.auto import tqdm
 
