@@ -4,7 +4,7 @@
   of it match; :func:`file_hashes` hashes file bytes. :func:`group_exact` turns either into
   group ids.
 - **Near** (METHODS.md 3.5): candidate pairs come from the k-NN graph of the embeddings
-  (:func:`curate.index.knn.knn_graph`), every candidate is re-scored exactly, and the pairs
+  (:func:`curate.index.knn.knn_graph`), candidates near the threshold are re-scored exactly, and the pairs
   with distance <= ``threshold`` are joined into connected components. One representative
   is kept per component. The candidate graph does not depend on ``threshold``, so
   lowering it only ever splits components. Chaining (A~B, B~C, A!~C) grows components,
