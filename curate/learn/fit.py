@@ -29,7 +29,7 @@ from curate.learn.predict import predict_images
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "adamw")
-LR_SCHEDULES = ("cosine", "step", "constant")
+LR_SCHEDULES = ("cosine", "step", "halfway", "constant")
 TARGETS = ("hard", "soft")
 STEP_MILESTONES = (0.5, 0.75)  # "step": lr x0.1 after half and after three quarters of the iterations
 
@@ -53,7 +53,8 @@ def learning_rate(
     """The lr of iteration ``step`` (0-based): linear warmup to ``base_lr``, then the schedule.
 
     ``cosine`` decays from ``base_lr`` right after warmup to 0 at ``total_steps``; ``step``
-    multiplies by 0.1 at each of :data:`STEP_MILESTONES` of the post-warmup iterations.
+    multiplies by 0.1 at each of :data:`STEP_MILESTONES` of the post-warmup iterations;
+    ``halfway`` once, at half of them (the condensation papers' evaluation schedule).
     """
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
@@ -62,6 +63,8 @@ def learning_rate(
         return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
     if schedule == "step":
         return base_lr * 0.1 ** sum(progress >= m for m in STEP_MILESTONES)
+    if schedule == "halfway":
+        return base_lr * (0.1 if progress >= 0.5 else 1.0)
     if schedule == "constant":
         return base_lr
     raise UsageError(f"`lr_schedule` must be one of {', '.join(LR_SCHEDULES)}, got {schedule!r}")
@@ -77,7 +80,7 @@ def fit(
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
     optimizer: Literal["sgd", "adamw"] = "sgd",
-    lr_schedule: Literal["cosine", "step", "constant"] = "cosine",
+    lr_schedule: Literal["cosine", "step", "halfway", "constant"] = "cosine",
     warmup_epochs: int = 0,
     targets: Literal["hard", "soft"] = "hard",
     mix: Mixer | None = None,

@@ -31,7 +31,7 @@ class FitOptions:
     momentum: float = option(0.9, ge=0, lt=1)
     weight_decay: float = option(5e-4, ge=0)
     optimizer: Literal["sgd", "adamw"] = option("sgd")
-    lr_schedule: Literal["cosine", "step", "constant"] = option("cosine")
+    lr_schedule: Literal["cosine", "step", "halfway", "constant"] = option("cosine")
     warmup_epochs: int = option(0, ge=0)
     flip: bool = option(True, help="random horizontal flips")
     crop_padding: int = option(4, ge=0, help="random crops after zero padding by this many pixels (0: off)")

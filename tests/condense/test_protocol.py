@@ -59,7 +59,7 @@ def test_evaluation_follows_the_methods_protocol_by_default(monkeypatch):
     real_fit = learn.fit
 
     def spy_fit(model, data, **kwargs):
-        seen.append((data.augment is not None, kwargs["epochs"], id(model)))
+        seen.append((data.augment is not None, kwargs["epochs"], id(model), kwargs["lr_schedule"]))
         return real_fit(model, data, **{**kwargs, "epochs": 1})
 
     monkeypatch.setattr(learn, "fit", spy_fit)  # evaluate imports fit when called
@@ -71,6 +71,7 @@ def test_evaluation_follows_the_methods_protocol_by_default(monkeypatch):
     evaluate(plain, images, labels, model_config=TINY_NET, runs=1, progress=False)
     assert [s[:2] for s in seen] == [(True, 1000), (True, 1000), (False, 300)]
     assert len({s[2] for s in seen}) == 3
+    assert {s[3] for s in seen} == {"halfway"}  # lr x0.1 once at half-time, as the official evaluation
 
 
 def test_synthetic_set_round_trips_through_safetensors(tmp_path):

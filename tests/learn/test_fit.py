@@ -81,7 +81,7 @@ def test_channels_last_trains_the_same_and_hands_back_contiguous_weights(separab
 
 @pytest.mark.parametrize(
     "schedule, start, end",
-    [("constant", 0.1, 0.1), ("cosine", 0.1, 0.0), ("step", 0.1, 0.001)],
+    [("constant", 0.1, 0.1), ("cosine", 0.1, 0.0), ("step", 0.1, 0.001), ("halfway", 0.1, 0.01)],
 )
 def test_lr_schedules_start_at_base_lr_and_end_where_expected(schedule, start, end):
     at = lambda step: learning_rate(step, base_lr=0.1, total_steps=100, schedule=schedule)  # noqa: E731
@@ -93,6 +93,8 @@ def test_cosine_halves_at_midpoint_and_step_decays_at_milestones():
     assert learning_rate(50, base_lr=0.1, total_steps=100) == pytest.approx(0.05)
     step = [learning_rate(s, base_lr=1.0, total_steps=100, schedule="step") for s in (49, 50, 74, 75)]
     assert step == pytest.approx([1.0, 0.1, 0.1, 0.01])
+    halfway = [learning_rate(s, base_lr=1.0, total_steps=100, schedule="halfway") for s in (49, 50, 99)]
+    assert halfway == pytest.approx([1.0, 0.1, 0.1])
 
 
 def test_warmup_rises_linearly_to_base_lr_then_follows_the_schedule():
