@@ -144,7 +144,7 @@ def test_array_data_rejects_bad_targets(targets, message):
 def test_bad_options_are_usage_errors(separable, make_convnet):
     images, labels = separable
     data = ArrayData(images, labels)
-    with pytest.raises(UsageError, match="`lr_schedule` must be one of cosine, step, constant, got 'linear'"):
+    with pytest.raises(UsageError, match="`lr_schedule` must be one of cosine, step, halfway, constant, got 'linear'"):
         fit(make_convnet(), data, epochs=1, lr_schedule="linear")
     with pytest.raises(UsageError, match="`epochs` must be an integer >= 1"):
         fit(make_convnet(), data, epochs=0)
