@@ -18,6 +18,25 @@ import pytest  # noqa: E402
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+TESTS = Path(__file__).resolve().parent
+ONE_TORCH_THREAD = frozenset({"condense", "learn", "relabel", "synth"})
+"""Test folders of tiny torch models: on a shared 2-core CPU one intra-op thread runs them far faster
+(no OpenMP barrier stalls), so their tests run with one and restore the count afterwards."""
+
+
+@pytest.fixture(autouse=True)
+def _tiny_models_on_one_torch_thread(request):
+    if Path(request.node.path).resolve().relative_to(TESTS).parts[0] not in ONE_TORCH_THREAD:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data beside the checkout; tests that need it skip cleanly without it."""

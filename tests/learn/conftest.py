@@ -1,20 +1,10 @@
 """Tiny synthetic image problems and models for the learn/execute tests."""
 
 import pytest
-import torch
 
 from curate.models import create_model
 
 from learn_data import K, SIDE, separable_images
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run faster on one thread, and far faster than two on a shared CPU (no spinning barriers)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -12,14 +12,6 @@ from curate.relabel import ANNOTATORS, LabelMapStore, annotate, create_annotator
 from relabel_helpers import tiny_table
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_dinov2(tmp_path):
     """A random 4-class DINOv2 (CLS + mean-patch head) saved locally, loaded through the registry."""
     import transformers as tf

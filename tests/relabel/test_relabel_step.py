@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from curate.errors import RecipeError
 from curate.recipes import parse_recipe, run_recipe
@@ -31,14 +30,6 @@ steps:
     with: {model: convnet, model_config: {width: 8, depth: 2}, epochs: 1, batch_size: 16,
            targets: soft, mix: resizemix}
 """
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_relabel_then_train_on_label_maps_and_soft_targets(tmp_path):
