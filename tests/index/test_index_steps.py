@@ -31,16 +31,8 @@ def resized_jpeg(image: np.ndarray) -> bytes:
     return encode(np.asarray(Image.fromarray(image).resize((48, 48), Image.BICUBIC)), "JPEG", quality=80)
 
 
-def pooled(images: np.ndarray) -> np.ndarray:
-    """A model-free embedding: 4x4 average-pooled pixels, centred per image (robust to re-encoding)."""
-    x = images.astype(np.float32)
-    n, h, w, c = x.shape
-    f = x.reshape(n, h // 4, 4, w // 4, 4, c).mean(axis=(2, 4)).reshape(n, -1)
-    return f - f.mean(axis=1, keepdims=True)
-
-
 @pytest.fixture(scope="module")
-def planted():
+def planted(pooled_features):
     """36 real demo images (24 train, 12 test) and 3 planted copies:
 
     - row 36 (train): resized JPEG of train row 2 (a near duplicate);
@@ -67,7 +59,7 @@ def planted():
     from curate.data import decode_images
 
     assert blobs[37] != blobs[5]  # different bytes, same pixels
-    return table, pooled(decode_images(table, size=(32, 32)))
+    return table, pooled_features(decode_images(table, size=(32, 32)))
 
 
 def inputs(tmp_path: Path, table, embeddings, *, embed_ids=None):
