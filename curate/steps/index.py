@@ -30,7 +30,7 @@ class IndexConfig:
     kind: Literal["auto", "flat", "ivf", "ivfpq", "hnsw"] = option(
         "auto", help="auto: exact (flat) below 200,000 rows, IVF above; ivf/ivfpq: inverted lists (+PQ codes)")
     metric: Literal["cosine", "l2"] = option("cosine", help="distances: 1 - cos (cosine) or Euclidean (l2)")
-    nlist: int | None = option(None, gt=0, help="ivf/ivfpq cells (null: ~4 sqrt(N))")
+    nlist: int | None = option(None, gt=0, help="ivf/ivfpq (and auto above 200,000 rows) cells (null: ~4 sqrt(N))")
     nprobe: int | None = option(None, gt=0, help="ivf/ivfpq cells searched per query (null: nlist/128, at least 8)")
     m_pq: int | None = option(None, gt=0, help="ivfpq bytes per vector (must divide the dimension)")
     train_size: int | None = option(None, gt=0, help="ivf/ivfpq k-means training rows (null: 64 per cell)")
@@ -60,8 +60,8 @@ class IndexStep(Step):
 
     @classmethod
     def check(cls, config: IndexConfig, wired: Mapping[str, list[str]]) -> list[tuple[str | None, str]]:
-        if config.kind in ("ivf", "ivfpq"):
-            return [("m_pq", "m_pq applies to kind 'ivfpq'")] if config.kind == "ivf" and config.m_pq else []
+        if config.kind in ("ivf", "ivfpq", "auto"):  # auto uses the IVF knobs when it picks IVF (never PQ)
+            return [("m_pq", "m_pq applies to kind 'ivfpq'")] if config.kind != "ivfpq" and config.m_pq else []
         return [(k, f"{k} applies to kind 'ivf' or 'ivfpq', not '{config.kind}'")
                 for k in _IVF_KNOBS if getattr(config, k) is not None]
 

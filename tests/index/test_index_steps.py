@@ -197,6 +197,9 @@ def test_configs_refuse_knobs_of_another_kind_and_equal_splits():
     assert [f for f, _ in IndexStep.check(flat, {})] == ["nlist", "nprobe"]
     assert IndexStep.check(config.from_mapping(IndexConfig, {"kind": "ivf", "m_pq": 8}), {})[0][0] == "m_pq"
     assert IndexStep.check(config.from_mapping(IndexConfig, {"kind": "ivfpq", "nlist": 8, "m_pq": 8}), {}) == []
+    auto = config.from_mapping(IndexConfig, {"kind": "auto", "nlist": 8, "nprobe": 2})  # used when auto picks IVF
+    assert IndexStep.check(auto, {}) == []
+    assert IndexStep.check(config.from_mapping(IndexConfig, {"kind": "auto", "m_pq": 8}), {})[0][0] == "m_pq"
     assert config.from_mapping(IndexConfig, {"kind": "flat"}).build_options() == {"kind": "flat", "metric": "cosine"}
     with pytest.raises(config.ConfigError, match="reference_split: must differ from query_split"):
         config.from_mapping(DuplicatesConfig, {"query_split": "train"})
