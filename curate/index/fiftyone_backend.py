@@ -190,8 +190,9 @@ class FaissSimilarityIndex(SimilarityIndex, DuplicatesMixin):
 
         Reading every sample's key is most of a fresh process's first query (about 1 s at 100k
         samples, and the App server is such a process), so the map is cached under
-        ``$CURATE_HOME``, keyed by the index file and by the dataset's sample count and newest
-        sample edit (one server-side aggregation: adding, deleting or editing samples misses).
+        ``$CURATE_HOME``, one file per index and dataset, valid while the index file and the
+        dataset's sample count and newest sample edit are unchanged (one server-side aggregation:
+        adding, deleting or editing samples misses, and the rebuilt map replaces the file).
         """
         import fiftyone as fo
 
@@ -199,9 +200,9 @@ class FaissSimilarityIndex(SimilarityIndex, DuplicatesMixin):
 
         count, newest = self._dataset.aggregate([fo.Count(), fo.Max("last_modified_at")])
         stat = path.stat()
-        state = json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns, str(self._dataset._doc.id),
-                            id_field, count, str(newest)])
-        cache = _id_map_dir() / f"{hashlib.sha256(state.encode()).hexdigest()[:32]}.npz"
+        state = json.dumps([stat.st_size, stat.st_mtime_ns, count, str(newest)])
+        key = json.dumps([str(path.resolve()), str(self._dataset._doc.id), id_field])  # one file per index + dataset
+        cache = _id_map_dir() / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.npz"
         try:
             with np.load(cache, allow_pickle=False) as saved:
                 if str(saved["state"]) == state:

@@ -175,6 +175,7 @@ def test_the_cached_id_map_follows_dataset_edits(dataset, embeddings, tmp_path, 
     assert results.total_index_size == N - 1
     back = dataset.match(fo.ViewField("curate_id") == "s00").first().id
     assert back in results.sample_ids.tolist()
+    assert set(_id_map_dir().glob("*.npz")) == cached  # misses replace the one map of this index and dataset
 
 
 def test_brain_env_adds_faiss_to_the_declared_backends():
