@@ -32,13 +32,12 @@ from audits.label_issues import FILTER_BY, SCORE_METHODS
 from audits.review import ACTIONS, UNREVIEWED
 from curate.config import ConfigValueError, option
 from curate.errors import UsageError
-from curate.steps.base import Input, Role, Step, StepContext
+from curate.steps.base import FIFTYONE_RECORD, Input, Role, Step, StepContext
 
 log = logging.getLogger(__name__)
 
 ISSUES_FILE = "issues.parquet"
 REPORT_DIR = "report"
-FIFTYONE_RECORD = "fiftyone.json"
 
 
 # ---------------------------------------------------------------- configs
@@ -144,13 +143,6 @@ def _run_dataset(run_dir: Path, *, required: bool):
     return fo.load_dataset(record["dataset"]), record
 
 
-def _fiftyone_intact(step_dir: Path) -> bool:
-    """Whether every field and view the step recorded in ``fiftyone.json`` still exists."""
-    from curate.fo.runs import recorded_outputs_intact
-
-    return recorded_outputs_intact(Path(step_dir) / FIFTYONE_RECORD)
-
-
 def _previous_record(step_dir: Path) -> dict[str, Any] | None:
     path = Path(step_dir) / FIFTYONE_RECORD
     try:
@@ -198,10 +190,6 @@ class AuditStep(Step):
         if not any(parts.values()):
             return None
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
-    @classmethod
-    def is_intact(cls, manifest, step_dir: Path) -> bool:
-        return super().is_intact(manifest, step_dir) and _fiftyone_intact(step_dir)
 
     def run(self, ctx: StepContext) -> None:
         from audits.audit import AuditOptions, audit_dataset
@@ -476,10 +464,6 @@ class AuditApplyStep(Step):
         if dataset is None:
             return None
         return f"{dataset.name}:{tags_fingerprint(review_tags(read_tags(dataset)))}"
-
-    @classmethod
-    def is_intact(cls, manifest, step_dir: Path) -> bool:
-        return super().is_intact(manifest, step_dir) and _fiftyone_intact(step_dir)
 
     def run(self, ctx: StepContext) -> None:
         import pyarrow.parquet as pq

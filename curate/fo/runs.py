@@ -79,17 +79,17 @@ def clean_run(run_dir: str | os.PathLike) -> str | None:
     return record["dataset"]
 
 
-def recorded_outputs_intact(record_path: str | os.PathLike, *, required: bool = True) -> bool:
+def recorded_outputs_intact(record_path: str | os.PathLike) -> bool:
     """Whether what a step recorded in its FiftyOne record (dataset, fields, plots, views) still exists.
 
-    Steps call this from ``Step.is_intact`` so the runner rebuilds, rather than skips, a step
-    whose FiftyOne outputs were deleted. A missing record counts as intact unless ``required``.
+    ``Step.is_intact`` calls this for steps that wrote a record, so the runner rebuilds, rather
+    than skips, a step whose FiftyOne outputs (or the record itself) were deleted.
     """
     import logging
 
     path = Path(record_path)
     if not path.is_file():
-        return not required
+        return False
     record = json.loads(path.read_text())
     if record.get("dataset") is None:
         return True

@@ -20,6 +20,9 @@ from curate.registry import Registry
 
 log = logging.getLogger("curate.steps")
 
+FIFTYONE_RECORD = "fiftyone.json"
+"""What a step wrote into the run's FiftyOne dataset (dataset, fields, plots, views), in its folder."""
+
 
 @dataclass(frozen=True)
 class Role:
@@ -67,8 +70,16 @@ class Step:
 
     @classmethod
     def is_intact(cls, manifest: Mapping[str, Any], step_dir: Path) -> bool:
-        """Whether a completed step's outputs still exist (checked before skipping it)."""
-        return all((step_dir / e["path"]).exists() for e in manifest.get("outputs", {}).values() if "path" in e)
+        """Whether a completed step's outputs still exist (checked before skipping it): its files, and
+        the FiftyOne dataset, fields, plots and views it recorded in ``fiftyone.json`` if it wrote one."""
+        if not all((Path(step_dir) / e["path"]).exists() for e in manifest.get("outputs", {}).values() if "path" in e):
+            return False
+        record = Path(step_dir) / FIFTYONE_RECORD
+        if FIFTYONE_RECORD not in manifest.get("files", []) and not record.is_file():
+            return True
+        from curate.fo.runs import recorded_outputs_intact
+
+        return recorded_outputs_intact(record)
 
     def run(self, ctx: "StepContext") -> None:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from curate.config import ConfigValueError, option
-from curate.steps.base import Role, Step, StepContext
+from curate.steps.base import FIFTYONE_RECORD, Role, Step, StepContext
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +67,6 @@ class DuplicatesStep(Step):
         from curate.steps.index import IndexStep
 
         return IndexStep.external_fingerprint(config, run_dir=run_dir)
-
-    @classmethod
-    def is_intact(cls, manifest, step_dir: Path) -> bool:
-        from curate.steps.index import fiftyone_outputs_intact
-
-        return super().is_intact(manifest, step_dir) and fiftyone_outputs_intact(manifest, step_dir)
 
     def run(self, ctx: StepContext) -> None:
         import numpy as np
@@ -311,5 +305,5 @@ def _show_in_fiftyone(ctx: StepContext, found: dict, ids) -> dict[str, Any] | No
         views.append(view)
     written = {"dataset": record["dataset"], "database_uri": record.get("database_uri"), "fields": fields,
                "views": views}
-    ctx.write_json("fiftyone.json", written)
+    ctx.write_json(FIFTYONE_RECORD, written)
     return written

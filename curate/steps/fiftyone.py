@@ -19,7 +19,7 @@ from typing import Any, Literal, Mapping
 import numpy as np
 
 from curate.config import option
-from curate.steps.base import Input, Role, Step, StepContext
+from curate.steps.base import FIFTYONE_RECORD, Input, Role, Step, StepContext
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +116,8 @@ class FiftyOneStep(Step):
             **written,
         }
         runs.write_run_record(ctx.run_dir, record)
-        ctx.write_json("fiftyone.json", record)
+        ctx.write_json(FIFTYONE_RECORD, record)
         ctx.metrics.update({**record, "unmatched_ids": unmatched, "seconds": round(time.monotonic() - started, 2)})
-
-    @classmethod
-    def is_intact(cls, manifest, step_dir: Path) -> bool:
-        """Skip only while the database still holds every dataset, field, plot and view recorded."""
-        from curate.fo.runs import recorded_outputs_intact
-
-        return recorded_outputs_intact(Path(step_dir) / "fiftyone.json")
 
     @staticmethod
     def _add_label_maps(dataset, inp: Input, class_names, written) -> None:

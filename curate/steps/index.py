@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from curate.config import option
-from curate.steps.base import Input, Role, Step, StepContext
+from curate.steps.base import FIFTYONE_RECORD, Input, Role, Step, StepContext
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
-FIFTYONE_RECORD = "fiftyone.json"
 _IVF_KNOBS = ("nlist", "nprobe", "m_pq", "train_size")
 
 
@@ -72,10 +71,6 @@ class IndexStep(Step):
 
         record = read_run_record(run_dir) if config.fiftyone else None
         return None if record is None else f"fiftyone:{record['dataset']}"
-
-    @classmethod
-    def is_intact(cls, manifest, step_dir: Path) -> bool:
-        return super().is_intact(manifest, step_dir) and fiftyone_outputs_intact(manifest, step_dir)
 
     def run(self, ctx: StepContext) -> None:
         import hashlib
@@ -183,9 +178,3 @@ def register_in_fiftyone(ctx: StepContext, index_path: Path) -> dict[str, Any] |
     return written
 
 
-def fiftyone_outputs_intact(manifest, step_dir: Path) -> bool:
-    """Whether the FiftyOne things a step recorded in its fiftyone.json still exist (True without a record)."""
-    from curate.fo.runs import recorded_outputs_intact
-
-    return recorded_outputs_intact(Path(step_dir) / FIFTYONE_RECORD,
-                                   required=FIFTYONE_RECORD in manifest.get("files", []))
