@@ -24,7 +24,8 @@ Commands (each prints a markdown table):
 - DC timing:  ``python bench/condense.py --methods dc dsa dcc --ipc 1 --fyi off --timing 3``
 - full table (CPU-sized gradient matching: narrower network, real batch 64):
   ``python bench/condense.py --methods dc dsa dm dcc --ipc 1 10 --fyi both --iterations 100 --width 64
-  --batch-real 64 --eval-runs 3 --eval-epochs 300``
+  --batch-real 64 --eval-runs 3 --eval-epochs 300`` (add ``--gm-iterations 10`` on a CPU: one gradient-matching
+  iteration at IPC 10 takes about a minute there)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from curate.condense import distill, evaluate, random_selection
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 EVAL_DSA = {"dc": False, "dsa": True, "dm": True, "dcc": False}
+GRADIENT_MATCHING = {"dc", "dsa", "dcc"}
 
 
 def load(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -86,6 +88,9 @@ def main() -> None:
     parser.add_argument("--ipc", nargs="+", type=int, default=[1, 10])
     parser.add_argument("--fyi", choices=["off", "on", "both"], default="both")
     parser.add_argument("--iterations", type=int, default=100)
+    parser.add_argument("--gm-iterations", type=int, default=0, metavar="N",
+                        help="outer iterations of dc, dsa and dcc at IPC > 1, whose iterations each run 10 matching "
+                             "steps and 450 inner epochs (0: --iterations)")
     parser.add_argument("--width", type=int, default=128, help="ConvNet width for distillation and evaluation")
     parser.add_argument("--batch-real", type=int, default=256, help="real images per class per matching step")
     parser.add_argument("--eval-runs", type=int, default=3)
@@ -128,10 +133,12 @@ def main() -> None:
                     print(f"| {method} | {ipc} | {'on' if fyi else 'off'} | {per_iter:.2f} | {ratio:.2f} |", flush=True)
         return
 
-    print(f"\n{args.iterations} outer iterations, real init; evaluation: {args.eval_runs} runs x {args.eval_epochs} "
-          "epochs, mean +- 95% CI (%)\n")
-    print("| method | IPC | FYI | accuracy | random | beats random | s / iteration | x fwd | distil s | eval s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    gm = f" ({args.gm_iterations} for dc, dsa, dcc at IPC > 1)" if args.gm_iterations else ""
+    print(f"\n{args.iterations} outer iterations{gm}, real init; evaluation: {args.eval_runs} runs x "
+          f"{args.eval_epochs} epochs, mean +- 95% CI (%)\n")
+    print("| method | IPC | FYI | iterations | accuracy | random | beats random | s / iteration | x fwd | distil s | "
+          "eval s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for ipc in args.ipc:
         chosen = random_selection(images, labels, ipc=ipc, seed=args.seed, model_config=net)
         randoms: dict[bool, dict] = {}
@@ -139,16 +146,19 @@ def main() -> None:
             dsa = EVAL_DSA.get(method, False)
             if dsa not in randoms:
                 randoms[dsa] = evaluate(chosen, test_images, test_labels, dsa=dsa, **protocol)
-                print(f"| random{' (DSA eval)' if dsa else ''} | {ipc} | - | {fmt(randoms[dsa])} | - | - | - | - | - "
-                      "| - |", flush=True)
+                print(f"| random{' (DSA eval)' if dsa else ''} | {ipc} | - | - | {fmt(randoms[dsa])} | - | - | - | - "
+                      "| - | - |", flush=True)
+            iterations = args.gm_iterations if args.gm_iterations and ipc > 1 and method in GRADIENT_MATCHING \
+                else args.iterations
             for fyi in fyis:
-                result, yardstick = timed_distill(method=method, ipc=ipc, iterations=args.iterations, fyi=fyi)
+                result, yardstick = timed_distill(method=method, ipc=ipc, iterations=iterations, fyi=fyi)
                 distil_s = sum(row["seconds"] for row in result.history)
                 start = time.perf_counter()
                 score = evaluate(result, test_images, test_labels, **protocol)
                 eval_s = time.perf_counter() - start
                 per_iter = seconds_per_iteration(result.history)
-                print(f"| {method} | {ipc} | {'on' if fyi else 'off'} | {fmt(score)} | {fmt(randoms[dsa])} | "
+                print(f"| {method} | {ipc} | {'on' if fyi else 'off'} | {iterations} | {fmt(score)} | "
+                      f"{fmt(randoms[dsa])} | "
                       f"{beats(score, randoms[dsa])} | {per_iter:.2f} | {per_iter / yardstick:.2f} | {distil_s:.0f} | "
                       f"{eval_s:.0f} |", flush=True)
 
