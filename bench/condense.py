@@ -31,6 +31,8 @@ Commands (each prints a markdown table):
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
 from pathlib import Path
 
@@ -82,6 +84,12 @@ def seconds_per_iteration(history: list[dict]) -> float:
     return float(np.mean(seconds[1:] if len(seconds) > 1 else seconds))
 
 
+def write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, default=float))
+    os.replace(tmp, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=["dc", "dsa", "dm", "dcc"])
@@ -99,6 +107,8 @@ def main() -> None:
                         help="only time N outer iterations per method (no evaluation)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--json", type=Path, metavar="FILE",
+                        help="also write the rows, with every run's accuracy, to FILE (rewritten after each row)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -139,6 +149,7 @@ def main() -> None:
     print("| method | IPC | FYI | iterations | accuracy | random | beats random | s / iteration | x fwd | distil s | "
           "eval s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
+    rows: list[dict] = []
     for ipc in args.ipc:
         chosen = random_selection(images, labels, ipc=ipc, seed=args.seed, model_config=net)
         randoms: dict[bool, dict] = {}
@@ -161,6 +172,10 @@ def main() -> None:
                       f"{fmt(randoms[dsa])} | "
                       f"{beats(score, randoms[dsa])} | {per_iter:.2f} | {per_iter / yardstick:.2f} | {distil_s:.0f} | "
                       f"{eval_s:.0f} |", flush=True)
+                rows.append(dict(method=method, ipc=ipc, fyi=fyi, iterations=iterations, accuracy=score,
+                                 random=randoms[dsa], seconds_per_iteration=per_iter, x_fwd=per_iter / yardstick))
+                if args.json:
+                    write_json(args.json, {"args": {**vars(args), "json": str(args.json)}, "rows": rows})
 
 
 if __name__ == "__main__":
