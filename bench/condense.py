@@ -31,8 +31,6 @@ Commands (each prints a markdown table):
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from pathlib import Path
 
@@ -40,6 +38,7 @@ import numpy as np
 import torch
 
 from curate.condense import distill, evaluate, random_selection
+from curate.workspace import write_json
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 EVAL_DSA = {"dc": False, "dsa": True, "dm": True, "dcc": False}
@@ -82,12 +81,6 @@ def forward_seconds(n: int, width: int, *, repeats: int = 1) -> float:
 def seconds_per_iteration(history: list[dict]) -> float:
     seconds = [row["seconds"] for row in history]
     return float(np.mean(seconds[1:] if len(seconds) > 1 else seconds))
-
-
-def write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=float))
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -175,7 +168,7 @@ def main() -> None:
                 rows.append(dict(method=method, ipc=ipc, fyi=fyi, iterations=iterations, accuracy=score,
                                  random=randoms[dsa], seconds_per_iteration=per_iter, x_fwd=per_iter / yardstick))
                 if args.json:
-                    write_json(args.json, {"args": {**vars(args), "json": str(args.json)}, "rows": rows})
+                    write_json(args.json, {"args": vars(args), "rows": rows})
 
 
 if __name__ == "__main__":
