@@ -43,6 +43,7 @@ from curate.workspace import write_json
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 EVAL_DSA = {"dc": False, "dsa": True, "dm": True, "dcc": False}
 GRADIENT_MATCHING = {"dc", "dsa", "dcc"}
+WHOLE_BATCHES = 1 << 30  # a chunk larger than any batch
 
 
 def load(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +99,9 @@ def main() -> None:
     parser.add_argument("--eval-epochs", type=int, default=300)
     parser.add_argument("--timing", type=int, default=0, metavar="N",
                         help="only time N outer iterations per method (no evaluation)")
+    parser.add_argument("--chunk", type=int, metavar="N",
+                        help="images per forward/backward pass in distillation and evaluation (default: the "
+                             "library's, 16 on CPU; 0: whole batches, for before/after comparisons)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--json", type=Path, metavar="FILE",
@@ -109,10 +113,13 @@ def main() -> None:
     images, labels = load("train")
     test_images, test_labels = load("test")
     net = {"width": args.width}
+    chunk = WHOLE_BATCHES if args.chunk == 0 else args.chunk
     fyis = {"off": [False], "on": [True], "both": [False, True]}[args.fyi]
-    protocol = dict(model_config=net, runs=args.eval_runs, epochs=args.eval_epochs, seed=args.seed, progress=False)
+    protocol = dict(model_config=net, runs=args.eval_runs, epochs=args.eval_epochs, seed=args.seed, progress=False,
+                    chunk=chunk)
     print(f"# condense bench: {len(images)} train / {len(test_images)} test images, ConvNet-{args.width}, "
-          f"batch_real {args.batch_real}, torch threads {torch.get_num_threads()}")
+          f"batch_real {args.batch_real}, chunk {args.chunk if args.chunk is not None else 'default'}, torch threads "
+          f"{torch.get_num_threads()}")
     n_real = 10 * args.batch_real
     print(f"'x fwd': seconds per iteration divided by a plain forward pass over {n_real} images timed just before and "
           f"after that run (the reference: DM 5.0 s = {5.0 / 4.2:.2f}x its 4.2 s forward pass; DC at IPC 1 11.7 s = "
@@ -122,7 +129,7 @@ def main() -> None:
         """The distilled set and the forward-pass yardstick around it (mean of before and after)."""
         before = forward_seconds(n_real, args.width)
         result = distill(images, labels, model_config=net, seed=args.seed, progress=False,
-                         batch_real=args.batch_real, **kwargs)
+                         batch_real=args.batch_real, chunk=chunk, **kwargs)
         return result, (before + forward_seconds(n_real, args.width)) / 2
 
     if args.timing:

@@ -115,13 +115,14 @@ class Distiller:
     channels_last: ClassVar[bool] = False
 
     def __init__(self, config: Any, *, real: RealImages, ipc: int, network: NetworkFactory,
-                 plugins: Sequence[Plugin] = (), device: str = "cpu"):
+                 plugins: Sequence[Plugin] = (), device: str = "cpu", chunk: int | None = None):
         self.config = config
         self.real = real
         self.ipc = ipc
         self.network = network
         self.plugins = list(plugins)
         self.device = device
+        self.chunk = chunk
         self.num_classes = real.num_classes
         # the DSA of this run, also what the evaluation protocol trains with (None: no augmentation)
         self.dsa = DSA(strategy=config.dsa_strategy) if config.dsa else None
@@ -151,6 +152,10 @@ class Distiller:
         if draw is None:
             return images
         return self.dsa.apply(images, draw, index=labels)
+
+    def chunks(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``x`` in the run's chunks of ``chunk`` images along dim 0 (one piece when ``chunk`` is None)."""
+        return x.split(self.chunk) if self.chunk else (x,)
 
     def net_input(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.network.channels_last else x

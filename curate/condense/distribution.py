@@ -23,7 +23,6 @@ from curate.config import option
 class DistributionMatchingConfig(DistillerConfig):
     lr_img: float = option(1.0, gt=0, help="learning rate of the synthetic images (DM: 1; 10 for IPC >= 100)")
     dsa: bool = option(True, help="differentiable siamese augmentation of real and synthetic batches")
-    real_chunk: int = option(256, gt=0, help="real images per forward pass (bounds memory; same result)")
 
 
 class DistributionMatching(Distiller):
@@ -42,6 +41,10 @@ class DistributionMatching(Distiller):
         optimizer.step()
         return float(loss.detach()) / self.num_classes
 
+    def embed(self, net: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The flattened features of ``x``, computed chunk by chunk."""
+        return torch.cat([net.features(self.net_input(chunk)) for chunk in self.chunks(x)])
+
     def matching_loss(self, net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
                       generator: torch.Generator, *, iteration: int = 0, step: int = 0) -> torch.Tensor:
         """``sum_c ||mean psi(A(T_c)) - mean psi(A(S_c))||^2`` with a fresh real batch per class."""
@@ -51,8 +54,7 @@ class DistributionMatching(Distiller):
         syn, syn_labels = self.synthetic(images, labels)
         syn = self.siamese(syn, syn_labels, draw)
         with torch.no_grad():
-            real_embeddings = torch.cat([net.features(self.net_input(chunk))
-                                         for chunk in real.split(self.config.real_chunk)])
-        syn_embeddings = net.features(self.net_input(syn))
+            real_embeddings = self.embed(net, real)
+        syn_embeddings = self.embed(net, syn)
         return mean_embedding_distance(real_embeddings, real_labels, syn_embeddings, syn_labels.to(images.device),
                                        num_classes=self.num_classes)

@@ -51,6 +51,7 @@ def distill(
     checkpoint_dir: str | Path | None = None,
     checkpoint_every: int = 10,
     channels_last: bool | None = None,
+    chunk: int | None = None,
     class_names: list[str] | None = None,
     split: str | None = "train",
     **options: Any,
@@ -63,7 +64,9 @@ def distill(
     adds the FYI plug-in. With ``checkpoint_dir``, the state is saved every
     ``checkpoint_every`` iterations (and at the end) and a matching checkpoint found there
     is resumed. ``channels_last`` sets the networks' memory format (None: the method's
-    choice; it changes speed, not results beyond float rounding).
+    choice) and ``chunk`` how many images go through a network at once (None: 16 on CPU,
+    whole batches on a GPU or with BatchNorm); both change speed, not results beyond float
+    rounding.
     """
     images, labels, class_names = _training_arrays(data, labels, class_names=class_names, split=split)
     _check_options(ipc=ipc, iterations=iterations, init=init, checkpoint_every=checkpoint_every)
@@ -78,11 +81,13 @@ def distill(
     device = resolve_device(device)
     channels_last = cls.channels_last if channels_last is None else channels_last
     network = NetworkFactory(model, num_classes, dict(model_config or {}), device, channels_last)
-    preprocess = network.build(seed=0).preprocess
+    probe = network.build(seed=0)
+    preprocess = probe.preprocess
+    chunk = _chunk(chunk, probe, device)
     images = _sized(images, data, preprocess.size)
     real = RealImages.from_uint8(images, labels, preprocess=preprocess, num_classes=num_classes, device=device)
     plugins = [DISTILL_PLUGINS.get("fyi")()] if fyi else []
-    distiller = cls(config, real=real, ipc=ipc, network=network, plugins=plugins, device=device)
+    distiller = cls(config, real=real, ipc=ipc, network=network, plugins=plugins, device=device, chunk=chunk)
 
     generator = torch.Generator().manual_seed(seed)
     syn_labels = torch.arange(num_classes).repeat_interleave(ipc)
@@ -93,7 +98,7 @@ def distill(
         "model": model, "model_config": dict(model_config or {}), "options": to_dict(config),
         "eval_dsa": distiller.dsa is not None, "dsa_strategy": config.dsa_strategy,
     }
-    fingerprint = _fingerprint(provenance, images, labels, device=device, channels_last=channels_last)
+    fingerprint = _fingerprint(provenance, images, labels, device=device, channels_last=channels_last, chunk=chunk)
 
     history: list[dict[str, float]] = []
     start = 0
@@ -219,6 +224,21 @@ def _check_options(*, ipc: int, iterations: int, init: str, checkpoint_every: in
         raise UsageError(f"`init` must be one of {', '.join(INITS)}, got {init!r}")
 
 
+def _chunk(chunk: int | None, net: torch.nn.Module, device: str) -> int | None:
+    """The images per pass: ``chunk`` checked, or the device's default where the network allows chunks."""
+    from curate.learn.device import default_chunk
+    from curate.learn.fit import couples_batch
+
+    if chunk is None:
+        return None if couples_batch(net) else default_chunk(device)
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+        raise UsageError(f"`chunk` must be an integer >= 1 or None, got {chunk!r}")
+    if couples_batch(net):
+        raise UsageError("`chunk` would change the batch statistics of the network's BatchNorm layers; "
+                         "pass chunk=None for this model")
+    return chunk
+
+
 def _check_counts(labels: np.ndarray, num_classes: int, *, ipc: int, init: str) -> None:
     counts = np.bincount(labels, minlength=num_classes)
     need = ipc if init == "real" else 1
@@ -230,12 +250,12 @@ def _check_counts(labels: np.ndarray, num_classes: int, *, ipc: int, init: str) 
 
 
 def _fingerprint(provenance: dict[str, Any], images: np.ndarray, labels: np.ndarray, *, device: str,
-                 channels_last: bool) -> str:
+                 channels_last: bool, chunk: int | None) -> str:
     """What a checkpoint must match to be resumed: settings (not the iteration count) and data."""
     h = hashlib.sha256()
     settings = {k: v for k, v in provenance.items() if k != "iterations"}
-    h.update(json.dumps({**settings, "device": device.split(":")[0], "channels_last": channels_last},
-                        sort_keys=True, default=str).encode())
+    run = {"device": device.split(":")[0], "channels_last": channels_last, "chunk": chunk}
+    h.update(json.dumps({**settings, **run}, sort_keys=True, default=str).encode())
     h.update(np.ascontiguousarray(images).tobytes())
     h.update(np.ascontiguousarray(labels).tobytes())
     return h.hexdigest()

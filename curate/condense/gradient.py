@@ -61,8 +61,9 @@ class GradientMatching(Distiller):
 
     def __init__(self, config: GradientMatchingConfig, **kwargs):
         super().__init__(config, **kwargs)
-        probe = self.network.build(seed=0)
-        if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in probe.modules()):
+        from curate.learn.fit import couples_batch
+
+        if couples_batch(self.network.build(seed=0)):
             raise UsageError("gradient matching needs networks without BatchNorm (the official frozen-statistics "
                              "procedure is not implemented); use model_config {norm: instancenorm}")
 
@@ -104,10 +105,13 @@ class GradientMatching(Distiller):
 
     def gradient(self, net: nn.Module, params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, *,
                  create_graph: bool = False) -> list[torch.Tensor]:
-        """Gradient of the mean cross-entropy; kept differentiable (synthetic side) or detached (real side)."""
-        loss = F.cross_entropy(net(self.net_input(x)), y.to(x.device))
-        grads = torch.autograd.grad(loss, params, create_graph=create_graph)
-        return list(grads) if create_graph else [g.detach() for g in grads]
+        """Gradient of the mean cross-entropy, summed over chunks; kept differentiable (synthetic side) or detached."""
+        total: list[torch.Tensor] = []
+        for xc, yc in zip(self.chunks(x), self.chunks(y.to(x.device))):
+            loss = F.cross_entropy(net(self.net_input(xc)), yc, reduction="sum") / len(x)
+            grads = torch.autograd.grad(loss, params, create_graph=create_graph)
+            total = list(grads) if not total else [t + g for t, g in zip(total, grads)]
+        return total if create_graph else [g.detach() for g in total]
 
     def train_network(self, net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                       generator: torch.Generator) -> None:
@@ -118,7 +122,7 @@ class GradientMatching(Distiller):
                              transform=self.synthetic)
         fit(net, data, epochs=self.config.inner_loop, batch_size=self.config.batch_train, lr=self.config.lr_net,
             momentum=0.0, weight_decay=0.0, lr_schedule="constant", seed=draw_seed(generator), device=self.device,
-            progress=False, channels_last=self.network.channels_last)
+            progress=False, channels_last=self.network.channels_last, micro_batch=self.chunk)
         if self.network.channels_last:  # fit hands the weights back in the default layout
             net.to(memory_format=torch.channels_last)
 

@@ -73,15 +73,19 @@ def evaluate(
     device: str = "auto",
     progress: bool = True,
     channels_last: bool = False,
+    chunk: int | None = None,
 ) -> dict[str, Any]:
     """Test accuracy of ``runs`` fresh ``model`` networks trained on ``synthetic``: mean, std, ci95, runs.
 
     ``dsa`` (default: the method's protocol, ``synthetic.provenance["eval_dsa"]``) trains with
     DSA augmentation; ``epochs`` defaults to the protocol's 1000 with DSA and 300 without.
     ``test_images`` are uint8 (M, H, W, C) with ``test_labels`` (M,). ``channels_last`` is
-    passed to ``fit``.
+    passed to ``fit``, and ``chunk`` as its ``micro_batch`` (None: 16 on CPU, whole batches
+    on a GPU or with BatchNorm).
     """
     from curate.learn import fit, predict_images
+    from curate.learn.device import default_chunk, resolve_device
+    from curate.learn.fit import couples_batch
     from curate.models import create_model
 
     test_labels = np.asarray(test_labels)
@@ -95,6 +99,7 @@ def evaluate(
     epochs = PROTOCOL_EPOCHS[dsa] if epochs is None else epochs
     strategy = dsa_strategy or synthetic.provenance.get("dsa_strategy") or DEFAULT_STRATEGY
     augment = DSA(strategy=strategy) if dsa else None
+    device = resolve_device(device)
     generator = torch.Generator().manual_seed(seed)
     accuracies = []
     with tqdm(total=runs, desc="evaluate", unit="run", disable=not progress) as bar:
@@ -104,9 +109,10 @@ def evaluate(
             pre = net.preprocess
             x = synthetic.model_input(tuple(pre.mean), tuple(pre.std), tuple(pre.size))
             data = SyntheticData(x, synthetic.labels, num_classes=synthetic.num_classes, augment=augment)
+            micro_batch = chunk if chunk is not None or couples_batch(net) else default_chunk(device)
             fit(net, data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
                 lr_schedule=lr_schedule, seed=draw_seed(generator), device=device, progress=False,
-                channels_last=channels_last)
+                channels_last=channels_last, micro_batch=micro_batch)
             probs = predict_images(net, test_images, batch_size=512, device=device)
             accuracies.append(float((probs.argmax(1) == test_labels).mean()))
             bar.update()

@@ -89,6 +89,7 @@ def fit(
     eval_data: tuple[np.ndarray, np.ndarray] | None = None,
     progress: bool = True,
     channels_last: bool = False,
+    micro_batch: int | None = None,
 ) -> FitResult:
     """Train ``model`` in place on ``data`` with cross-entropy; returns it (in eval mode) with its history.
 
@@ -96,9 +97,14 @@ def fit(
     Soft targets, and hard ones under a mixer, use ``-(t * log_softmax(logits)).sum(1).mean()``.
     ``eval_data`` is ``(images uint8 (M, H, W, 3), labels (M,))``, scored after every epoch.
     The lr follows ``lr_schedule`` per iteration; ``momentum`` applies to SGD only.
+    ``micro_batch`` runs each batch through the model in chunks of that many images and
+    accumulates their gradients: the same update up to float rounding, faster on CPU (see
+    :func:`curate.learn.device.default_chunk`); refused for BatchNorm models, whose batch
+    statistics it would change.
     """
     _check_options(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
                    warmup_epochs=warmup_epochs, targets=targets)
+    _check_micro_batch(model, micro_batch)
     num_classes = _num_classes(model, data)
     if eval_data is not None:
         eval_data = _eval_arrays(eval_data)
@@ -129,10 +135,8 @@ def fit(
                 rate = learning_rate(step, **schedule)
                 for group in opt.param_groups:
                     group["lr"] = rate
-                # F.cross_entropy takes int labels (B,) or probability rows (B, K): -(t * log_softmax).sum(1).mean()
-                loss = F.cross_entropy(model(x), y)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss = _backward(model, x, y, micro_batch)
                 opt.step()
                 loss_sum += loss.detach() * len(x)
                 seen += len(x)
@@ -170,6 +174,38 @@ def _check_options(*, epochs: int, batch_size: int, lr: float, optimizer: str, l
         raise UsageError(f"`lr` must be > 0, got {lr!r}")
     if not isinstance(warmup_epochs, int) or not 0 <= warmup_epochs <= epochs:
         raise UsageError(f"`warmup_epochs` must be an integer in 0..epochs ({epochs}), got {warmup_epochs!r}")
+
+
+def couples_batch(model: nn.Module) -> bool:
+    """Whether the model has BatchNorm layers, whose training output depends on the rest of the batch."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _check_micro_batch(model: nn.Module, micro_batch: int | None) -> None:
+    if micro_batch is None:
+        return
+    if not isinstance(micro_batch, int) or isinstance(micro_batch, bool) or micro_batch < 1:
+        raise UsageError(f"`micro_batch` must be an integer >= 1 or None, got {micro_batch!r}")
+    if couples_batch(model):
+        raise UsageError("`micro_batch` would change the batch statistics of the model's BatchNorm layers; "
+                         "pass micro_batch=None for this model")
+
+
+def _backward(model: nn.Module, x: torch.Tensor, y: torch.Tensor, micro_batch: int | None) -> torch.Tensor:
+    """Backpropagate the batch's mean cross-entropy, in chunks of ``micro_batch``; returns the (detached) loss.
+
+    ``F.cross_entropy`` takes int labels (B,) or probability rows (B, K): ``-(t * log_softmax).sum(1)``.
+    """
+    if micro_batch is None or len(x) <= micro_batch:
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss.detach()
+    total = x.new_zeros(())
+    for xc, yc in zip(x.split(micro_batch), y.split(micro_batch)):
+        part = F.cross_entropy(model(xc), yc, reduction="sum") / len(x)
+        part.backward()
+        total += part.detach()
+    return total
 
 
 def _num_classes(model: nn.Module, data: TrainData) -> int:

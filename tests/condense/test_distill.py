@@ -119,6 +119,40 @@ def test_resume_from_checkpoint_equals_an_uninterrupted_run(method, options, tmp
     assert (tmp_path / FILENAME).is_file()
 
 
+@pytest.mark.parametrize("method,options", [
+    ("dm", {}),
+    ("dc", {"outer_loop": 2, "inner_loop": 2}),  # real and synthetic gradients, inner-loop fit
+    ("dcc", {"outer_loop": 2, "inner_loop": 1, "outer_warmup": 0}),  # one gradient over every synthetic image
+])
+def test_chunks_bound_every_network_pass_and_leave_the_result(method, options, monkeypatch):
+    images, labels = textures(per_class=8, classes=3)
+    kwargs = dict(method=method, ipc=3, iterations=2, fyi=True, model_config=TINY_NET, progress=False, seed=2,
+                  batch_real=8, **options)
+    whole = distill(images, labels, chunk=1000, **kwargs)
+    sizes = []
+    build = NetworkFactory.build
+
+    def recording_build(self, seed):
+        net = build(self, seed)
+        first_conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+        first_conv.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+        return net
+
+    monkeypatch.setattr(NetworkFactory, "build", recording_build)
+    chunked = distill(images, labels, chunk=4, **kwargs)
+    assert max(sizes) == 4
+    torch.testing.assert_close(chunked.images, whole.images, rtol=1e-4, atol=1e-4)
+
+
+def test_chunks_must_be_positive_and_keep_away_from_batchnorm():
+    images, labels = textures(per_class=2, classes=2)
+    with pytest.raises(UsageError, match="`chunk` must be an integer >= 1"):
+        distill(images, labels, method="dm", ipc=1, iterations=1, chunk=0)
+    with pytest.raises(UsageError, match="`chunk` would change the batch statistics"):
+        distill(images, labels, method="dm", ipc=1, iterations=1, chunk=4,
+                model_config={**TINY_NET, "norm": "batchnorm"})
+
+
 def test_a_checkpoint_of_other_settings_is_ignored(tmp_path):
     images, labels = textures(per_class=4, classes=2)
     kwargs = dict(method="dm", ipc=1, iterations=2, model_config=TINY_NET, progress=False, batch_real=4,

@@ -79,6 +79,29 @@ def test_channels_last_trains_the_same_and_hands_back_contiguous_weights(separab
     assert all(p.is_contiguous() for p in fast.model.parameters())  # the default layout again
 
 
+def test_micro_batches_train_the_same_in_chunks_of_at_most_that_size(separable, make_convnet):
+    images, labels = separable
+    plain = fit(make_convnet(), ArrayData(images, labels), **FAST)
+    model, sizes = make_convnet(), []
+    model.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+    chunked = fit(model, ArrayData(images, labels), micro_batch=5, **FAST)
+    assert max(sizes) == 5 and sum(sizes) == 3 * len(images)  # every image of every epoch, 5 at a time
+    torch.testing.assert_close(weights(plain.model), weights(chunked.model), rtol=1e-4, atol=1e-5)
+    for h, c in zip(plain.history, chunked.history):
+        assert h["loss"] == pytest.approx(c["loss"], rel=1e-5)
+
+
+def test_micro_batches_are_refused_for_batchnorm_and_must_be_positive(separable):
+    from curate.models import create_model
+
+    images, labels = separable
+    bn = create_model("convnet", width=8, depth=2, num_classes=3, im_size=images.shape[1], norm="batchnorm")
+    with pytest.raises(UsageError, match="BatchNorm"):
+        fit(bn, ArrayData(images, labels), micro_batch=4, **FAST)
+    with pytest.raises(UsageError, match="`micro_batch` must be an integer >= 1"):
+        fit(bn, ArrayData(images, labels), micro_batch=0, **FAST)
+
+
 @pytest.mark.parametrize(
     "schedule, start, end",
     [("constant", 0.1, 0.1), ("cosine", 0.1, 0.0), ("step", 0.1, 0.001), ("halfway", 0.1, 0.01)],
