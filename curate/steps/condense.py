@@ -43,6 +43,8 @@ class CondenseConfig:
     options: dict[str, Any] = option(default_factory=dict, help="the method's own options (lr_img, batch_real, ...)")
     split: str = option("train", help="rows to condense")
     checkpoint_every: int = option(10, ge=0, help="save a resumable checkpoint every N iterations (0: never)")
+    chunk: int | None = option(None, gt=0, help="images per network pass in distillation and evaluation (null: 16 "
+                                                "on CPU, whole batches on a GPU); speed only")
     evaluate: EvaluateOptions = option(default_factory=EvaluateOptions, help="evaluation protocol")
 
 
@@ -86,7 +88,7 @@ class CondenseStep(Step):
                             model=cfg.model, model_config=cfg.model_config, fyi=cfg.fyi, init=cfg.init,
                             seed=ctx.seed, device=ctx.torch_device(), progress=ctx.progress,
                             checkpoint_dir=ctx.path("checkpoints"), checkpoint_every=cfg.checkpoint_every,
-                            class_names=names, **cfg.options)
+                            chunk=cfg.chunk, class_names=names, **cfg.options)
 
         digest = ctx.write_file("synthetic.safetensors", synthetic.save)
         ctx.add_output("synthetic_set", {"path": "synthetic.safetensors", "fingerprint": digest,
@@ -124,7 +126,7 @@ class CondenseStep(Step):
         dsa = bool(synthetic.provenance["eval_dsa"])
         protocol = dict(model=model, model_config=model_config, runs=ev.runs, epochs=ev.epochs, dsa=dsa,
                         dsa_strategy=synthetic.provenance["dsa_strategy"], batch_size=ev.batch_size, lr=ev.lr,
-                        seed=ctx.seed, device=ctx.torch_device(), progress=ctx.progress)
+                        seed=ctx.seed, device=ctx.torch_device(), progress=ctx.progress, chunk=cfg.chunk)
         report: dict[str, Any] = {"protocol": {k: v for k, v in protocol.items() if k not in ("device", "progress")}}
         report["distilled"] = evaluate(synthetic, test_images, test_labels, **protocol)
         if ev.baseline:

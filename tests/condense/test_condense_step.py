@@ -26,6 +26,7 @@ steps:
       model_config: {width: 8, depth: 2}
       options: {batch_real: 4}
       checkpoint_every: 1
+      chunk: 3
       evaluate: {runs: 2, epochs: 2}
 """
 
@@ -59,6 +60,7 @@ def test_condense_recipe_writes_a_distilled_table_version_and_its_evaluation(tmp
     assert metrics["accuracy_ci95"] is not None and metrics["eval_runs"] == 2
     evaluation = json.loads((step / "evaluation.json").read_text())
     assert len(evaluation["distilled"]["runs"]) == 2 and evaluation["protocol"]["dsa"] is True
+    assert evaluation["protocol"]["chunk"] == 3
 
     again = run_recipe(parse_recipe(RECIPE, filename="tiny.yaml"), workdir=tmp_path, progress=False)
     assert again.outcome("distilled").state == "skipped"
@@ -71,6 +73,8 @@ def test_bad_method_and_method_options_fail_validation_with_their_lines():
     bad = RECIPE.replace("{batch_real: 4}", "{batch_reel: 4}")
     with pytest.raises(RecipeError, match=r"with.options.batch_reel: unknown field \(did you mean 'batch_real'"):
         parse_recipe(bad, filename="tiny.yaml")
+    with pytest.raises(RecipeError, match=r"tiny.yaml:\d+: step 'distilled' with.chunk"):
+        parse_recipe(RECIPE.replace("chunk: 3", "chunk: 0"), filename="tiny.yaml")
 
 
 def test_listing_distillers_and_the_step_config_do_not_import_torch():
