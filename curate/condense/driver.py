@@ -76,6 +76,7 @@ def distill(
     num_classes = len(class_names) if class_names is not None else int(labels.max()) + 1
     _check_counts(labels, num_classes, ipc=ipc, init=init)
 
+    from curate.learn.chunking import resolve_chunk
     from curate.learn.device import resolve_device
 
     device = resolve_device(device)
@@ -83,7 +84,7 @@ def distill(
     network = NetworkFactory(model, num_classes, dict(model_config or {}), device, channels_last)
     probe = network.build(seed=0)
     preprocess = probe.preprocess
-    chunk = _chunk(chunk, probe, device)
+    chunk = resolve_chunk(chunk, probe, device)
     images = _sized(images, data, preprocess.size)
     real = RealImages.from_uint8(images, labels, preprocess=preprocess, num_classes=num_classes, device=device)
     plugins = [DISTILL_PLUGINS.get("fyi")()] if fyi else []
@@ -222,21 +223,6 @@ def _check_options(*, ipc: int, iterations: int, init: str, checkpoint_every: in
             raise UsageError(f"`{name}` must be an integer >= {low}, got {value!r}")
     if init not in INITS:
         raise UsageError(f"`init` must be one of {', '.join(INITS)}, got {init!r}")
-
-
-def _chunk(chunk: int | None, net: torch.nn.Module, device: str) -> int | None:
-    """The images per pass: ``chunk`` checked, or the device's default where the network allows chunks."""
-    from curate.learn.device import default_chunk
-    from curate.learn.fit import couples_batch
-
-    if chunk is None:
-        return None if couples_batch(net) else default_chunk(device)
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
-        raise UsageError(f"`chunk` must be an integer >= 1 or None, got {chunk!r}")
-    if couples_batch(net):
-        raise UsageError("`chunk` would change the batch statistics of the network's BatchNorm layers; "
-                         "pass chunk=None for this model")
-    return chunk
 
 
 def _check_counts(labels: np.ndarray, num_classes: int, *, ipc: int, init: str) -> None:

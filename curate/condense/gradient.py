@@ -61,7 +61,7 @@ class GradientMatching(Distiller):
 
     def __init__(self, config: GradientMatchingConfig, **kwargs):
         super().__init__(config, **kwargs)
-        from curate.learn.fit import couples_batch
+        from curate.learn.chunking import couples_batch
 
         if couples_batch(self.network.build(seed=0)):
             raise UsageError("gradient matching needs networks without BatchNorm (the official frozen-statistics "

@@ -84,8 +84,7 @@ def evaluate(
     on a GPU or with BatchNorm).
     """
     from curate.learn import fit, predict_images
-    from curate.learn.device import default_chunk, resolve_device
-    from curate.learn.fit import couples_batch
+    from curate.learn.chunking import resolve_chunk
     from curate.models import create_model
 
     test_labels = np.asarray(test_labels)
@@ -99,7 +98,6 @@ def evaluate(
     epochs = PROTOCOL_EPOCHS[dsa] if epochs is None else epochs
     strategy = dsa_strategy or synthetic.provenance.get("dsa_strategy") or DEFAULT_STRATEGY
     augment = DSA(strategy=strategy) if dsa else None
-    device = resolve_device(device)
     generator = torch.Generator().manual_seed(seed)
     accuracies = []
     with tqdm(total=runs, desc="evaluate", unit="run", disable=not progress) as bar:
@@ -109,10 +107,9 @@ def evaluate(
             pre = net.preprocess
             x = synthetic.model_input(tuple(pre.mean), tuple(pre.std), tuple(pre.size))
             data = SyntheticData(x, synthetic.labels, num_classes=synthetic.num_classes, augment=augment)
-            micro_batch = chunk if chunk is not None or couples_batch(net) else default_chunk(device)
             fit(net, data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
                 lr_schedule=lr_schedule, seed=draw_seed(generator), device=device, progress=False,
-                channels_last=channels_last, micro_batch=micro_batch)
+                channels_last=channels_last, micro_batch=resolve_chunk(chunk, net, device))
             probs = predict_images(net, test_images, batch_size=512, device=device)
             accuracies.append(float((probs.argmax(1) == test_labels).mean()))
             bar.update()

@@ -24,16 +24,3 @@ def resolve_device(device: str) -> str:
                          f"use 'cuda:0' to 'cuda:{count - 1}'")
     return device
 
-
-CPU_CHUNK = 16
-
-
-def default_chunk(device: str) -> int | None:
-    """Images per forward/backward pass when the caller does not say: :data:`CPU_CHUNK` on CPU, whole batches else.
-
-    On CPU, chunks whose activations stay in cache run faster per image: a width-128 ConvNet
-    on 32 px images took 1.8x less time for a forward pass over 2,560 images, and 1.5x less
-    for a training step of 200, in chunks of 16 than in chunks of 256 (2-core EPYC, 32 MB
-    L3). A GPU wants the whole batch.
-    """
-    return CPU_CHUNK if resolve_device(device) == "cpu" else None

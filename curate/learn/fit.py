@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from curate.errors import UsageError
+from curate.learn.chunking import check_chunk
 from curate.learn.data import TrainData, model_input
 from curate.learn.device import resolve_device
 from curate.learn.mixing import Mixer
@@ -99,12 +100,13 @@ def fit(
     The lr follows ``lr_schedule`` per iteration; ``momentum`` applies to SGD only.
     ``micro_batch`` runs each batch through the model in chunks of that many images and
     accumulates their gradients: the same update up to float rounding, faster on CPU (see
-    :func:`curate.learn.device.default_chunk`); refused for BatchNorm models, whose batch
-    statistics it would change.
+    :mod:`curate.learn.chunking`); refused for BatchNorm models, whose batch statistics it
+    would change.
     """
     _check_options(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
                    warmup_epochs=warmup_epochs, targets=targets)
-    _check_micro_batch(model, micro_batch)
+    if micro_batch is not None:
+        check_chunk(micro_batch, model, name="micro_batch")
     num_classes = _num_classes(model, data)
     if eval_data is not None:
         eval_data = _eval_arrays(eval_data)
@@ -174,21 +176,6 @@ def _check_options(*, epochs: int, batch_size: int, lr: float, optimizer: str, l
         raise UsageError(f"`lr` must be > 0, got {lr!r}")
     if not isinstance(warmup_epochs, int) or not 0 <= warmup_epochs <= epochs:
         raise UsageError(f"`warmup_epochs` must be an integer in 0..epochs ({epochs}), got {warmup_epochs!r}")
-
-
-def couples_batch(model: nn.Module) -> bool:
-    """Whether the model has BatchNorm layers, whose training output depends on the rest of the batch."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-
-
-def _check_micro_batch(model: nn.Module, micro_batch: int | None) -> None:
-    if micro_batch is None:
-        return
-    if not isinstance(micro_batch, int) or isinstance(micro_batch, bool) or micro_batch < 1:
-        raise UsageError(f"`micro_batch` must be an integer >= 1 or None, got {micro_batch!r}")
-    if couples_batch(model):
-        raise UsageError("`micro_batch` would change the batch statistics of the model's BatchNorm layers; "
-                         "pass micro_batch=None for this model")
 
 
 def _backward(model: nn.Module, x: torch.Tensor, y: torch.Tensor, micro_batch: int | None) -> torch.Tensor:

@@ -24,12 +24,3 @@ def test_cuda_without_a_gpu_says_what_to_use_instead(monkeypatch):
 def test_unknown_device_names_the_choices():
     with pytest.raises(UsageError, match="must be 'auto', 'cpu', 'cuda' or 'cuda:N', got 'gpu'"):
         resolve_device("gpu")
-
-
-@pytest.mark.parametrize("available, expected", [(False, 16), (True, None)])
-def test_default_chunk_is_cache_sized_on_cpu_and_whole_batches_on_a_gpu(monkeypatch, available, expected):
-    from curate.learn.device import CPU_CHUNK, default_chunk
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
-    assert default_chunk("auto") == expected
-    assert default_chunk("cpu") == CPU_CHUNK == 16

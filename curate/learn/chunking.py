@@ -1,0 +1,42 @@
+"""How many images go through a network at once: a speed setting that leaves results to float rounding.
+
+Networks whose layers treat every image on its own (instance or group norm, no BatchNorm)
+give the same outputs, and with summed losses the same gradients, whether a batch passes
+whole or in chunks. On CPU, chunks whose activations stay in cache run faster per image: a
+width-128 ConvNet on 32 px images took 1.8x less time for a forward pass over 2,560 images,
+and 1.5x less for a training step of 200, in chunks of 16 than in chunks of 256 (2-core
+EPYC, 32 MB L3). A GPU wants the whole batch.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from curate.errors import UsageError
+from curate.learn.device import resolve_device
+
+CPU_CHUNK = 16
+
+
+def couples_batch(model: nn.Module) -> bool:
+    """Whether the model has BatchNorm layers, whose training output depends on the rest of the batch."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def check_chunk(chunk: int, model: nn.Module, *, name: str = "chunk") -> int:
+    """``chunk`` if it is a positive integer and ``model`` may run in chunks, else a usage error naming ``name``."""
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+        raise UsageError(f"`{name}` must be an integer >= 1 or None, got {chunk!r}")
+    if couples_batch(model):
+        raise UsageError(f"`{name}` would change the batch statistics of the model's BatchNorm layers; "
+                         f"pass {name}=None for this model")
+    return chunk
+
+
+def resolve_chunk(chunk: int | None, model: nn.Module, device: str) -> int | None:
+    """``chunk`` checked, or for None :data:`CPU_CHUNK` on CPU and whole batches on a GPU or with BatchNorm."""
+    if chunk is not None:
+        return check_chunk(chunk, model)
+    if couples_batch(model) or resolve_device(device) != "cpu":
+        return None
+    return CPU_CHUNK
