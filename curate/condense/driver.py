@@ -65,7 +65,7 @@ def distill(
     ``checkpoint_every`` iterations (and at the end) and a matching checkpoint found there
     is resumed. ``channels_last`` sets the networks' memory format (None: the method's
     choice) and ``chunk`` how many images go through a network at once (None: 16 on CPU,
-    whole batches on a GPU or with BatchNorm); both change speed, not results beyond float
+    256 on a GPU, whole batches with BatchNorm); both change speed, not results beyond float
     rounding.
     """
     images, labels, class_names = _training_arrays(data, labels, class_names=class_names, split=split)

@@ -80,8 +80,8 @@ def evaluate(
     ``dsa`` (default: the method's protocol, ``synthetic.provenance["eval_dsa"]``) trains with
     DSA augmentation; ``epochs`` defaults to the protocol's 1000 with DSA and 300 without.
     ``test_images`` are uint8 (M, H, W, C) with ``test_labels`` (M,). ``channels_last`` is
-    passed to ``fit``, and ``chunk`` as its ``micro_batch`` (None: 16 on CPU, whole batches
-    on a GPU or with BatchNorm).
+    passed to ``fit``, and ``chunk`` as its ``micro_batch`` (None: 16 on CPU, 256 on a GPU,
+    whole batches with BatchNorm).
     """
     from curate.learn import fit, predict_images
     from curate.learn.chunking import resolve_chunk

@@ -44,7 +44,7 @@ class CondenseConfig:
     split: str = option("train", help="rows to condense")
     checkpoint_every: int = option(10, ge=0, help="save a resumable checkpoint every N iterations (0: never)")
     chunk: int | None = option(None, gt=0, help="images per network pass in distillation and evaluation (null: 16 "
-                                                "on CPU, whole batches on a GPU); speed only")
+                                                "on CPU, 256 on a GPU); speed only")
     evaluate: EvaluateOptions = option(default_factory=EvaluateOptions, help="evaluation protocol")
 
 

@@ -1,10 +1,10 @@
-"""Chunk sizes: cache-sized on CPU, whole batches on a GPU or where BatchNorm couples the batch."""
+"""Chunk sizes: cache-sized on CPU, large on a GPU, whole batches where BatchNorm couples the batch."""
 
 import pytest
 import torch
 
 from curate.errors import UsageError
-from curate.learn.chunking import CPU_CHUNK, check_chunk, couples_batch, resolve_chunk
+from curate.learn.chunking import CPU_CHUNK, GPU_CHUNK, check_chunk, couples_batch, resolve_chunk
 from curate.models import create_model
 
 
@@ -12,7 +12,7 @@ def convnet(norm: str):
     return create_model("convnet", width=8, depth=2, num_classes=3, im_size=8, norm=norm)
 
 
-@pytest.mark.parametrize("available, expected", [(False, CPU_CHUNK), (True, None)])
+@pytest.mark.parametrize("available, expected", [(False, CPU_CHUNK), (True, GPU_CHUNK)])
 def test_the_default_follows_the_device(monkeypatch, available, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
     assert resolve_chunk(None, convnet("instancenorm"), "auto") == expected
