@@ -23,4 +23,3 @@ def resolve_device(device: str) -> str:
         raise UsageError(f"`device` is {device!r} but only {count} CUDA GPU(s) are visible; "
                          f"use 'cuda:0' to 'cuda:{count - 1}'")
     return device
-

@@ -140,7 +140,7 @@ def fit(
                 opt.zero_grad(set_to_none=True)
                 loss = _backward(model, x, y, micro_batch)
                 opt.step()
-                loss_sum += loss.detach() * len(x)
+                loss_sum += loss * len(x)
                 seen += len(x)
                 step += 1
                 bar.update()
