@@ -22,7 +22,7 @@ Commands (each prints a markdown table):
 - DM anchor:
   ``python bench/condense.py --methods dm --ipc 10 --fyi off --iterations 100 --eval-runs 3 --eval-epochs 300``
 - DC timing:  ``python bench/condense.py --methods dc dsa dcc --ipc 1 --fyi off --timing 3`` (add ``--chunk 0``
-  for whole batches per network pass, the before of the CPU chunking's before/after)
+  to pass whole batches through the networks, for comparisons)
 - full table (CPU-sized gradient matching: narrower network, real batch 64):
   ``python bench/condense.py --methods dc dsa dm dcc --ipc 1 10 --fyi both --iterations 100 --width 64
   --batch-real 64 --eval-runs 3 --eval-epochs 300`` (add ``--gm-iterations 10`` on a CPU: one gradient-matching

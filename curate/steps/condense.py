@@ -43,8 +43,8 @@ class CondenseConfig:
     options: dict[str, Any] = option(default_factory=dict, help="the method's own options (lr_img, batch_real, ...)")
     split: str = option("train", help="rows to condense")
     checkpoint_every: int = option(10, ge=0, help="save a resumable checkpoint every N iterations (0: never)")
-    chunk: int | None = option(None, gt=0, help="images per network pass in distillation and evaluation (null: 16 "
-                                                "on CPU, 256 on a GPU); speed only")
+    chunk: int | None = option(None, gt=0, help="images per network pass in distillation and evaluation training "
+                                                "(null: 16 on CPU, 256 on a GPU); changes speed and float rounding")
     evaluate: EvaluateOptions = option(default_factory=EvaluateOptions, help="evaluation protocol")
 
 
@@ -74,6 +74,7 @@ class CondenseStep(Step):
         from curate.condense import distill, distilled_table
         from curate.condense.report import save_class_grid, save_loss_curve
         from curate.data import decode_images
+        from curate.learn.chunking import check_chunk
         from curate.models import create_model
 
         cfg: CondenseConfig = ctx.config
@@ -83,6 +84,8 @@ class CondenseStep(Step):
         idx = split_indices(table, cfg.split, where="with.split")
         labels = np.asarray(table["label"])[idx]
         size = create_model(cfg.model, num_classes=len(names), weights=None, **cfg.model_config).preprocess.size
+        if cfg.chunk is not None and cfg.evaluate.runs:  # fail before distilling, not after
+            check_chunk(cfg.chunk, self._evaluation_model(cfg, len(names))[0], name="chunk")
         images = decode_images(table, idx, size=size)
         synthetic = distill(images, labels, method=cfg.method, ipc=cfg.ipc, iterations=cfg.iterations,
                             model=cfg.model, model_config=cfg.model_config, fyi=cfg.fyi, init=cfg.init,
@@ -108,18 +111,25 @@ class CondenseStep(Step):
             ctx.metrics.update(final_loss=round(synthetic.history[-1]["loss"], 6),
                                seconds_per_iteration=round(float(np.mean(seconds)), 3))
 
+    @staticmethod
+    def _evaluation_model(cfg: CondenseConfig, num_classes: int):
+        """(a network of the evaluation model, its registry name, its options)."""
+        from curate.models import create_model
+
+        model = cfg.evaluate.model or cfg.model
+        model_config = cfg.evaluate.model_config if cfg.evaluate.model_config is not None else cfg.model_config
+        return create_model(model, num_classes=num_classes, weights=None, **model_config), model, model_config
+
     def _evaluate(self, ctx: StepContext, table, synthetic, images, labels) -> None:
         import numpy as np
 
         from curate.condense import evaluate, random_baseline
         from curate.data import decode_images
-        from curate.models import create_model
 
         cfg: CondenseConfig = ctx.config
         ev = cfg.evaluate
-        model = ev.model or cfg.model
-        model_config = ev.model_config if ev.model_config is not None else cfg.model_config
-        size = create_model(model, num_classes=synthetic.num_classes, weights=None, **model_config).preprocess.size
+        net, model, model_config = self._evaluation_model(cfg, synthetic.num_classes)
+        size = net.preprocess.size
         test_idx = split_indices(table, ev.split, where="with.evaluate.split")
         test_images = decode_images(table, test_idx, size=size)
         test_labels = np.asarray(table["label"])[test_idx]

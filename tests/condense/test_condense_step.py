@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from curate.condense import SyntheticSet
-from curate.errors import RecipeError
+from curate.errors import RecipeError, UsageError
 from curate.recipes import parse_recipe, run_recipe
 
 RECIPE = """\
@@ -75,6 +75,14 @@ def test_bad_method_and_method_options_fail_validation_with_their_lines():
         parse_recipe(bad, filename="tiny.yaml")
     with pytest.raises(RecipeError, match=r"tiny.yaml:\d+: step 'distilled' with.chunk"):
         parse_recipe(RECIPE.replace("chunk: 3", "chunk: 0"), filename="tiny.yaml")
+
+
+def test_a_chunk_the_evaluation_network_cannot_take_fails_before_distilling(tmp_path):
+    bad = RECIPE.replace("evaluate: {runs: 2, epochs: 2}",
+                         "evaluate: {runs: 2, epochs: 2, model_config: {width: 8, depth: 2, norm: batchnorm}}")
+    with pytest.raises(UsageError, match="step 'distilled': `chunk` would change the batch statistics"):
+        run_recipe(parse_recipe(bad, filename="tiny.yaml"), workdir=tmp_path, progress=False)
+    assert not (tmp_path / "tiny-condense" / "distilled" / "checkpoints").exists()
 
 
 def test_listing_distillers_and_the_step_config_do_not_import_torch():

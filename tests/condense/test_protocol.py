@@ -74,6 +74,26 @@ def test_evaluation_follows_the_methods_protocol_by_default(monkeypatch):
     assert {s[3] for s in seen} == {"halfway"}  # lr x0.1 once at half-time, as the official evaluation
 
 
+def test_evaluation_trains_in_chunks_except_batchnorm_networks(monkeypatch):
+    from curate import learn
+
+    micro_batches = []
+    real_fit = learn.fit
+
+    def spy_fit(model, data, **kwargs):
+        micro_batches.append(kwargs["micro_batch"])
+        return real_fit(model, data, **kwargs)
+
+    monkeypatch.setattr(learn, "fit", spy_fit)
+    images, labels = textures(per_class=6, classes=2)
+    options = dict(runs=1, epochs=3, progress=False, device="cpu", seed=5)  # random_baseline runs evaluate
+    chunked = random_baseline(images, labels, images, labels, ipc=6, model_config=TINY_NET, chunk=4, **options)
+    whole = random_baseline(images, labels, images, labels, ipc=6, model_config=TINY_NET, chunk=1000, **options)
+    random_baseline(images, labels, images, labels, ipc=2, model_config={**TINY_NET, "norm": "batchnorm"}, **options)
+    assert micro_batches == [4, 1000, None]
+    assert chunked["runs"] == whole["runs"]  # the same accuracy up to float rounding on 12 images
+
+
 def test_synthetic_set_round_trips_through_safetensors(tmp_path):
     images, labels = textures(per_class=3, classes=2)
     result = distill(images, labels, method="dm", ipc=2, iterations=1, model_config=TINY_NET, progress=False,

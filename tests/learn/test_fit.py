@@ -89,6 +89,10 @@ def test_micro_batches_train_the_same_in_chunks_of_at_most_that_size(separable, 
     torch.testing.assert_close(weights(plain.model), weights(chunked.model), rtol=1e-4, atol=1e-5)
     for h, c in zip(plain.history, chunked.history):
         assert h["loss"] == pytest.approx(c["loss"], rel=1e-5)
+    soft = np.eye(3, dtype=np.float32)[labels] * 0.8 + 0.2 / 3  # probability rows are split with the images
+    soft_plain = fit(make_convnet(), ArrayData(images, soft), targets="soft", **FAST)
+    soft_chunked = fit(make_convnet(), ArrayData(images, soft), targets="soft", micro_batch=5, **FAST)
+    torch.testing.assert_close(weights(soft_plain.model), weights(soft_chunked.model), rtol=1e-4, atol=1e-5)
 
 
 def test_micro_batches_are_refused_for_batchnorm_and_must_be_positive(separable):
