@@ -11,6 +11,8 @@ EPYC, 32 MB L3). A GPU wants large chunks.
 
 from __future__ import annotations
 
+import operator
+
 from torch import nn
 
 from curate.errors import UsageError
@@ -26,13 +28,18 @@ def couples_batch(model: nn.Module) -> bool:
 
 
 def check_chunk(chunk: int, model: nn.Module, *, name: str = "chunk") -> int:
-    """``chunk`` if it is a positive integer and ``model`` may run in chunks, else a usage error naming ``name``."""
-    if not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1:
+    """``chunk`` as an int if it is a positive integer (numpy's too) and ``model`` may run in chunks, else a
+    usage error naming ``name``."""
+    try:
+        size = None if isinstance(chunk, bool) else operator.index(chunk)
+    except TypeError:
+        size = None
+    if size is None or size < 1:
         raise UsageError(f"`{name}` must be an integer >= 1 or None, got {chunk!r}")
     if couples_batch(model):
         raise UsageError(f"`{name}` would change the batch statistics of the model's BatchNorm layers; "
                          f"pass {name}=None for this model")
-    return chunk
+    return size
 
 
 def resolve_chunk(chunk: int | None, model: nn.Module, device: str) -> int | None:

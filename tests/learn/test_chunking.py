@@ -1,5 +1,6 @@
 """Chunk sizes: cache-sized on CPU, large on a GPU, whole batches where BatchNorm couples the batch."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -27,8 +28,10 @@ def test_batchnorm_runs_whole_batches_and_refuses_an_explicit_chunk():
         resolve_chunk(4, bn, "cpu")
 
 
-@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "8", np.float32(4)])
 def test_a_chunk_is_a_positive_integer_named_in_the_error(bad):
     with pytest.raises(UsageError, match="`micro_batch` must be an integer >= 1 or None"):
         check_chunk(bad, convnet("instancenorm"), name="micro_batch")
     assert check_chunk(7, convnet("instancenorm")) == 7
+    sized = check_chunk(np.int64(7), convnet("instancenorm"))
+    assert sized == 7 and type(sized) is int
