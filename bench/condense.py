@@ -27,6 +27,9 @@ Commands (each prints a markdown table):
   ``python bench/condense.py --methods dc dsa dm dcc --ipc 1 10 --fyi both --iterations 100 --width 64
   --batch-real 64 --eval-runs 3 --eval-epochs 300`` (add ``--gm-iterations 10`` on a CPU: one gradient-matching
   iteration at IPC 10 takes about a minute there)
+- a published setting on a GPU (DM at IPC 10: the paper's 20,000 iterations and 1000-epoch evaluation):
+  ``python bench/condense.py --methods dm --ipc 10 --fyi off --iterations 20000 --eval-runs 5 --eval-epochs 1000``
+  (``--data DIR`` where ``../shared/data`` is not beside the checkout)
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ import numpy as np
 import torch
 
 from curate.condense import distill, evaluate, random_selection
+from curate.learn.device import resolve_device
+from curate.models import create_model
 from curate.workspace import write_json
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
@@ -47,8 +52,8 @@ GRADIENT_MATCHING = {"dc", "dsa", "dcc"}
 WHOLE_BATCHES = 1 << 30  # a chunk larger than any batch
 
 
-def load(split: str) -> tuple[np.ndarray, np.ndarray]:
-    return np.load(DATA / split / "images.npy"), np.load(DATA / split / "labels.npy")
+def load(data: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    return np.load(data / split / "images.npy"), np.load(data / split / "labels.npy")
 
 
 def fmt(result: dict) -> str:
@@ -62,20 +67,22 @@ def beats(method: dict, random: dict) -> str:
     return "yes" if method["mean"] - method["ci95"] > random["mean"] + random["ci95"] else "no"
 
 
-def forward_seconds(n: int, width: int, *, repeats: int = 1) -> float:
+def forward_seconds(n: int, width: int, device: str, *, repeats: int = 1) -> float:
     """Best-of wall time of a plain no-grad forward pass of a fresh ConvNet over ``n`` images in chunks of 256
-    (contiguous layout): the load-independent yardstick the per-iteration times are divided by."""
-    from curate.models import create_model
-
-    net = create_model("convnet", num_classes=10, weights=None, seed=0, width=width)
-    x = torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    (contiguous layout) on ``device``: the load-independent yardstick the per-iteration times are divided by."""
+    net = create_model("convnet", num_classes=10, weights=None, seed=0, width=width).to(device)
+    x = torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(0)).to(device)
     best = float("inf")
     with torch.no_grad():
         net(x[:256])
         for _ in range(repeats):
+            if device != "cpu":
+                torch.cuda.synchronize()
             start = time.perf_counter()
             for chunk in x.split(256):
                 net(chunk)
+            if device != "cpu":
+                torch.cuda.synchronize()
             best = min(best, time.perf_counter() - start)
     return best
 
@@ -104,6 +111,8 @@ def main() -> None:
                         help="images per forward/backward pass in distillation and evaluation (default: the "
                              "library's, 16 on CPU; 0: whole batches, for before/after comparisons)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, default=DATA,
+                        help="folder with train/ and test/ images.npy and labels.npy (default: ../shared/data/cifar10)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--json", type=Path, metavar="FILE",
                         help="also write the rows, with every run's accuracy, to FILE (rewritten after each row)")
@@ -111,16 +120,17 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    images, labels = load("train")
-    test_images, test_labels = load("test")
+    images, labels = load(args.data, "train")
+    test_images, test_labels = load(args.data, "test")
     net = {"width": args.width}
     chunk = WHOLE_BATCHES if args.chunk == 0 else args.chunk
     fyis = {"off": [False], "on": [True], "both": [False, True]}[args.fyi]
     protocol = dict(model_config=net, runs=args.eval_runs, epochs=args.eval_epochs, seed=args.seed, progress=False,
                     chunk=chunk)
-    print(f"# condense bench: {len(images)} train / {len(test_images)} test images, ConvNet-{args.width}, "
-          f"batch_real {args.batch_real}, chunk {args.chunk if args.chunk is not None else 'default'}, torch threads "
-          f"{torch.get_num_threads()}")
+    device = resolve_device("auto")
+    where = torch.cuda.get_device_name() if device == "cuda" else f"CPU, torch threads {torch.get_num_threads()}"
+    print(f"# condense bench on {where}: {len(images)} train / {len(test_images)} test images, ConvNet-{args.width}, "
+          f"batch_real {args.batch_real}, chunk {args.chunk if args.chunk is not None else 'default'}")
     n_real = 10 * args.batch_real
     print(f"'x fwd': seconds per iteration divided by a plain forward pass over {n_real} images timed just before and "
           f"after that run (the reference: DM 5.0 s = {5.0 / 4.2:.2f}x its 4.2 s forward pass; DC at IPC 1 11.7 s = "
@@ -128,10 +138,10 @@ def main() -> None:
 
     def timed_distill(**kwargs):
         """The distilled set and the forward-pass yardstick around it (mean of before and after)."""
-        before = forward_seconds(n_real, args.width)
+        before = forward_seconds(n_real, args.width, device)
         result = distill(images, labels, model_config=net, seed=args.seed, progress=False,
                          batch_real=args.batch_real, chunk=chunk, **kwargs)
-        return result, (before + forward_seconds(n_real, args.width)) / 2
+        return result, (before + forward_seconds(n_real, args.width, device)) / 2
 
     if args.timing:
         print("\n| method | IPC | FYI | s / outer iteration | x fwd |\n|---|---|---|---|---|")
@@ -141,7 +151,7 @@ def main() -> None:
                     result, yardstick = timed_distill(method=method, ipc=ipc, iterations=args.timing, fyi=fyi)
                     per_iter = seconds_per_iteration(result.history)
                     ratio = per_iter / yardstick
-                    print(f"| {method} | {ipc} | {'on' if fyi else 'off'} | {per_iter:.2f} | {ratio:.2f} |", flush=True)
+                    print(f"| {method} | {ipc} | {'on' if fyi else 'off'} | {per_iter:.3g} | {ratio:.2f} |", flush=True)
         return
 
     gm = f" ({args.gm_iterations} for dc, dsa, dcc at IPC > 1)" if args.gm_iterations else ""
@@ -171,7 +181,7 @@ def main() -> None:
                 per_iter = seconds_per_iteration(result.history)
                 print(f"| {method} | {ipc} | {'on' if fyi else 'off'} | {iterations} | {fmt(score)} | "
                       f"{fmt(randoms[dsa])} | "
-                      f"{beats(score, randoms[dsa])} | {per_iter:.2f} | {per_iter / yardstick:.2f} | {distil_s:.0f} | "
+                      f"{beats(score, randoms[dsa])} | {per_iter:.3g} | {per_iter / yardstick:.2f} | {distil_s:.0f} | "
                       f"{eval_s:.0f} |", flush=True)
                 rows.append(dict(method=method, ipc=ipc, fyi=fyi, iterations=iterations, accuracy=score,
                                  random=randoms[dsa], seconds_per_iteration=per_iter, x_fwd=per_iter / yardstick))
