@@ -72,17 +72,16 @@ def forward_seconds(n: int, width: int, device: str, *, repeats: int = 1) -> flo
     (contiguous layout) on ``device``: the load-independent yardstick the per-iteration times are divided by."""
     net = create_model("convnet", num_classes=10, weights=None, seed=0, width=width).to(device)
     x = torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(0)).to(device)
+    sync = torch.cuda.synchronize if device != "cpu" else lambda: None
     best = float("inf")
     with torch.no_grad():
         net(x[:256])
         for _ in range(repeats):
-            if device != "cpu":
-                torch.cuda.synchronize()
+            sync()
             start = time.perf_counter()
             for chunk in x.split(256):
                 net(chunk)
-            if device != "cpu":
-                torch.cuda.synchronize()
+            sync()
             best = min(best, time.perf_counter() - start)
     return best
 

@@ -106,7 +106,7 @@ def fit(
     _check_options(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, lr_schedule=lr_schedule,
                    warmup_epochs=warmup_epochs, targets=targets)
     if micro_batch is not None:
-        check_chunk(micro_batch, model, name="micro_batch")
+        micro_batch = check_chunk(micro_batch, model, name="micro_batch")
     num_classes = _num_classes(model, data)
     if eval_data is not None:
         eval_data = _eval_arrays(eval_data)

@@ -93,6 +93,8 @@ def test_micro_batches_train_the_same_in_chunks_of_at_most_that_size(separable, 
     soft_plain = fit(make_convnet(), ArrayData(images, soft), targets="soft", **FAST)
     soft_chunked = fit(make_convnet(), ArrayData(images, soft), targets="soft", micro_batch=5, **FAST)
     torch.testing.assert_close(weights(soft_plain.model), weights(soft_chunked.model), rtol=1e-4, atol=1e-5)
+    numpy_sized = fit(make_convnet(), ArrayData(images, labels), micro_batch=np.int64(5), **FAST)
+    torch.testing.assert_close(weights(chunked.model), weights(numpy_sized.model))
 
 
 def test_micro_batches_are_refused_for_batchnorm_and_must_be_positive(separable):
