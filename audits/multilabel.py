@@ -1,5 +1,6 @@
-"""Multi-label views of single-label benchmarks: ReaL accuracy, "dough/bagel" multi-label accuracy,
-variable top-k, and the single- vs multi-label comparison of "Re-assessing ImageNet".
+"""Multi-label views of single-label benchmarks: "dough/bagel" multi-label accuracy, ImageNet-M
+counts, variable top-k, and the single- vs multi-label comparison of "Re-assessing ImageNet".
+ReaL accuracy is in :mod:`audits.real`; label-set plumbing in :mod:`audits.label_sets`.
 
 N is the number of images. A *label set* is the list of valid classes of one image (``[]`` when
 no class fits; such images are left out of every score here, as ReaL does). ``predictions`` is
@@ -9,69 +10,10 @@ no class fits; such images are left out of every score here, as ReaL does). ``pr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain
-from typing import Sequence
 
 import numpy as np
 
-LabelSets = Sequence[Sequence[int]]
-
-
-def _label_sets_csr(label_sets: LabelSets, n: int, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(flat labels, row of each, set size per row) with duplicates inside a set removed."""
-    if len(label_sets) != n:
-        raise ValueError(f"`{name}` has {len(label_sets)} label sets but `predictions` has {n} rows; "
-                         "pass one set per image, in the same order")
-    sizes = np.fromiter((len(s) for s in label_sets), dtype=np.int64, count=n)
-    flat = np.fromiter(chain.from_iterable(label_sets), dtype=np.int64, count=int(sizes.sum()))
-    rows = np.repeat(np.arange(n), sizes)
-    order = np.lexsort((flat, rows))
-    flat, rows = flat[order], rows[order]
-    keep = np.ones(len(flat), dtype=bool)
-    keep[1:] = (flat[1:] != flat[:-1]) | (rows[1:] != rows[:-1])
-    flat, rows = flat[keep], rows[keep]
-    return flat, rows, np.bincount(rows, minlength=n)
-
-
-def _as_predictions(predictions: np.ndarray, *, ranked: bool = False) -> np.ndarray:
-    pred = np.asarray(predictions)
-    if not np.issubdtype(pred.dtype, np.integer):
-        raise TypeError(f"`predictions` must hold integer class ids, got dtype {pred.dtype}")
-    if pred.ndim == 1 and not ranked:
-        return pred[:, None]
-    if pred.ndim != 2 or pred.shape[1] < 1:
-        want = "(N, m) ranked classes" if ranked else "(N,) classes or (N, k) ranked classes"
-        raise ValueError(f"`predictions` must be {want}, got shape {pred.shape}")
-    return pred
-
-
-def _hits(pred2d: np.ndarray, flat: np.ndarray, rows: np.ndarray, ks: np.ndarray | None = None) -> np.ndarray:
-    """Per row: how many set members appear among its predictions (the first ``ks[row]`` of them)."""
-    match = flat[:, None] == pred2d[rows]
-    if ks is not None:
-        match &= np.arange(pred2d.shape[1])[None, :] < ks[rows][:, None]
-    return np.bincount(rows, weights=match.any(axis=1), minlength=len(pred2d)).astype(np.int64)
-
-
-def in_label_set(predictions: np.ndarray, label_sets: LabelSets) -> np.ndarray:
-    """(N,) bool: whether the prediction (or any of the (N, k) top-k) is in the image's label set."""
-    pred = _as_predictions(predictions)
-    flat, rows, _ = _label_sets_csr(label_sets, len(pred), "label_sets")
-    return _hits(pred, flat, rows) > 0
-
-
-def real_accuracy(predictions: np.ndarray, real_labels: LabelSets) -> float:
-    """ReaL accuracy (Beyer et al. 2020): mean of ``prediction in set`` over images with a non-empty set.
-
-    ``predictions`` (N,) gives top-1; (N, k) ranked classes give top-k (any of the k in the set).
-    Empty sets leave both numerator and denominator, as in ReaL and timm's ``real_labels``.
-    """
-    pred = _as_predictions(predictions)
-    flat, rows, sizes = _label_sets_csr(real_labels, len(pred), "real_labels")
-    rated = sizes > 0
-    if not rated.any():
-        raise ValueError("every label set in `real_labels` is empty; ReaL accuracy needs at least one labelled image")
-    return float((_hits(pred, flat, rows) > 0)[rated].mean())
+from audits.label_sets import LabelSets, as_predictions, hits_per_row, label_sets_csr, in_label_set
 
 
 def multilabel_correct(predictions: np.ndarray, correct_sets: LabelSets,
@@ -145,8 +87,8 @@ def variable_topk_scores(ranked_predictions: np.ndarray, label_sets: LabelSets, 
     """
     if mode not in ("strict", "recall"):
         raise ValueError(f"`mode` must be 'strict' or 'recall', got {mode!r}")
-    pred = _as_predictions(ranked_predictions, ranked=True)
-    flat, rows, sizes = _label_sets_csr(label_sets, len(pred), "label_sets")
+    pred = as_predictions(ranked_predictions, ranked=True)
+    flat, rows, sizes = label_sets_csr(label_sets, len(pred), "label_sets")
     if sizes.max(initial=0) > pred.shape[1]:
         raise ValueError(f"`ranked_predictions` has {pred.shape[1]} columns but a label set has {sizes.max()} "
                          "labels; pass at least that many ranked classes per image")
@@ -207,8 +149,8 @@ def single_vs_multi_label(predictions: np.ndarray, original_labels: np.ndarray,
     labels = np.asarray(original_labels)
     if labels.shape != pred.shape:
         raise ValueError(f"`original_labels` has {len(labels)} entries but `predictions` has {len(pred)}")
-    flat, rows, sizes = _label_sets_csr(label_sets, len(pred), "label_sets")
-    in_set = _hits(_as_predictions(pred), flat, rows) > 0
+    flat, rows, sizes = label_sets_csr(label_sets, len(pred), "label_sets")
+    in_set = hits_per_row(as_predictions(pred), flat, rows) > 0
     top1 = pred == labels
     single, multi = sizes == 1, sizes >= 2
     rated = single | multi

@@ -17,7 +17,7 @@ import numpy as np
 
 from audits.imagenet import ClassHierarchy, load_classes, load_mistakes, load_real_labels, load_val_labels
 from audits.mistakes import CATEGORIES, SEVERITIES, Thresholds, evaluate_categorizer, mistake_arrays
-from audits.multilabel import in_label_set
+from audits.label_sets import in_label_set
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet"
 

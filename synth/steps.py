@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from curate.config import option, to_dict
 from curate.steps.base import Role, Step, StepContext
-from curate.steps.options import class_names_of, split_indices
+from curate.data.table import class_names_of, split_indices
 
 DIFFUSION_TYPE = "diffusion_model"
 """Artifact type of a saved diffusion model: a diffusers folder (``unet/``, ``scheduler/``, ``curate.json``)."""

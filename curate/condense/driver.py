@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from curate.condense.base import NetworkFactory, RealImages
 from curate.condense.checkpoint import FILENAME, load_checkpoint, save_checkpoint
 from curate.condense.registry import DISTILL_PLUGINS, DISTILLERS
-from curate.condense.synthetic import SyntheticSet
+from curate.condense.synthetic_set import SyntheticSet
 from curate.config import from_mapping, to_dict
 from curate.errors import UsageError
 

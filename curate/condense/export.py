@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from curate.condense.synthetic import SyntheticSet
+from curate.condense.synthetic_set import SyntheticSet
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets

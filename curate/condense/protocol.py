@@ -19,10 +19,10 @@ import torch
 from tqdm.auto import tqdm
 
 from curate.condense.base import draw_seed
-from curate.condense.data import SyntheticData
+from curate.condense.train_data import SyntheticData
 from curate.condense.driver import random_selection
 from curate.condense.dsa import DEFAULT_STRATEGY, DSA
-from curate.condense.synthetic import SyntheticSet
+from curate.condense.synthetic_set import SyntheticSet
 from curate.errors import UsageError
 
 PROTOCOL_EPOCHS = {True: 1000, False: 300}  # with / without DSA

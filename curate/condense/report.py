@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curate.condense.synthetic import SyntheticSet
+from curate.condense.synthetic_set import SyntheticSet
 
 MAX_COLUMNS = 10
 

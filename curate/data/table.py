@@ -187,3 +187,19 @@ def validate_table(table: "datasets.Dataset", *, where: str) -> None:
         first = repeated[0].as_py()
         raise UsageError(f"{where}: {len(repeated)} sample ids are not unique, e.g. '{first['values']}' appears "
                          f"{first['counts']} times; ids must be unique within a table")
+
+
+def split_indices(table: "datasets.Dataset", split: str | None, *, where: str) -> "np.ndarray":
+    """Row positions of ``split`` (all rows for None); an unknown or empty split is a usage error."""
+    if split is None:
+        return np.arange(len(table))
+    splits = np.asarray(table["split"])
+    idx = np.flatnonzero(splits == split)
+    if len(idx) == 0:
+        present = ", ".join(sorted(set(splits.tolist()))) or "none"
+        raise UsageError(f"{where}: split '{split}' has no rows (splits in the table: {present})")
+    return idx
+
+
+def class_names_of(table: "datasets.Dataset") -> list[str]:
+    return list(table.features["label"].names)

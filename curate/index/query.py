@@ -86,7 +86,8 @@ def embed_image_file(run_dir: Path, meta: dict[str, Any], image_path: str | Path
     from curate.data import make_table
     from curate.learn import embed
     from curate.steps.embed import EmbedConfig
-    from curate.steps.options import build_model, class_names_of
+    from curate.data.table import class_names_of
+    from curate.steps.options import build_model
 
     image_path = Path(image_path)
     if not image_path.is_file():

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from curate.config import option
 from curate.steps.base import Role, Step, StepContext
-from curate.steps.options import class_names_of, split_indices
+from curate.data.table import class_names_of, split_indices
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,15 +1,12 @@
-"""Config pieces shared by the model steps: which model, how to fit it, which rows."""
+"""Config pieces shared by the model steps (which model, how to fit it, how to mix batches) and the
+model helpers that go with them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from curate.config import option
-
-if TYPE_CHECKING:  # pragma: no cover
-    import datasets
-    import numpy as np
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,26 +67,6 @@ class MixOptions:
         if self.mix == "cutmix":
             return create_mixer("cutmix", alpha=self.mix_alpha, prob=self.mix_prob)
         return create_mixer("resizemix", scale=self.mix_scale, prob=self.mix_prob)
-
-
-def split_indices(table: "datasets.Dataset", split: str | None, *, where: str) -> "np.ndarray":
-    """Row positions of ``split`` (all rows for None); an unknown or empty split is a usage error."""
-    import numpy as np
-
-    from curate.errors import UsageError
-
-    if split is None:
-        return np.arange(len(table))
-    splits = np.asarray(table["split"])
-    idx = np.flatnonzero(splits == split)
-    if len(idx) == 0:
-        present = ", ".join(sorted(set(splits.tolist()))) or "none"
-        raise UsageError(f"{where}: split '{split}' has no rows (splits in the table: {present})")
-    return idx
-
-
-def class_names_of(table: "datasets.Dataset") -> list[str]:
-    return list(table.features["label"].names)
 
 
 def build_model(options: ModelOptions, *, class_names: list[str], seed: int, default: str | None = None):

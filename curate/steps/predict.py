@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from curate.config import ConfigValueError, option
 from curate.steps.base import Role, Step, StepContext
-from curate.steps.options import (FitOptions, ModelOptions, build_model, check_class_names, class_names_of,
-                                  require_one_model, split_indices)
+from curate.data.table import class_names_of, split_indices
+from curate.steps.options import FitOptions, ModelOptions, build_model, check_class_names, require_one_model
 
 
 @dataclass(frozen=True, kw_only=True)

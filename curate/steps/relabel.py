@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Sequence
 
 from curate.config import option
+from curate.data.table import class_names_of, split_indices
 from curate.steps.base import Role, Step, StepContext
-from curate.steps.options import ModelOptions, build_model, check_class_names, class_names_of, require_one_model, \
-    split_indices
+from curate.steps.options import ModelOptions, build_model, check_class_names, require_one_model
 
 MAPS_DIR = "label_maps"
 

@@ -12,7 +12,8 @@ from typing import Literal
 
 from curate.config import ConfigValueError, option
 from curate.steps.base import Role, Step, StepContext
-from curate.steps.options import FitOptions, MixOptions, ModelOptions, build_model, class_names_of, split_indices
+from curate.data.table import class_names_of, split_indices
+from curate.steps.options import FitOptions, MixOptions, ModelOptions, build_model
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from audits.multilabel import (imagenet_m_count, in_label_set, mean_by_set_size, multilabel_accuracy,
-                               per_class_multilabel_accuracy, real_accuracy, single_vs_multi_label,
-                               variable_topk_scores)
+from audits.label_sets import in_label_set
+from audits.multilabel import (imagenet_m_count, mean_by_set_size, multilabel_accuracy, per_class_multilabel_accuracy,
+                               single_vs_multi_label, variable_topk_scores)
+from audits.real import real_accuracy
 
 SETS = [[1], [2, 3], [], [4], [0, 5]]
 

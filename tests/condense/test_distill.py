@@ -8,7 +8,7 @@ from curate import workspace
 from curate.condense import DISTILLERS, distill, random_selection
 from curate.condense.base import NetworkFactory, RealImages
 from curate.condense.checkpoint import FILENAME
-from curate.condense.gradient import (DC_LOOPS, DCC_LOOPS, ContrastiveConfig, ContrastiveGradientMatching,
+from curate.condense.gradient_matching import (DC_LOOPS, DCC_LOOPS, ContrastiveConfig, ContrastiveGradientMatching,
                                       GradientMatching, GradientMatchingConfig, classwise_phase, default_loops)
 from curate.condense.matching import contrastive_gradient_loss
 from curate.config import ConfigError

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-import curate.condense.plugins as plugins
+import curate.condense.fyi as fyi
 from curate.condense import distill, evaluate
-from curate.condense.plugins import flip_expand
+from curate.condense.fyi import flip_expand
 
 from condense_helpers import TINY_NET, textures
 
@@ -39,14 +39,14 @@ class Spy:
 
     def __init__(self, monkeypatch):
         self.calls = []
-        original = plugins.flip_expand
+        original = fyi.flip_expand
 
         def spy(images, labels):
             out = original(images, labels)
             self.calls.append((images.detach().clone(), labels.clone(), out[0].detach().clone(), out[1].clone()))
             return out
 
-        monkeypatch.setattr(plugins, "flip_expand", spy)
+        monkeypatch.setattr(fyi, "flip_expand", spy)
 
 
 @pytest.mark.parametrize("method", ["dc", "dsa", "dm", "dcc"])

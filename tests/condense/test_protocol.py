@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from curate.condense import SyntheticSet, distill, evaluate, random_baseline, summarize
-from curate.condense.data import SyntheticData
+from curate.condense.train_data import SyntheticData
 from curate.condense.dsa import DSA
 from curate.condense.protocol import t_quantile_975
 from curate.learn import fit

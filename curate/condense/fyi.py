@@ -1,23 +1,15 @@
-"""Distillation plug-ins: hooks on the synthetic batch, called wherever synthetic images enter a network.
+"""FYI ("Flip Your Images for Dataset Distillation", ECCV 2024; ``cvlab-yonsei/FYI`` ``BatchAug``).
 
-A plug-in maps ``(images (B, C, H, W), labels (B,)) -> (images, labels)`` and is applied by
-:meth:`curate.condense.base.Distiller.synthetic` only, never at evaluation. FYI ("Flip Your
-Images for Dataset Distillation", ECCV 2024; ``cvlab-yonsei/FYI`` ``BatchAug``) is the one
-built-in: it appends the horizontally mirrored copy of the batch with the labels repeated,
+A distillation plug-in (registered in ``DISTILL_PLUGINS``): it maps ``(images (B, C, H, W),
+labels (B,)) -> (images, labels)`` and is applied by :meth:`curate.condense.base.Distiller.synthetic`
+only, never at evaluation. It appends the horizontally mirrored copy of the batch with the labels repeated,
 so every synthetic pixel receives its own gradient plus the mirrored gradient of its
 flipped copy. Nothing is split into halves and the stored set stays un-flipped.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
-
 import torch
-
-
-@runtime_checkable
-class DistillPlugin(Protocol):
-    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def flip_expand(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

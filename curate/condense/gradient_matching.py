@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from curate.condense.base import Distiller, DistillerConfig, draw_seed
-from curate.condense.data import SyntheticData
+from curate.condense.train_data import SyntheticData
 from curate.condense.matching import gradient_distance, mean_gradient
 from curate.config import option
 from curate.errors import UsageError
