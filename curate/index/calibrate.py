@@ -41,7 +41,7 @@ class Calibration:
     ``chosen_by`` is ``"target"`` (the sweep picked ``value``) or ``"explicit"`` (the caller's
     value, only measured). ``recall`` is the mean recall@``k`` over ``queries`` held rows and
     ``recall_low`` its one-sided 95% lower bound; ``reached`` says whether ``recall_low`` >=
-    ``target``. ``sweep`` lists every (value, recall) measured, in the order tried.
+    ``target``. ``sweep`` lists every (value, recall, recall_low) measured, in the order tried.
     """
 
     knob: str
@@ -54,7 +54,7 @@ class Calibration:
     k: int
     queries: int
     seconds: float
-    sweep: tuple[tuple[int, float], ...] = ()
+    sweep: tuple[tuple[int, float, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -64,7 +64,7 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Calibration":
         values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
-        values["sweep"] = tuple((int(v), float(r)) for v, r in values.get("sweep", ()))
+        values["sweep"] = tuple((int(v), float(r), float(low)) for v, r, low in values.get("sweep", ()))
         return cls(**values)
 
     def summary(self) -> str:
@@ -176,9 +176,9 @@ def calibrate(search: Callable[[np.ndarray, int, int], np.ndarray], x: np.ndarra
         chosen_by = "target"
     else:
         value, seen, chosen_by = explicit, {explicit: measure(explicit)}, "explicit"
-    per_query = seen[value]
-    low = lower_bound(per_query)
+    low = lower_bound(seen[value])
     return Calibration(knob=knob, value=int(value), chosen_by=chosen_by, target=float(target),
-                       recall=round(float(per_query.mean()), 4), recall_low=round(low, 4), reached=low >= target,
+                       recall=round(float(seen[value].mean()), 4), recall_low=round(low, 4), reached=low >= target,
                        k=int(k), queries=len(held), seconds=round(time.perf_counter() - start, 3),
-                       sweep=tuple((int(v), round(float(r.mean()), 4)) for v, r in seen.items()))
+                       sweep=tuple((int(v), round(float(r.mean()), 4), round(lower_bound(r), 4))
+                                   for v, r in seen.items()))

@@ -461,7 +461,7 @@ def build_index(
     with _progress_bar(n, progress, f"index {resolved}") as bar:
         _add_rows(family, index, x, rest, bar)
         if len(held):
-            calibration = _calibrate(family, index, x, held, metric_type=metric_type, target=float(recall),
+            calibration = _calibrate(family, index, x, rest, held, metric_type=metric_type, target=float(recall),
                                      explicit=params.get(knob))
             params[knob] = calibration.value
         _add_rows(family, index, x, held, bar)
@@ -486,12 +486,14 @@ def _checked_ids(ids: Sequence[str] | None, n: int) -> list[str] | None:
     return ids
 
 
-def _calibrate(family: IndexKind, index: "faiss.Index", x: np.ndarray, held: np.ndarray, *, metric_type: int,
-               target: float, explicit: int | None) -> Calibration:
-    """Calibrate ``family``'s knob on ``index``, which holds every row but ``held``; warn on a miss."""
+def _calibrate(family: IndexKind, index: "faiss.Index", x: np.ndarray, added: np.ndarray, held: np.ndarray, *,
+               metric_type: int, target: float, explicit: int | None) -> Calibration:
+    """Calibrate ``family``'s knob on ``index``, which holds the rows ``added`` (in that order) and not
+    ``held``; warn on a miss."""
     def search(queries: np.ndarray, k: int, value: int) -> np.ndarray:
         family.set_knob(index, value)
-        return index.search(queries, k)[1]
+        found = index.search(queries, k)[1]
+        return found if family.stores_row_ids else np.where(found >= 0, added[np.maximum(found, 0)], -1)
 
     k = min(CALIBRATION_K, len(x) - len(held))
     lo, hi = family.calibration_range(index, k)

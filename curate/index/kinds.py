@@ -63,6 +63,9 @@ class IndexKind:
     """Prefix of the FAISS class name a saved index of this kind has (checked on load)."""
     options: ClassVar[tuple[str, ...]] = ()
     knob: ClassVar[str | None] = None
+    stores_row_ids: ClassVar[bool] = False
+    """True when :meth:`add` stores the row numbers as FAISS ids; False when FAISS numbers vectors
+    in the order they were added until :meth:`finish` renumbers them."""
 
     @property
     def exact(self) -> bool:
@@ -190,6 +193,7 @@ class IVF(IndexKind):
     faiss_class = "IndexIVFFlat"
     options = ("nlist", "nprobe", "train_size")
     knob = "nprobe"
+    stores_row_ids = True
 
     def default_nlist(self, n: int) -> int:
         """~4 sqrt(N) cells, but never so many that N vectors fall short of FAISS's 39 per cell."""
