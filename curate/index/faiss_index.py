@@ -144,6 +144,22 @@ class SimilarityIndex:
         return f"SimilarityIndex(kind={self.kind!r}, metric={self.metric!r}, n={len(self)}, dim={self.dim}{knobs})"
 
     @property
+    def knob(self) -> str | None:
+        """Name of this kind's query-time knob (``nprobe``, ``ef_search``; None for exact kinds)."""
+        return self._kind.knob
+
+    @property
+    def knob_value(self) -> int | None:
+        """The knob's current value (None for exact kinds); settable like ``nprobe``/``ef_search``."""
+        return None if self._kind.knob is None else self._get_knob(self._kind.knob)
+
+    @knob_value.setter
+    def knob_value(self, value: int) -> None:
+        if self._kind.knob is None:
+            raise UsageError(f"a {self.kind!r} index searches exactly; it has no knob to set")
+        self._set_knob(self._kind.knob, value)
+
+    @property
     def nprobe(self) -> int:
         """IVF cells visited per query: more is slower and closer to exact (``nlist`` is exact)."""
         return self._get_knob("nprobe")
@@ -171,6 +187,21 @@ class SimilarityIndex:
         value = positive_int(knob, value, upper=limit, what=" (`nlist`)" if knob == "nprobe" else "")
         self._kind.set_knob(self.index, value)
         self.params[knob] = value
+
+    def recall_metrics(self, target: float | None) -> dict[str, Any]:
+        """What a step reports about recall: the target, the recall@10 measured at build time (1.0 for
+        exact kinds, None when nothing was measured), whether it reached the target, the knob's
+        value and the calibration (how it was chosen, queries, seconds, every value tried)."""
+        if self._kind.exact:
+            return {"recall_target": target, "recall": 1.0, "recall_reached": True, "calibration": "exact search"}
+        cal = self.calibration
+        out: dict[str, Any] = {"recall_target": target, "recall": cal.recall if cal else None,
+                               "recall_reached": cal.reached if cal else None,
+                               self._kind.knob: self.knob_value}
+        out["calibration"] = None if cal is None else {
+            "summary": cal.summary(), "chosen_by": cal.chosen_by, "recall_low": cal.recall_low, "k": cal.k,
+            "queries": cal.queries, "seconds": cal.seconds, "sweep": [list(p) for p in cal.sweep]}
+        return out
 
     def _require_knob(self, knob: str) -> None:
         if self._kind.knob != knob:
@@ -502,8 +533,7 @@ def _calibrate(family: IndexKind, index: "faiss.Index", x: np.ndarray, added: np
     log.info("%s index: %s", family.name, result.summary())
     if not result.reached:
         fix = (f"drop `{family.knob}` to calibrate it, or pass recall=None" if explicit is not None else
-               "no setting reached it: use kind 'flat' (exact) or a denser index (HNSW: larger hnsw_m or "
-               "ef_construction)")
+               f"no {family.knob} up to {hi} reached it: {family.miss_hint}")
         log.warning("recall target not reached: %s; %s", result.summary(), fix)
     return result
 

@@ -64,6 +64,8 @@ class IndexKind:
     options: ClassVar[tuple[str, ...]] = ()
     knob: ClassVar[str | None] = None
     stores_row_ids: ClassVar[bool] = False
+    miss_hint: ClassVar[str] = "use kind 'flat' (exact)"
+    """What to try when no knob value reaches the recall target."""
     """True when :meth:`add` stores the row numbers as FAISS ids; False when FAISS numbers vectors
     in the order they were added until :meth:`finish` renumbers them."""
 
@@ -142,6 +144,7 @@ class HNSW(IndexKind):
     faiss_class = "IndexHNSW"
     options = ("hnsw_m", "ef_construction", "ef_search")
     knob = "ef_search"
+    miss_hint = "build a denser graph (larger hnsw_m or ef_construction) or use kind 'ivf' or 'flat'"
 
     DEFAULT_M = 32
     DEFAULT_EF_CONSTRUCTION = 40
@@ -272,6 +275,7 @@ class IVFPQ(IVF):
     name = "ivfpq"
     faiss_class = "IndexIVFPQ"
     options = ("nlist", "nprobe", "train_size", "m_pq")
+    miss_hint = "its codes cap recall: use a larger m_pq (more bytes a vector) or kind 'ivf'"
 
     @staticmethod
     def default_m_pq(d: int) -> int:
