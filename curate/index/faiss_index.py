@@ -47,7 +47,6 @@ METRICS = ("cosine", "l2")
 DEFAULT_RECALL = 0.95
 """The recall@10 target approximate kinds calibrate their query-time knob to by default."""
 SIDECAR_FORMAT = "curate.index/1"
-_ADD_CHUNK = 65_536
 
 
 def _choice(name: str, value: str, allowed: Sequence[str]) -> None:
@@ -479,23 +478,23 @@ def build_index(
     # auto: options of the kind it did not pick wait for the size that picks it
     params = family.resolve(n, d, {k: v for k, v in given.items() if k in family.options}, seed=seed)
     metric_type = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-    start = time.perf_counter()
-    index = family.create(d, params, metric_type)
-    family.train(index, x, params)
     knob = family.knob
-    held = np.zeros(0, np.int64)
+    held = np.zeros(0, np.int64)  # calibration queries: unseen by training and the index until calibrated
     if knob is not None and recall is not None and n >= 2:
         held = np.sort(np.random.default_rng([seed, 1]).choice(n, min(calibration_queries, max(1, n // 10)),
                                                                 replace=False))
     rest = np.setdiff1d(np.arange(n), held, assume_unique=True)
+    start = time.perf_counter()
+    index = family.create(d, params, metric_type)
+    params.update(family.train(index, x, params, rows=rest))
     calibration = None
     with _progress_bar(n, progress, f"index {resolved}") as bar:
-        _add_rows(family, index, x, rest, bar)
+        _add_rows(family, index, x, rest, bar, late=False)
         if len(held):
             calibration = _calibrate(family, index, x, rest, held, metric_type=metric_type, target=float(recall),
                                      explicit=params.get(knob))
             params[knob] = calibration.value
-        _add_rows(family, index, x, held, bar)
+            _add_rows(family, index, x, held, bar, late=True)
     family.finish(index, np.concatenate([rest, held]))
     if knob is not None:
         params.setdefault(knob, family.default_knob(params))
@@ -544,11 +543,13 @@ def _progress_bar(total: int, progress: bool, desc: str):
     return tqdm(total=total, disable=not progress, desc=desc, unit="vec")
 
 
-def _add_rows(family: IndexKind, index: "faiss.Index", x: np.ndarray, rows: np.ndarray, bar) -> None:
-    for start in range(0, len(rows), _ADD_CHUNK):
-        chunk = rows[start:start + _ADD_CHUNK]
-        contiguous = len(chunk) and chunk[-1] - chunk[0] == len(chunk) - 1
-        family.add(index, x[chunk[0]:chunk[-1] + 1] if contiguous else x[chunk], chunk)
+def _add_rows(family: IndexKind, index: "faiss.Index", x: np.ndarray, rows: np.ndarray, bar, *, late: bool) -> None:
+    """Add ``x[rows]`` in chunks of the kind's ``add_chunk`` rows (all at once when None)."""
+    step = family.add_chunk or max(len(rows), 1)
+    for start in range(0, len(rows), step):
+        chunk = rows[start:start + step]
+        contiguous = chunk[-1] - chunk[0] == len(chunk) - 1
+        family.add(index, x[chunk[0]:chunk[-1] + 1] if contiguous else x[chunk], chunk, late=late)
         bar.update(len(chunk))
 
 
