@@ -1,16 +1,17 @@
 """Recall calibration: the smallest query-time knob (HNSW ``efSearch``, IVF ``nprobe``) that reaches a
 recall@k target, measured against exact search (the idea of FAISS's auto-tuning).
 
-The queries are a held sample of the indexed vectors: ``build_index`` adds every other row first,
-calibrates with the held rows as queries (the index does not contain them yet, so they are as
-new to it as a user's query, and no query can find itself), and adds them afterwards. A stored
-vector searched in a finished HNSW graph enters through its own links and would overstate
-recall by a few points. The truth is exact search over the same rows and metric.
+The queries are a held sample of the indexed vectors: ``build_index`` trains on and adds every
+other row first, calibrates with the held rows as queries (the index has not seen them, so they
+are as new to it as a user's query, and no query can find itself), and adds them afterwards.
+A stored vector searched in a finished HNSW graph enters through its own links and can overstate
+recall by several points; k-means cells fit to a point find its neighbours more easily too.
+The truth is exact search over the same rows and metric.
 
 Recall counts a found row as a hit when its exact distance is no larger than the k-th true
 distance, so ties (exact duplicates) do not count against the index. A setting *reaches* the
-target when the one-sided 95% lower confidence bound of its mean recall does (a margin of
-about 0.005 at 1,000 queries), so that fresh queries see the target too. The sweep doubles
+target when the one-sided 99% lower confidence bound of its mean recall does (a margin of
+about 0.008 at 1,000 queries), so that new queries see the target too. The sweep doubles
 the knob until the target is reached, then bisects down to the smallest integer that reaches
 it (recall rises with the knob, and so does the time of a search).
 """
@@ -29,7 +30,7 @@ K = 10
 """Calibration measures recall@10 (capped at the number of indexed rows)."""
 QUERIES = 1000
 """Default calibration sample (at most a tenth of the rows)."""
-_Z95 = 1.6449  # one-sided 95% normal quantile
+_Z99 = 2.3263  # one-sided 99% normal quantile
 _BLOCK = 65_536
 _PLATEAU = 0.005
 
@@ -40,7 +41,7 @@ class Calibration:
 
     ``chosen_by`` is ``"target"`` (the sweep picked ``value``) or ``"explicit"`` (the caller's
     value, only measured). ``recall`` is the mean recall@``k`` over ``queries`` held rows and
-    ``recall_low`` its one-sided 95% lower bound; ``reached`` says whether ``recall_low`` >=
+    ``recall_low`` its one-sided 99% lower bound; ``reached`` says whether ``recall_low`` >=
     ``target``. ``sweep`` lists every (value, recall, recall_low) measured, in the order tried.
     """
 
@@ -70,7 +71,7 @@ class Calibration:
     def summary(self) -> str:
         verdict = "reaches" if self.reached else "MISSES"
         return (f"{self.knob}={self.value} ({self.chosen_by}): recall@{self.k} {self.recall:.3f} "
-                f"(95% lower bound {self.recall_low:.3f}) {verdict} the target {self.target:g} on "
+                f"(99% lower bound {self.recall_low:.3f}) {verdict} the target {self.target:g} on "
                 f"{self.queries} held rows, {self.seconds:.2f} s")
 
 
@@ -120,10 +121,10 @@ def recall_per_query(found: np.ndarray, queries: np.ndarray, x: np.ndarray, kth:
 
 
 def lower_bound(per_query: np.ndarray) -> float:
-    """One-sided 95% lower confidence bound of the mean of ``per_query``."""
+    """One-sided 99% lower confidence bound of the mean of ``per_query``."""
     if len(per_query) < 2:
         return float(per_query.mean()) if len(per_query) else 0.0
-    return float(per_query.mean() - _Z95 * per_query.std(ddof=1) / math.sqrt(len(per_query)))
+    return float(per_query.mean() - _Z99 * per_query.std(ddof=1) / math.sqrt(len(per_query)))
 
 
 def smallest_reaching(measure: Callable[[int], np.ndarray], *, lo: int, hi: int,

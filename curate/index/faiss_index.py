@@ -475,18 +475,19 @@ def build_index(
 
     resolved = resolve_kind(kind, n)
     family = index_kind(resolved)
-    # auto: options of the kind it did not pick wait for the size that picks it
-    params = family.resolve(n, d, {k: v for k, v in given.items() if k in family.options}, seed=seed)
-    metric_type = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
     knob = family.knob
     held = np.zeros(0, np.int64)  # calibration queries: unseen by training and the index until calibrated
     if knob is not None and recall is not None and n >= 2:
         held = np.sort(np.random.default_rng([seed, 1]).choice(n, min(calibration_queries, max(1, n // 10)),
                                                                 replace=False))
     rest = np.setdiff1d(np.arange(n), held, assume_unique=True)
+    # auto: options of the kind it did not pick wait for the size that picks it
+    params = family.resolve(n, d, {k: v for k, v in given.items() if k in family.options}, seed=seed,
+                            trainable=len(rest))
+    metric_type = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
     start = time.perf_counter()
     index = family.create(d, params, metric_type)
-    params.update(family.train(index, x, params, rows=rest))
+    family.train(index, x, params, rows=rest)
     calibration = None
     with _progress_bar(n, progress, f"index {resolved}") as bar:
         _add_rows(family, index, x, rest, bar, late=False)

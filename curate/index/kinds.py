@@ -75,8 +75,9 @@ class IndexKind:
     def exact(self) -> bool:
         return self.knob is None
 
-    def resolve(self, n: int, d: int, given: Mapping[str, Any], *, seed: int) -> dict[str, Any]:
-        """Checked build options with defaults filled in (``given`` holds only this kind's options)."""
+    def resolve(self, n: int, d: int, given: Mapping[str, Any], *, seed: int, trainable: int) -> dict[str, Any]:
+        """Checked build options with defaults filled in (``given`` holds only this kind's options);
+        ``trainable`` of the ``n`` rows may be trained on (the others calibrate)."""
         return {}
 
     def factory(self, d: int, params: Mapping[str, Any]) -> str:
@@ -89,11 +90,9 @@ class IndexKind:
 
         return faiss.index_factory(d, self.factory(d, params), metric_type)
 
-    def train(self, index: "faiss.Index", x: np.ndarray, params: Mapping[str, Any], *,
-              rows: np.ndarray) -> dict[str, Any]:
-        """Train on (a sample of) the normalised vectors ``x[rows]`` (the calibration rows are left out
-        so that they stay new to the index); returns updates to ``params``. Most kinds need none."""
-        return {}
+    def train(self, index: "faiss.Index", x: np.ndarray, params: Mapping[str, Any], *, rows: np.ndarray) -> None:
+        """Train on (a sample of) the normalised vectors ``x[rows]``: the calibration rows are left out
+        so that they stay new to the index. Nothing to do for most kinds."""
 
     def add(self, index: "faiss.Index", x: np.ndarray, rows: np.ndarray, *, late: bool) -> None:
         """Add vectors ``x`` of table rows ``rows``; FAISS numbers them in the order they come.
@@ -161,7 +160,7 @@ class HNSW(IndexKind):
     """One ``add`` call: FAISS builds the upper layers of a batch before its level 0, and a graph
     added in chunks of 65,536 rows lost 0.05 recall@10 at 150k x 32 (efSearch 12)."""
 
-    def resolve(self, n: int, d: int, given: Mapping[str, Any], *, seed: int) -> dict[str, Any]:
+    def resolve(self, n: int, d: int, given: Mapping[str, Any], *, seed: int, trainable: int) -> dict[str, Any]:
         params = {"hnsw_m": positive_int("hnsw_m", given.get("hnsw_m", self.DEFAULT_M)),
                   "ef_construction": positive_int("ef_construction",
                                                   given.get("ef_construction", self.DEFAULT_EF_CONSTRUCTION))}
@@ -227,9 +226,9 @@ class IVF(IndexKind):
     def default_train(self, n: int, nlist: int) -> int:
         return min(n, 64 * nlist)
 
-    def resolve(self, n: int, d: int, given: Mapping[str, Any], *, seed: int) -> dict[str, Any]:
+    def resolve(self, n: int, d: int, given: Mapping[str, Any], *, seed: int, trainable: int) -> dict[str, Any]:
         nlist = given.get("nlist")
-        nlist = self.default_nlist(n) if nlist is None else positive_int(
+        nlist = self.default_nlist(trainable) if nlist is None else positive_int(
             "nlist", nlist, upper=n, what=" (the number of vectors)")
         params: dict[str, Any] = {"nlist": nlist}
         if given.get("nprobe") is not None:
@@ -237,8 +236,11 @@ class IVF(IndexKind):
         params.update(self.resolve_codes(d, given))
         minimum = self.min_train(nlist)
         train = given.get("train_size")
-        train = self.default_train(n, nlist) if train is None else positive_int(
+        train = self.default_train(trainable, nlist) if train is None else positive_int(
             "train_size", train, upper=n, what=" (the number of vectors)")
+        if min(train, trainable) < minimum <= train:  # a tiny index trains on every row instead
+            trainable = n
+        train = min(train, trainable)
         if train < minimum:
             raise UsageError(f"`train_size` must be at least {minimum} to train {self.name} with nlist={nlist}, "
                              f"got {train} ({n} vectors in all); lower `nlist`")
@@ -254,19 +256,17 @@ class IVF(IndexKind):
     def factory(self, d: int, params: Mapping[str, Any]) -> str:
         return f"IVF{params['nlist']},Flat"
 
-    def train(self, index: "faiss.Index", x: np.ndarray, params: Mapping[str, Any], *,
-              rows: np.ndarray) -> dict[str, Any]:
-        """k-means on ``train_size`` of ``rows`` drawn with ``seed`` (fewer when the calibration rows
-        leave fewer; all rows of a tiny index); points a centroid was fit to are found more easily
-        than new ones, which would flatter calibration."""
+    def train(self, index: "faiss.Index", x: np.ndarray, params: Mapping[str, Any], *, rows: np.ndarray) -> None:
+        """k-means on ``train_size`` of ``rows`` drawn with ``seed`` (on every row of a tiny index);
+        points a centroid was fit to are found more easily than new ones, which would flatter
+        calibration."""
         index.cp.seed = params["seed"]
-        if len(rows) < self.min_train(params["nlist"]):
+        if len(rows) < params["train_size"]:  # resolve() found too few rows beside the calibration ones
             rows = np.arange(len(x))
-        size = min(params["train_size"], len(rows))
+        size = params["train_size"]
         if size < len(rows):
             rows = rows[np.sort(np.random.default_rng(params["seed"]).choice(len(rows), size=size, replace=False))]
         index.train(x if len(rows) == len(x) else x[rows])
-        return {"train_size": size}
 
     def add(self, index: "faiss.Index", x: np.ndarray, rows: np.ndarray, *, late: bool) -> None:
         index.add_with_ids(x, rows.astype(np.int64))
