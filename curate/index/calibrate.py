@@ -31,7 +31,6 @@ K = 10
 QUERIES = 1000
 """Default calibration sample (at most a tenth of the rows)."""
 _Z99 = 2.3263  # one-sided 99% normal quantile
-_BLOCK = 65_536
 _PLATEAU = 0.005
 
 
@@ -79,28 +78,28 @@ def exact_neighbors(x: np.ndarray, queries: np.ndarray, k: int, *, metric_type: 
                     exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` FAISS scores and rows of ``queries`` among the rows of ``x`` not in ``exclude``.
 
-    Works through ``x`` in blocks (``faiss.knn``, no copy of ``x``), so memory stays at a block.
-    Scores are FAISS's: inner products (descending) or squared L2 (ascending).
+    ``faiss.knn`` (blocked BLAS, no copy of ``x``) finds the top ``2k + 1``; the few queries left
+    with fewer than ``k`` rows outside ``exclude`` are searched again, deeper. Scores are FAISS's:
+    inner products (descending) or squared L2 (ascending).
     """
     import faiss
 
-    ip = metric_type == faiss.METRIC_INNER_PRODUCT
     skip = np.zeros(len(x), bool)
     if exclude is not None:
         skip[exclude] = True
-    scores, rows = [], []
-    for lo in range(0, len(x), _BLOCK):
-        hi = min(lo + _BLOCK, len(x))
-        want = min(k + int(skip[lo:hi].sum()), hi - lo)
-        s, r = faiss.knn(queries, x[lo:hi], want, metric=metric_type)
-        r = r + lo
-        bad = (r < lo) | skip[np.maximum(r, 0)]
-        s[bad] = -np.inf if ip else np.inf
-        scores.append(s)
-        rows.append(np.where(bad, -1, r))
-    s, r = np.concatenate(scores, axis=1), np.concatenate(rows, axis=1)
-    order = np.argsort(-s if ip else s, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(s, order, axis=1), np.take_along_axis(r, order, axis=1)
+    scores = np.empty((len(queries), k), np.float32)
+    rows = np.empty((len(queries), k), np.int64)
+    todo, want = np.arange(len(queries)), 2 * k + 1
+    while len(todo):
+        want = min(want, len(x))
+        s, r = faiss.knn(queries[todo], x, want, metric=metric_type)
+        keep = (r >= 0) & ~skip[np.maximum(r, 0)]
+        done = (keep.sum(axis=1) >= k) | (want == len(x))
+        first = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # the best k kept, in FAISS's order
+        scores[todo[done]] = np.take_along_axis(s, first, axis=1)[done]
+        rows[todo[done]] = np.take_along_axis(r, first, axis=1)[done]
+        todo, want = todo[~done], 4 * want
+    return scores, rows
 
 
 def recall_per_query(found: np.ndarray, queries: np.ndarray, x: np.ndarray, kth: np.ndarray, *,

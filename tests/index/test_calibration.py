@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from curate.errors import UsageError
 from curate.index import build_index, load_index, sidecar_path
-from curate.index.calibrate import lower_bound, smallest_reaching
+from curate.index.calibrate import exact_neighbors, lower_bound, smallest_reaching
 
 KNOB = {"hnsw": "ef_search", "ivf": "nprobe"}
 
@@ -79,6 +79,21 @@ def test_the_chosen_value_is_the_smallest_reaching_the_target_and_recall_rises(o
     slack = 0.0 if kind == "ivf" else 0.01  # a graph search may lose a neighbour with more candidates
     assert all(b >= a - slack for a, b in zip(by_value, by_value[1:]))
     assert len(cal.sweep) <= 2 * math.ceil(math.log2(2048)) + 1  # doubling, then bisection
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_exact_neighbors_skip_the_excluded_rows(clustered, metric):
+    """The truth is exact search over the rows the index held: a 10% sample is left out, as in calibration."""
+    import faiss
+
+    metric_type = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
+    x = clustered(3000, 16, clusters=3, spread=1.0, seed=1)
+    held = np.sort(np.random.default_rng(0).choice(3000, 300, replace=False))
+    rest = np.setdiff1d(np.arange(3000), held)
+    scores, rows = exact_neighbors(x, x[held], 10, metric_type=metric_type, exclude=held)
+    ref_scores, ref_rows = faiss.knn(x[held], x[rest], 10, metric=metric_type)
+    np.testing.assert_array_equal(rows, rest[ref_rows])
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-5)
 
 
 @settings(max_examples=60, deadline=None)
