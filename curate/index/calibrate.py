@@ -19,12 +19,20 @@ it (recall rises with the knob, and so does the time of a search).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    import faiss
+
+    from curate.index.kinds import IndexKind
+
+log = logging.getLogger(__name__)
 
 K = 10
 """Calibration measures recall@10 (capped at the number of indexed rows)."""
@@ -182,3 +190,24 @@ def calibrate(search: Callable[[np.ndarray, int, int], np.ndarray], x: np.ndarra
                        k=int(k), queries=len(held), seconds=round(time.perf_counter() - start, 3),
                        sweep=tuple((int(v), round(float(r.mean()), 4), round(lower_bound(r), 4))
                                    for v, r in seen.items()))
+
+
+def calibrate_kind(family: "IndexKind", index: "faiss.Index", x: np.ndarray, added: np.ndarray, held: np.ndarray,
+                   *, metric_type: int, target: float, explicit: int | None) -> Calibration:
+    """Calibrate ``family``'s knob on ``index``, which holds the rows ``added`` (in that order) and not
+    ``held``; warn when the target is missed."""
+    def search(queries: np.ndarray, k: int, value: int) -> np.ndarray:
+        family.set_knob(index, value)
+        found = index.search(queries, k)[1]
+        return found if family.stores_row_ids else np.where(found >= 0, added[np.maximum(found, 0)], -1)
+
+    k = min(K, len(x) - len(held))
+    lo, hi = family.calibration_range(index, k)
+    result = calibrate(search, x, held, k=k, metric_type=metric_type, knob=family.knob, lo=lo, hi=hi,
+                       target=target, explicit=explicit)
+    log.info("%s index: %s", family.name, result.summary())
+    if not result.reached:
+        fix = (f"drop `{family.knob}` to calibrate it, or pass recall=None" if explicit is not None else
+               f"no {family.knob} up to {hi} reached it: {family.miss_hint}")
+        log.warning("recall target not reached: %s; %s", result.summary(), fix)
+    return result

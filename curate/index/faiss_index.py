@@ -21,17 +21,16 @@ import json
 import logging
 import os
 import time
-from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from curate import workspace
 from curate.errors import UsageError
-from curate.index.calibrate import K as CALIBRATION_K
-from curate.index.calibrate import QUERIES, Calibration, calibrate
+from curate.index.calibrate import QUERIES, Calibration, calibrate_kind
 from curate.index.kinds import INDEX_KINDS, IndexKind, index_kind, misplaced_options, positive_int, resolve_kind
+from curate.index.vectors import Metric, as_vectors, checked_ids, distances_from_faiss, drop_self
 from curate.registry import did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,7 +40,6 @@ log = logging.getLogger(__name__)
 
 Kind = str
 """``"auto"`` or the name of a registered index kind (:data:`~curate.index.kinds.INDEX_KINDS`)."""
-Metric = Literal["cosine", "l2"]
 
 METRICS = ("cosine", "l2")
 DEFAULT_RECALL = 0.95
@@ -53,56 +51,6 @@ def _choice(name: str, value: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise UsageError(f"`{name}` must be one of {', '.join(map(repr, allowed))}, "
                          f"got {value!r}{did_you_mean(str(value), list(allowed))}")
-
-
-def as_vectors(x: Any, *, name: str, metric: Metric, dim: int | None = None, model: str | None = None) -> np.ndarray:
-    """``x`` as a C-contiguous float32 (M, D) array, L2-normalised for cosine; never a view of ``x``
-    when normalising, because ``faiss.normalize_L2`` works in place."""
-    arr = np.asarray(x)
-    if arr.ndim == 1 and dim is not None:
-        arr = arr[None, :]
-    if arr.ndim != 2:
-        raise UsageError(f"`{name}` must be a 2-D array (rows, dims), got shape {arr.shape}")
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise UsageError(f"`{name}` must hold real numbers, got dtype {arr.dtype}")
-    if dim is not None and arr.shape[1] != dim:
-        from_model = f" (model {model!r})" if model else ""
-        raise UsageError(f"`{name}` have {arr.shape[1]} dims but the index was built with {dim}{from_model}; "
-                         "embed the queries with the same model")
-    if arr.shape[1] == 0:
-        raise UsageError(f"`{name}` must have at least one column, got shape {arr.shape}")
-    out = np.array(arr, dtype=np.float32, order="C", copy=True if metric == "cosine" else None)
-    if not np.isfinite(out).all():
-        bad = int((~np.isfinite(out)).any(axis=1).sum())
-        raise UsageError(f"`{name}` has {bad} rows with NaN or infinite values; drop or re-embed them")
-    if metric == "cosine":
-        import faiss
-
-        faiss.normalize_L2(out)
-    return out
-
-
-def distances_from_faiss(raw: np.ndarray, rows: np.ndarray, metric: Metric) -> np.ndarray:
-    """FAISS scores -> our distances: ``1 - ip`` (cosine) or ``sqrt`` (squared L2); inf where no result."""
-    if metric == "cosine":
-        dist = np.clip(1.0 - raw, 0.0, 2.0)
-    else:
-        dist = np.sqrt(np.maximum(raw, 0.0))
-    dist = dist.astype(np.float32, copy=False)
-    dist[rows < 0] = np.inf
-    return dist
-
-
-def drop_self(distances: np.ndarray, rows: np.ndarray, query_rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the first ``k`` neighbour columns that are not the query row itself (with exact
-    duplicates it need not come first); -1 (distance inf) where fewer than ``k`` remain."""
-    keep = rows != query_rows[:, None]
-    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
-    dist = np.take_along_axis(distances, order, axis=1)
-    found = np.take_along_axis(rows, order, axis=1)
-    missing = ~np.take_along_axis(keep, order, axis=1)
-    dist[missing], found[missing] = np.inf, -1
-    return dist, found
 
 
 class SimilarityIndex:
@@ -463,7 +411,7 @@ def build_index(
     n, d = x.shape
     if n == 0:
         raise UsageError("`embeddings` has no rows; there is nothing to index")
-    ids = _checked_ids(ids, n)
+    ids = checked_ids(ids, n)
     try:
         meta = json.loads(json.dumps(meta or {}))
     except (TypeError, ValueError) as err:
@@ -492,8 +440,8 @@ def build_index(
     with _progress_bar(n, progress, f"index {resolved}") as bar:
         _add_rows(family, index, x, rest, bar, late=False)
         if len(held):
-            calibration = _calibrate(family, index, x, rest, held, metric_type=metric_type, target=float(recall),
-                                     explicit=params.get(knob))
+            calibration = calibrate_kind(family, index, x, rest, held, metric_type=metric_type,
+                                         target=float(recall), explicit=params.get(knob))
             params[knob] = calibration.value
             _add_rows(family, index, x, held, bar, late=True)
     family.finish(index, np.concatenate([rest, held]))
@@ -502,40 +450,6 @@ def build_index(
     log.info("built %s index of %d x %d (%s) in %.1f s", resolved, n, d, metric, time.perf_counter() - start)
     return SimilarityIndex(index, kind=resolved, metric=metric, ids=ids, params=params, meta=meta,
                            calibration=calibration)
-
-
-def _checked_ids(ids: Sequence[str] | None, n: int) -> list[str] | None:
-    if ids is None:
-        return None
-    if isinstance(ids, (str, bytes)) or len(ids) != n:
-        got = "a single string" if isinstance(ids, (str, bytes)) else f"{len(ids)} ids"
-        raise UsageError(f"`ids` must give one sample id per row of `embeddings` ({n}), got {got}")
-    ids = [str(i) for i in ids]
-    if len(set(ids)) != n:
-        dup, count = Counter(ids).most_common(1)[0]
-        raise UsageError(f"`ids` must be unique, but {dup!r} appears {count} times")
-    return ids
-
-
-def _calibrate(family: IndexKind, index: "faiss.Index", x: np.ndarray, added: np.ndarray, held: np.ndarray, *,
-               metric_type: int, target: float, explicit: int | None) -> Calibration:
-    """Calibrate ``family``'s knob on ``index``, which holds the rows ``added`` (in that order) and not
-    ``held``; warn on a miss."""
-    def search(queries: np.ndarray, k: int, value: int) -> np.ndarray:
-        family.set_knob(index, value)
-        found = index.search(queries, k)[1]
-        return found if family.stores_row_ids else np.where(found >= 0, added[np.maximum(found, 0)], -1)
-
-    k = min(CALIBRATION_K, len(x) - len(held))
-    lo, hi = family.calibration_range(index, k)
-    result = calibrate(search, x, held, k=k, metric_type=metric_type, knob=family.knob, lo=lo, hi=hi,
-                       target=target, explicit=explicit)
-    log.info("%s index: %s", family.name, result.summary())
-    if not result.reached:
-        fix = (f"drop `{family.knob}` to calibrate it, or pass recall=None" if explicit is not None else
-               f"no {family.knob} up to {hi} reached it: {family.miss_hint}")
-        log.warning("recall target not reached: %s; %s", result.summary(), fix)
-    return result
 
 
 def _progress_bar(total: int, progress: bool, desc: str):

@@ -121,7 +121,7 @@ def test_an_unreachable_target_is_reported_not_hidden(clustered, caplog):
     """IVF-PQ's lossy codes (4 bytes for 32 dims) cap recall below 0.99 at every nprobe: the sweep goes to
     nprobe = nlist, keeps the smallest setting on the plateau, and says so in a warning and the record."""
     e = clustered(3000, 32, clusters=10, spread=1.0, seed=3)
-    with caplog.at_level(logging.WARNING, logger="curate.index.faiss_index"):
+    with caplog.at_level(logging.WARNING, logger="curate.index.calibrate"):
         index = build_index(e, kind="ivfpq", nlist=16, m_pq=4, train_size=3000, recall=0.99,
                             calibration_queries=300)
     cal = index.calibration
@@ -133,7 +133,7 @@ def test_an_unreachable_target_is_reported_not_hidden(clustered, caplog):
 
 def test_an_explicit_knob_wins_and_its_recall_is_still_measured(overlapping, caplog):
     e, q = overlapping
-    with caplog.at_level(logging.WARNING, logger="curate.index.faiss_index"):
+    with caplog.at_level(logging.WARNING, logger="curate.index.calibrate"):
         index = build_index(e, kind="hnsw", ef_search=10, recall=0.999, calibration_queries=400)
     cal = index.calibration
     assert index.ef_search == 10 and (cal.chosen_by, cal.value) == ("explicit", 10)
