@@ -376,7 +376,7 @@ def build_index(
 
     ``kind`` is ``auto`` or a registered kind (:data:`~curate.index.kinds.INDEX_KINDS`); each
     kind accepts its own options and refuses the others' (None: the kind's default):
-    ``hnsw``: ``hnsw_m`` (32), ``ef_construction`` (40), ``ef_search``; ``ivf``/``ivfpq``:
+    ``hnsw``: ``hnsw_m`` (32), ``ef_construction`` (80), ``ef_search``; ``ivf``/``ivfpq``:
     ``nlist`` (~4 sqrt(N)), ``nprobe``, ``train_size`` (64 rows a cell, drawn with ``seed``),
     and ``m_pq`` for ``ivfpq``.
 

@@ -37,7 +37,7 @@ class IndexConfig:
     m_pq: int | None = option(None, gt=0, help="ivfpq bytes per vector (must divide the dimension)")
     train_size: int | None = option(None, gt=0, help="ivf/ivfpq k-means training rows (null: 64 per cell)")
     hnsw_m: int | None = option(None, gt=0, help="hnsw links per node (null: 32)")
-    ef_construction: int | None = option(None, gt=0, help="hnsw build-time candidate list (null: 40)")
+    ef_construction: int | None = option(None, gt=0, help="hnsw build-time candidate list (null: 80)")
     ef_search: int | None = option(None, gt=0, help="hnsw query-time candidate list (null: calibrated to `recall`, "
                                                     "or 64 without one; a value wins)")
     fiftyone: bool = option(True, help="register a `faiss` similarity run in the run's FiftyOne dataset, if any")
