@@ -382,7 +382,7 @@ def build_index(
 
     ``recall`` (approximate kinds): the recall@10 target. The query-time knob (``ef_search``,
     ``nprobe``) is set to the smallest value whose recall on ``calibration_queries`` held rows
-    (at most a tenth of N) reaches it (:mod:`curate.index.calibrate`); a knob given explicitly
+    (at most a twentieth of N) reaches it (:mod:`curate.index.calibrate`); a knob given explicitly
     wins and its recall is only measured. A warning says when the target is not reached.
     ``recall=None`` skips calibration: explicit knobs, else ``ef_search`` 64 and ``nprobe``
     nlist/128 (at least 8). ``index.calibration`` (and the sidecar) records the outcome.
@@ -426,7 +426,7 @@ def build_index(
     knob = family.knob
     held = np.zeros(0, np.int64)  # calibration queries: unseen by training and the index until calibrated
     if knob is not None and recall is not None and n >= 2:
-        held = np.sort(np.random.default_rng([seed, 1]).choice(n, min(calibration_queries, max(1, n // 10)),
+        held = np.sort(np.random.default_rng([seed, 1]).choice(n, min(calibration_queries, max(1, n // 20)),
                                                                 replace=False))
     rest = np.setdiff1d(np.arange(n), held, assume_unique=True)
     # auto: options of the kind it did not pick wait for the size that picks it

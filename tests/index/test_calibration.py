@@ -40,9 +40,9 @@ def test_calibrated_knob_reaches_the_target_on_unseen_queries(overlapping, kind)
     and is not simply the largest (exhaustive) setting."""
     e, q = overlapping
     options = {"nlist": 64} if kind == "ivf" else {}
-    index = build_index(e, kind=kind, recall=0.95, calibration_queries=400, **options)
+    index = build_index(e, kind=kind, recall=0.95, **options)
     cal = index.calibration
-    assert (cal.knob, cal.chosen_by, cal.target, cal.k, cal.queries) == (KNOB[kind], "target", 0.95, 10, 400)
+    assert (cal.knob, cal.chosen_by, cal.target, cal.k, cal.queries) == (KNOB[kind], "target", 0.95, 10, 200)
     assert cal.reached and cal.recall_low >= 0.95 and cal.recall >= cal.recall_low
     assert getattr(index, cal.knob) == cal.value == index.params[cal.knob]
     assert cal.sweep[0][1] < 0.95  # the fastest setting misses: the sweep had something to choose
@@ -56,7 +56,7 @@ def test_calibration_queries_are_new_to_the_index(clustered):
     graph that links them (which reads ~0.09 higher here): the held rows are added after calibrating."""
     points = clustered(3400, 32, clusters=5, spread=1.0, seed=2)
     e, q = points[:3000], points[3000:]
-    index = build_index(e, kind="hnsw", hnsw_m=8, ef_search=16, calibration_queries=300)
+    index = build_index(e, kind="hnsw", hnsw_m=8, ef_search=16)
     flat = build_index(e, kind="flat")
     fresh = fresh_recall(index, e, q)
     rows = np.arange(0, 3000, 10)
@@ -71,7 +71,7 @@ def test_the_chosen_value_is_the_smallest_reaching_the_target_and_recall_rises(o
     one was measured, and recall rises with the knob (strictly non-decreasing for IVF, exact codes)."""
     e, _ = overlapping
     options = {"nlist": 64} if kind == "ivf" else {}
-    cal = build_index(e, kind=kind, recall=0.95, calibration_queries=400, **options).calibration
+    cal = build_index(e, kind=kind, recall=0.95, **options).calibration
     lows = {value: low for value, _, low in cal.sweep}
     assert lows[cal.value] >= 0.95 and lows[cal.value - 1] < 0.95
     assert all(low < 0.95 for value, low in lows.items() if value < cal.value)
@@ -123,9 +123,9 @@ def test_an_unreachable_target_is_reported_not_hidden(clustered, caplog):
     e = clustered(3000, 32, clusters=10, spread=1.0, seed=3)
     with caplog.at_level(logging.WARNING, logger="curate.index.calibrate"):
         index = build_index(e, kind="ivfpq", nlist=16, m_pq=4, train_size=3000, recall=0.99,
-                            calibration_queries=300)
+                            calibration_queries=100)
     cal = index.calibration
-    assert not cal.reached and cal.recall_low < 0.99
+    assert not cal.reached and cal.recall_low < 0.99 and cal.queries == 100
     assert max(value for value, _, _ in cal.sweep) == 16  # it tried the exhaustive setting
     assert index.nprobe == cal.value <= 16
     assert "recall target not reached" in caplog.text and "MISSES the target 0.99" in caplog.text
@@ -134,7 +134,7 @@ def test_an_unreachable_target_is_reported_not_hidden(clustered, caplog):
 def test_an_explicit_knob_wins_and_its_recall_is_still_measured(overlapping, caplog):
     e, q = overlapping
     with caplog.at_level(logging.WARNING, logger="curate.index.calibrate"):
-        index = build_index(e, kind="hnsw", ef_search=10, recall=0.999, calibration_queries=400)
+        index = build_index(e, kind="hnsw", ef_search=10, recall=0.999)
     cal = index.calibration
     assert index.ef_search == 10 and (cal.chosen_by, cal.value) == ("explicit", 10)
     assert [v for v, _, _ in cal.sweep] == [10] and not cal.reached
@@ -156,7 +156,7 @@ def test_recall_none_keeps_manual_control(overlapping, tmp_path):
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 def test_the_chosen_value_is_saved_and_a_reload_searches_the_same_way(overlapping, tmp_path, kind):
     e, q = overlapping
-    index = build_index(e, kind=kind, calibration_queries=300, ids=[f"s{i}" for i in range(len(e))])
+    index = build_index(e, kind=kind, ids=[f"s{i}" for i in range(len(e))])
     index.save(tmp_path / "x.faiss")
     side = json.loads(sidecar_path(tmp_path / "x.faiss").read_text())
     knob = KNOB[kind]
@@ -173,7 +173,7 @@ def test_held_rows_are_stored_at_their_own_ids(overlapping):
     e, _ = overlapping
     unit = e / np.linalg.norm(e, axis=1, keepdims=True)
     for kind in ("hnsw", "ivf"):
-        index = build_index(e, kind=kind, calibration_queries=400)
+        index = build_index(e, kind=kind)
         np.testing.assert_allclose(index.vectors(np.arange(len(e))), unit, atol=1e-6)
         _, nearest = index.search_rows(e[:300], 1)
         assert (nearest[:, 0] == np.arange(300)).mean() >= 0.99

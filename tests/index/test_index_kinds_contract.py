@@ -33,7 +33,7 @@ def truth(data):
 
 
 def build(kind, e, **options):
-    return build_index(e, kind=kind, ids=[f"s{i}" for i in range(len(e))], calibration_queries=200, **options)
+    return build_index(e, kind=kind, ids=[f"s{i}" for i in range(len(e))], **options)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -47,7 +47,7 @@ def test_metrics_record_the_target_the_measured_recall_and_the_chosen_knob(embed
     assert m["recall_target"] == 0.95 and m["recall_reached"] is True and m["recall"] >= 0.95
     assert m[knob] == side["params"][knob] == side["calibration"]["value"]
     cal = m["calibration"]
-    assert cal["chosen_by"] == "target" and cal["queries"] == 300 and cal["k"] == 10 and cal["seconds"] > 0
+    assert cal["chosen_by"] == "target" and cal["queries"] == 150 and cal["k"] == 10 and cal["seconds"] > 0
     assert [v for v, _, _ in cal["sweep"]] and f"{knob}={m[knob]}" in cal["summary"]
 
 
