@@ -67,14 +67,16 @@ def test_calibration_queries_are_new_to_the_index(clustered):
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 def test_the_chosen_value_is_the_smallest_reaching_the_target_and_recall_rises(overlapping, kind):
-    """Every smaller value measured misses the target (its 99% lower bound), the value just below the chosen
+    """Every smaller value measured misses the target plus allowance (by its 99% lower bound), the value just below the chosen
     one was measured, and recall rises with the knob (strictly non-decreasing for IVF, exact codes)."""
     e, _ = overlapping
     options = {"nlist": 64} if kind == "ivf" else {}
     cal = build_index(e, kind=kind, recall=0.95, **options).calibration
     lows = {value: low for value, _, low in cal.sweep}
-    assert lows[cal.value] >= 0.95 and lows[cal.value - 1] < 0.95
-    assert all(low < 0.95 for value, low in lows.items() if value < cal.value)
+    bar = 0.95 + cal.allowance  # HNSW asks a little more: its delivered graph differs from the calibrated one
+    assert cal.allowance == (0.005 if kind == "hnsw" else 0.0)
+    assert lows[cal.value] >= bar and lows[cal.value - 1] < bar
+    assert all(low < bar for value, low in lows.items() if value < cal.value)
     by_value = [r for _, r, _ in sorted(cal.sweep)]
     slack = 0.0 if kind == "ivf" else 0.01  # a graph search may lose a neighbour with more candidates
     assert all(b >= a - slack for a, b in zip(by_value, by_value[1:]))
