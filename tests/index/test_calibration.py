@@ -67,8 +67,9 @@ def test_calibration_queries_are_new_to_the_index(clustered):
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 def test_the_chosen_value_is_the_smallest_reaching_the_target_and_recall_rises(overlapping, kind):
-    """Every smaller value measured misses the target plus allowance (by its 99% lower bound), the value just below the chosen
-    one was measured, and recall rises with the knob (strictly non-decreasing for IVF, exact codes)."""
+    """Every smaller value measured misses the target plus the kind's allowance (by its 99% lower bound),
+    the value just below the chosen one was measured, and recall rises with the knob (strictly
+    non-decreasing for IVF, whose codes are exact)."""
     e, _ = overlapping
     options = {"nlist": 64} if kind == "ivf" else {}
     cal = build_index(e, kind=kind, recall=0.95, **options).calibration
