@@ -4,6 +4,7 @@ Each ``plot_*`` function writes one PNG at a path it is given (so a caller can w
 atomically); :func:`render_html` returns the page, which links the PNGs by relative file name
 and embeds the thumbnails of the top issues as base64, with inline CSS and no script. With many
 classes the figures show the ``max_classes`` classes with the most issues.
+:func:`write_audit_report` composes the page and figures of one audit step into its folder.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ import base64
 import html
 import io
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from audits.mistakes import CATEGORIES, SEVERITIES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from audits.audit import AuditResult
+    from curate.steps.base import StepContext
 
 MAX_CLASSES = 30
 _BLUE, _RED = "#4C72B0", "#C44E52"
@@ -181,3 +186,84 @@ def render_html(
               "<h2>Per class</h2>", _table(["class", "rows", "issues", "issue rate"], class_rows),
               "</body></html>"]
     return "\n".join(parts)
+
+
+REPORT_DIR = "report"
+
+
+def write_audit_report(ctx: "StepContext", *, table, rows: np.ndarray, ids: np.ndarray, names: Sequence[str],
+                       result: "AuditResult", sources: str) -> str:
+    """Write the audit's figures and ``report/index.html`` into the step folder; returns the page's path.
+
+    ``rows`` are the table rows of the audited ``ids`` (for thumbnails); ``sources`` names the
+    table and pred_probs steps.
+    """
+    cfg = ctx.config
+    issues = result.issues
+    top = issues.ranking[:cfg.top_issues]
+    thumbs = _thumbnails(table, rows[top])
+    classes = focus_classes(result.issue_counts)
+    figures = [("Confusion matrix", "confusion.png"), ("Issue rate per class", "class_rates.png"),
+               ("Suggested categories and severities", "categories.png"), ("Top issues", "top_issues.png")]
+    summary = result.summary()
+    d = REPORT_DIR
+    ctx.write_file(f"{d}/confusion.png", lambda p: plot_confusion(p, result.confusion, names, classes=classes))
+    ctx.write_file(f"{d}/class_rates.png", lambda p: plot_class_rates(p, result.per_class_issue_rate, names,
+                                                                        classes=classes))
+    ctx.write_file(f"{d}/categories.png", lambda p: plot_categories(p, summary["categories"],
+                                                                      summary["severities"]))
+    captions = [f"{names[result.labels[i]]} -> {names[issues.suggested_label[i]]}\n{issues.scores[i]:.2g}"
+                for i in top]
+    ctx.write_file(f"{d}/top_issues.png", lambda p: plot_issue_grid(p, thumbs, captions))
+    top_rows = [{"thumbnail": png_base64(t), "id": ids[i], "given": names[result.labels[i]],
+                 "suggested": names[issues.suggested_label[i]], "score": float(issues.scores[i]),
+                 "category": result.category[i], "severity": result.severity[i]} for t, i in zip(thumbs, top)]
+    pct = lambda x: f"{x:.2%}"  # noqa: E731
+    rows_summary = [
+        ("audited rows", summary["rows"]), ("label issues", summary["issues"]),
+        ("issue rate", pct(summary["issue_rate"])),
+        ("estimated noise rate (confident joint)", pct(summary["estimated_noise_rate"])),
+        ("accuracy of pred_probs against the given labels", pct(summary["accuracy"])),
+        ("multi-label candidates", summary["multi_label_candidates"]),
+        *([("k-NN outliers", summary["outliers"]),
+           ("near-duplicate label conflicts", summary["near_duplicate_conflicts"])] if "outliers" in summary
+          else []),
+        ("class imbalance (largest / smallest class)", round(summary["imbalance_ratio"], 3)),
+        ("class balance (normalised entropy)", round(summary["normalized_entropy"], 3)),
+        ("rule / score", f"{cfg.filter_by} / {cfg.score}"),
+        ("class-pair signal for categories", summary["class_pair_signal"]),
+        ("table / pred_probs", sources),
+    ]
+    class_rows = [(names[k], int(result.class_counts[k]), int(result.issue_counts[k]),
+                   pct(float(result.per_class_issue_rate[k]))) for k in range(len(names))]
+    notes = ["Categories and severities are suggestions from class-pair similarity, confidence, outlier "
+             "and multi-label signals; they cannot tell out-of-vocabulary, spurious-correlation and "
+             "non-prototypical mistakes apart (those depend on the image). Review them in the App."]
+    page = render_html(title=f"Label audit '{ctx.step_id}'", summary=rows_summary, figures=figures,
+                       top_issues=top_rows, class_rows=class_rows, notes=notes)
+    index = f"{d}/index.html"
+    digest = ctx.write_file(index, lambda p: p.write_text(page, encoding="utf-8"))
+    ctx.add_output("report", {"path": index, "fingerprint": digest})
+    return index
+
+
+def _thumbnails(table, rows: np.ndarray, *, max_side: int = 96) -> list[np.ndarray]:
+    """Decoded images of ``rows``, shrunk to at most ``max_side`` pixels (kept as they are when smaller)."""
+    from PIL import Image
+
+    from curate.data import decode_images
+    from curate.errors import UsageError
+
+    try:
+        images = list(decode_images(table, rows))
+    except UsageError:  # images of different sizes: decode the few report images one by one
+        images = [decode_images(table, [int(row)])[0] for row in rows]
+    out = []
+    for image in images:
+        if max(image.shape[:2]) > max_side:
+            pil = Image.fromarray(image)
+            pil.thumbnail((max_side, max_side))
+            image = np.asarray(pil)
+        out.append(image)
+    return out
+

@@ -224,7 +224,7 @@ def index_query(run_dir: Path, sample_id: str | None, image_path: Path | None, v
 @click.option("--public", is_flag=True, help="Make a pushed repo public (default: private).")
 def export(run_dir: Path, push_to: str | None, public: bool) -> None:
     """Export the run's table as a DatasetDict (Parquet + save_to_disk) with a dataset card."""
-    from curate.export.runs import export_run
+    from curate.recipes.export_run import export_run
 
     for result in export_run(run_dir, push_to=push_to, private=not public):
         click.echo(f"{result.step}: {result.folder}" + (f"  -> {result.url}" if result.url else ""))

@@ -25,7 +25,7 @@ from curate import __version__, workspace
 from curate.config import to_dict
 from curate.errors import CurateError, StepFailed, UsageError
 from curate.recipes.recipe import PlannedStep, Recipe, load_recipe
-from curate.steps.base import Input, StepContext
+from curate.steps.base import Input, Step, StepContext
 
 log = logging.getLogger("curate.run")
 
@@ -203,7 +203,7 @@ def _run_step(step: PlannedStep, inputs: dict[str, list[Input]], step_dir: Path,
     )
     started = time.time()
     try:
-        step.step_cls().run(ctx)
+        execute_step(step.step_cls, ctx)
     except UsageError as exc:
         raise type(exc)(f"step '{step.id}': {exc}") from exc
     except (KeyboardInterrupt, workspace.InjectedFault):
@@ -232,6 +232,29 @@ def _run_step(step: PlannedStep, inputs: dict[str, list[Input]], step_dir: Path,
     }
     workspace.write_manifest(step_dir, manifest)
     return manifest
+
+
+class UndeclaredOutput(RuntimeError):
+    """A step kind wrote an artifact type it does not declare in ``produces`` (a bug in the kind)."""
+
+
+def execute_step(step_cls: type[Step], ctx: StepContext) -> None:
+    """Run one step in its context as every run does: the step itself, its results in the run's FiftyOne
+    dataset (the one pattern of :mod:`curate.fo.runs`), then the artifact contract: every output type it
+    wrote must be declared in its kind's ``produces``, or wiring it in a recipe would fail validation."""
+    step_cls().run(ctx)
+    if step_cls.shows_in_fiftyone():
+        from curate.fo.runs import show_step
+        from curate.steps.base import FIFTYONE_RECORD
+
+        ctx.metrics["fiftyone"] = show_step(step_cls, ctx.as_input(), ctx.run_dir)
+        ctx.files.append(FIFTYONE_RECORD)
+    undeclared = sorted(set(ctx.outputs) - set(step_cls.produces))
+    if undeclared:
+        raise UndeclaredOutput(
+            f"step kind '{ctx.kind}' wrote {', '.join(f'`{t}`' for t in undeclared)} but declares only "
+            f"{', '.join(f'`{t}`' for t in step_cls.produces) or 'nothing'} in `produces`; declare every "
+            "output type so recipes can wire it")
 
 
 def _write_run_file(run_dir: Path, recipe: Recipe) -> None:

@@ -69,13 +69,19 @@ class MixOptions:
         return create_mixer("resizemix", scale=self.mix_scale, prob=self.mix_prob)
 
 
+def model_spec(options: ModelOptions, *, class_names: list[str], seed: int, default: str | None = None
+               ) -> dict[str, Any]:
+    """What rebuilds the configured registry model anywhere (``curate.artifacts.load_recorded_model``):
+    steps record it beside the arrays they compute, so a query or a worker uses the same model."""
+    return {"name": options.model or default, "weights": options.weights, "config": dict(options.model_config),
+            "class_names": list(class_names), "seed": seed}
+
+
 def build_model(options: ModelOptions, *, class_names: list[str], seed: int, default: str | None = None):
     """Create the configured registry model for this table's classes, checking pretrained class names."""
-    from curate.models import create_model
+    from curate.artifacts import load_recorded_model
 
-    name = options.model or default
-    model = create_model(name, num_classes=len(class_names), weights=options.weights, class_names=class_names,
-                         seed=seed, **options.model_config)
+    model = load_recorded_model(model_spec(options, class_names=class_names, seed=seed, default=default))
     check_class_names(model, class_names)
     return model
 

@@ -113,3 +113,19 @@ def test_run_steps_of_kind_reruns_from_saved_recipe(tmp_path):
     assert states(again) == {"numbers": "skipped", "scaled": "ran"}
     with pytest.raises(UsageError, match="has no 'toy_fail' step"):
         run_steps_of_kind(result.run_dir, ["toy_fail"], progress=False)
+
+
+def test_a_step_writing_an_undeclared_output_type_is_refused(tmp_path):
+    """The artifact contract: outputs not in the kind's ``produces`` fail the step and leave no manifest."""
+    from curate.steps.base import STEPS
+
+    import toy_steps
+
+    class Sneaky(toy_steps.ToyNumbers):
+        produces = ()
+
+    STEPS.register("toy_sneaky", Sneaky)
+    text = TOY_RECIPE.replace("uses: toy_numbers", "uses: toy_sneaky").split("  - id: scaled")[0]
+    with pytest.raises(StepFailed, match=r"wrote `pred_probs` but declares only nothing in `produces`"):
+        run(tmp_path, text)
+    assert workspace.read_manifest(tmp_path / "toy" / "numbers") is None
