@@ -34,7 +34,14 @@ class Defaults:
 
     device: Literal["auto", "cpu", "cuda"] = option("auto", help="where models run")
     seed: int = option(0, ge=0, help="base seed; part of every step's cache key")
-    executor: Literal["local", "ray"] = option("local", help="how batch functions run")
+    executor: Literal["local", "ray"] = option("local", help="how batch functions run (only local exists yet)")
+
+    def __post_init__(self) -> None:
+        from curate.execute import EXECUTORS
+
+        if self.executor not in EXECUTORS:
+            raise ConfigValueError("executor", f"the '{self.executor}' executor is not available yet (batch work "
+                                               f"runs in this process); use executor: local")
 
 
 @dataclass

@@ -206,8 +206,6 @@ def _run_step(step: PlannedStep, inputs: dict[str, list[Input]], step_dir: Path,
         execute_step(step.step_cls, ctx)
     except UsageError as exc:
         raise type(exc)(f"step '{step.id}': {exc}") from exc
-    except (KeyboardInterrupt, workspace.InjectedFault):
-        raise
     except Exception as exc:
         raise StepFailed(step.id, exc) from exc
     seconds = time.time() - started
