@@ -19,7 +19,7 @@ import yaml
 
 from curate.config import ConfigValueError, option, parse_config
 from curate.errors import Problem, RecipeError, UnknownName
-from curate.recipes.yaml_lines import line_of, load_yaml
+from curate.recipes.yaml_lines import line_of, load_value, load_yaml
 from curate.registry import did_you_mean
 from curate.steps.base import STEPS, Step, create_step
 
@@ -90,7 +90,7 @@ def parse_override(text: str) -> Override:
     if not sep or len(parts) < 2 or not all(parts):
         raise RecipeError(Problem(f"expected STEP.FIELD=VALUE (e.g. train.epochs=3), got {text!r}", file="--set"))
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_value(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return Override(parts, value, text)

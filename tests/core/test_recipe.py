@@ -79,3 +79,19 @@ def test_overrides_use_the_same_validator():
 def test_missing_file_is_one_line(tmp_path):
     with pytest.raises(RecipeError, match="nope.yaml: recipe file not found"):
         load_recipe(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("written,value", [("1e-3", 1e-3), ("5E-2", 5e-2), ("2e5", 2e5), ("1.5e3", 1500.0),
+                                           ("0.05", 0.05), (".5", 0.5)])
+def test_every_float_a_person_writes_is_a_number_in_the_recipe_and_in_overrides(written, value):
+    """YAML 1.1 reads ``1e-3`` as a string; recipes read it (and --set values) as the number it is."""
+    text = TOY_RECIPE.replace("scale: 2.0", f"scale: {written}")
+    assert parse_recipe(text, filename="r.yaml").step("scaled").config.scale == value
+    plan = parse_recipe(TOY_RECIPE, filename="r.yaml", overrides=[f"scaled.scale={written}"])
+    assert plan.step("scaled").config.scale == value
+
+
+def test_words_that_look_almost_like_numbers_stay_strings():
+    from curate.recipes.yaml_lines import load_value
+
+    assert [load_value(t) for t in ("1e", "e3", "1e-", "v1e3")] == ["1e", "e3", "1e-", "v1e3"]
