@@ -49,10 +49,10 @@ class LogisticModel:
 
     def proba(self, features: np.ndarray) -> np.ndarray:
         """(N, C) class probabilities."""
-        x = (np.asarray(features, dtype=np.float64) - self.mean) / self.scale
+        x = np.asarray(features, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != len(self.mean):
             raise ValueError(f"`features` must be (N, {len(self.mean)}), got shape {x.shape}")
-        return _softmax(x @ self.weights + self.bias)
+        return _softmax(((x - self.mean) / self.scale) @ self.weights + self.bias)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """(N,) most probable class names (object array)."""
