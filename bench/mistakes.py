@@ -28,9 +28,11 @@ import numpy as np
 from audits.imagenet import (ClassHierarchy, load_class_confusion, load_classes, load_mistakes, load_real_labels,
                              load_real_scores, load_val_labels)
 from audits.label_sets import in_label_set
-from audits.mistake_model import (DEPTH_AT_LEAST, DISTANCE_AT_MOST, MODEL_FILE, MeasuredSkill, MistakeModel, cross_validate, fit_logistic,
-                                  hierarchy_features, measure_skill, save_mistake_model)
+from audits.mistake_model import (DEPTH_AT_LEAST, DISTANCE_AT_MOST, MODEL_FILE, MeasuredSkill, MistakeModel,
+                                  cross_validate, fit_logistic, hierarchy_features, measure_skill,
+                                  save_mistake_model)
 from audits.mistakes import CATEGORIES, agreement, categorize, mistake_arrays
+from audits.skill import Estimate, bootstrap_estimate
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet"
 FOLDS = 5
@@ -84,10 +86,23 @@ SIGNAL_SETS = {  # cumulative: each row adds one signal family to the one above
 }
 
 
-def row(title: str, skill: MeasuredSkill) -> str:
+def row(title: str, skill: MeasuredSkill, gain: Estimate) -> str:
     s = skill
-    return (f"| {title} | {s.category_accuracy.format('.1%')} | {s.category_kappa.format('.3f')} | "
-            f"{s.severity_auroc.format('.3f')} | {s.severity_kappa.format('.3f')} |")
+    return (f"| {title} | {s.category_accuracy.format('.1%')} | {gain.format('+.1%')} | "
+            f"{s.category_kappa.format('.3f')} | {s.severity_auroc.format('.3f')} | {s.severity_kappa.format('.3f')} |")
+
+
+def most_common(labels: np.ndarray) -> str:
+    values, counts = np.unique(labels, return_counts=True)
+    return str(values[counts.argmax()])
+
+
+def accuracy_gain(human: np.ndarray, suggested: np.ndarray, groups: np.ndarray, resamples: int) -> Estimate:
+    """Category accuracy minus always answering the most common human label, paired on the same resamples."""
+    common = human == most_common(human)
+    hit = (np.atleast_2d(suggested) == human[None]).mean(axis=0)  # averaged over seeds
+    return bootstrap_estimate(lambda rows: float(hit[rows].mean() - common[rows].mean()), groups,
+                              resamples=resamples, seed=0)
 
 
 def main() -> None:
@@ -107,12 +122,13 @@ def main() -> None:
     print(f"# Mistake categorizer vs {n} human-labelled ImageNet mistakes ({len(np.unique(groups))} images; "
           f"{FOLDS}-fold CV grouped by image, {len(seeds)} seeds; 95% cluster-bootstrap intervals over images, "
           f"{args.resamples} resamples)\n")
-    print("| suggestion | category accuracy | category kappa | severity AUROC (major vs not) | "
-          "severity kappa (major vs not) |")
-    print("|---|---|---|---|---|")
-    majority = np.full((1, n), CATEGORIES[0], dtype=object)
+    print("| suggestion | category accuracy | accuracy - majority (paired) | category kappa | "
+          "severity AUROC (major vs not) | severity kappa (major vs not) |")
+    print("|---|---|---|---|---|---|")
+    majority = np.full((1, n), most_common(human_c), dtype=object)
     print(row("always the most common human label (fine_grained; never major)",
-              measure_skill(human_c, human_s, majority, np.zeros((1, n)), np.zeros((1, n), dtype=bool), **measure)))
+              measure_skill(human_c, human_s, majority, np.zeros((1, n)), np.zeros((1, n), dtype=bool), **measure),
+              accuracy_gain(human_c, majority, groups, args.resamples)))
     in_real = m["real"][:, 0]
     order = {"minor": 0.0, "borderline": 0.5, "major": 1.0}
     for title, signals in (("rules: WordNet distance", {}),
@@ -120,14 +136,15 @@ def main() -> None:
                             {"multilabel_evidence": in_real})):
         cats, sevs = categorize(m["given"], m["predicted"], hierarchy_distance=m["distance_matrix"], **signals)
         score = np.array([order[s] for s in sevs])[None]
-        print(row(title, measure_skill(human_c, human_s, cats[None], score, score == 1.0, **measure)))
+        print(row(title, measure_skill(human_c, human_s, cats[None], score, score == 1.0, **measure),
+                  accuracy_gain(human_c, cats, groups, args.resamples)))
     hierarchy = hierarchy_features(m["distance"], m["ancestor_depth"])
     deployed: MeasuredSkill | None = None
     for title, families in SIGNAL_SETS.items():
         x = np.hstack([hierarchy if f == "hierarchy" else m[f] for f in families])
         cats, p_major = cross_validate(x, human_c, human_s, groups=groups, folds=FOLDS, seeds=seeds)
         skill = measure_skill(human_c, human_s, cats, p_major, p_major >= 0.5, folds=FOLDS, **measure)
-        print(row(title, skill))
+        print(row(title, skill, accuracy_gain(human_c, cats, groups, args.resamples)))
         if deployed is None:
             deployed, deployed_cats, deployed_major = skill, cats, p_major
     print()
