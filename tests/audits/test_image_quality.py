@@ -376,7 +376,7 @@ def test_step_shows_scores_and_views_in_fiftyone(tmp_path, fo):
 
 def test_ranking_lists_flagged_rows_most_severe_first():
     base = textures(6)
-    images = [blur(base[0], 1.5), base[1], blur(base[2], 3.0), base[3], blur(base[4], 2.0), base[5]]
+    images = [blur(base[0], 1.5), base[1], blur(base[0], 3.0), base[3], blur(base[0], 2.0), base[5]]
     issues = find_quality_issues(image_properties(images), checks=("blurry",))
     assert issues.ranking("blurry").tolist() == [2, 4, 0]
     assert issues.counts() == {"blurry": 3} and issues.any_issue.tolist() == [True, False, True, False, True, False]
