@@ -216,16 +216,21 @@ def _check_image(image: np.ndarray, what: str, *, batch: bool) -> None:
 
 
 def _block_mean(x: np.ndarray, factor: int) -> np.ndarray:
-    """Area downscale of ``(B, H, W[, C])`` by an integer factor (the remainder rows/columns are cut),
-    rounded back to uint8 as an 8-bit image would be."""
+    """Area downscale of uint8 ``(B, H, W[, C])`` by an integer factor (the remainder rows/columns are cut),
+    rounded back to uint8 as an 8-bit image would be. Rows are summed as whole lines and columns as
+    ``factor`` strided slices: a mean over the reshaped block axes reduces over strides and is ~10x slower."""
     if factor <= 1:
         return x
     b, h, w = x.shape[:3]
-    hh, ww = max(h // factor, 1), max(w // factor, 1)
+    rest = x.shape[3:]
     fh, fw = min(factor, h), min(factor, w)
-    cut = x[:, :hh * fh, :ww * fw]
-    blocks = cut.reshape(b, hh, fh, ww, fw, *x.shape[3:]).mean(axis=(2, 4))
-    return np.rint(blocks).astype(np.uint8)
+    hh, ww = h // fh, w // fw
+    rows = x[:, :hh * fh, :ww * fw].reshape(b, hh, fh, ww * fw, *rest).sum(axis=2, dtype=np.uint32)
+    cols = rows.reshape(b, hh, ww, fw, *rest)
+    total = cols[:, :, :, 0].copy()
+    for k in range(1, fw):
+        total += cols[:, :, :, k]
+    return np.rint(total / (fh * fw)).astype(np.uint8)
 
 
 def _measure_group(x: np.ndarray, names: tuple[str, ...]) -> dict[str, np.ndarray]:
