@@ -149,11 +149,14 @@ class QualityIssues:
 
     @property
     def any_issue(self) -> np.ndarray:
-        n = len(next(iter(self.flags.values()))) if self.flags else 0
-        return np.logical_or.reduce([self.flags[i] for i in self.checks]) if self.checks else np.zeros(n, bool)
+        """(N,) bool: flagged for at least one issue type."""
+        return np.logical_or.reduce([self.flags[i] for i in self.checks])
 
 
 def check_issue_types(checks: Sequence[str]) -> tuple[str, ...]:
+    """``checks`` without repeats, or a ValueError naming an unknown one (or none given)."""
+    if not len(checks):
+        raise ValueError(f"`checks` is empty; name at least one of {', '.join(ISSUE_TYPES)}")
     unknown = [c for c in checks if c not in ISSUE_TYPES]
     if unknown:
         raise ValueError(f"unknown image-quality check {unknown[0]!r}; known: {', '.join(ISSUE_TYPES)}")

@@ -190,7 +190,7 @@ def _write_report(ctx: StepContext, table, rows: np.ndarray, ids: np.ndarray, is
                                                                                   captions))
         figures.append((f"{issue.replace('_', ' ')}: {counts[issue]} images, the {len(top)} most severe "
                         f"(caption: id, severity)", f"{issue}.png"))
-    summary: list[tuple[str, Any]] = [("rows checked", n), ("split", ctx.config.split or "all"),
+    summary: list[tuple[str, Any]] = [("rows checked", n), ("split", cfg.split or "all"),
                                       ("rows with any issue", int(issues.any_issue.sum()))]
     summary += [(f"{issue.replace('_', ' ')} (severity > {thresholds[issue]:g})",
                  f"{counts[issue]} ({counts[issue] / max(n, 1):.2%})") for issue in issues.checks]

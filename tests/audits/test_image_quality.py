@@ -261,6 +261,8 @@ def test_bad_inputs_are_named():
         image_properties([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8)])
     with pytest.raises(ValueError, match="unknown image-quality check 'fuzzy'"):
         image_properties(np.zeros((1, 8, 8, 3), np.uint8), checks=("fuzzy",))
+    with pytest.raises(ValueError, match="`checks` is empty"):
+        find_quality_issues({"height": np.ones(1), "width": np.ones(1)}, checks=())
     with pytest.raises(ValueError, match="lacks entropy"):
         find_quality_issues(image_properties(np.zeros((1, 8, 8, 3), np.uint8), checks=("dark",)),
                             checks=("low_information",))
