@@ -38,7 +38,7 @@ class CategorizeOptions:
 
     hierarchy: str | None = option(
         None, help="is-a edges file ('parent child' wnid lines, e.g. wordnet.is_a.txt) when the class names are "
-                   "ImageNet wnids; null: class similarity from embeddings (else pred_probs) centroids")
+                   "ImageNet wnids; null: class similarity from embeddings (else pred_probs) centroids", path=True)
     near_distance: int = option(4, ge=0, help="hierarchy: a class pair this close is near (siblings are 2)")
     far_distance: int = option(7, ge=1, help="hierarchy: a class pair at least this far apart is far")
     near_quantile: float = option(0.9, ge=0, le=1, help="no hierarchy: pairs above this similarity quantile are "
