@@ -162,8 +162,8 @@ def render_html(
     title: str,
     summary: Sequence[tuple[str, Any]],
     figures: Sequence[tuple[str, str]],
-    top_issues: Sequence[Mapping[str, Any]],
-    class_rows: Sequence[Sequence[Any]],
+    top_issues: Sequence[Mapping[str, Any]] | None = None,
+    class_rows: Sequence[Sequence[Any]] | None = None,
     notes: Sequence[str] = (),
 ) -> str:
     """The report page.
@@ -171,6 +171,7 @@ def render_html(
     ``summary``: (name, value) rows; ``figures``: (heading, relative PNG file name);
     ``top_issues``: dicts with ``thumbnail`` (data URI), ``id``, ``given``, ``suggested``,
     ``score``, ``category``, ``severity``; ``class_rows``: (class, rows, issues, rate) rows.
+    Pages without label issues (e.g. image quality) leave the last two out (None).
     """
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
@@ -179,13 +180,15 @@ def render_html(
     for heading, filename in figures:
         parts.append(f"<h2>{html.escape(heading)}</h2>"
                      f'<img class="fig" src="{html.escape(filename)}" alt="{html.escape(heading)}">')
-    rows = [(f'<img class="thumb" src="{t["thumbnail"]}" alt="">', t["id"], t["given"], t["suggested"],
-             float(t["score"]), t["category"], t["severity"]) for t in top_issues]
-    parts += ["<h2>Top issues (lowest label quality first)</h2>",
-              _table(["image", "id", "given", "suggested", "score", "suggested category", "suggested severity"], rows,
-                     raw_columns=(0,)) if rows else "<p>No label issues were flagged.</p>",
-              "<h2>Per class</h2>", _table(["class", "rows", "issues", "issue rate"], class_rows),
-              "</body></html>"]
+    if top_issues is not None:
+        rows = [(f'<img class="thumb" src="{t["thumbnail"]}" alt="">', t["id"], t["given"], t["suggested"],
+                 float(t["score"]), t["category"], t["severity"]) for t in top_issues]
+        parts += ["<h2>Top issues (lowest label quality first)</h2>",
+                  _table(["image", "id", "given", "suggested", "score", "suggested category", "suggested severity"],
+                         rows, raw_columns=(0,)) if rows else "<p>No label issues were flagged.</p>"]
+    if class_rows is not None:
+        parts += ["<h2>Per class</h2>", _table(["class", "rows", "issues", "issue rate"], class_rows)]
+    parts.append("</body></html>")
     return "\n".join(parts)
 
 
@@ -204,7 +207,7 @@ def write_audit_report(ctx: "StepContext", *, table, rows: np.ndarray, ids: np.n
     cfg = ctx.config
     issues = result.issues
     top = issues.ranking[:cfg.top_issues]
-    thumbs = _thumbnails(table, rows[top])
+    thumbs = thumbnails(table, rows[top])
     classes = focus_classes(result.issue_counts)
     figures = [("Confusion matrix", "confusion.png"), ("Issue rate per class", "class_rates.png"),
                ("Suggested categories and severities", "categories.png"), ("Top issues", "top_issues.png")]
@@ -252,7 +255,7 @@ def write_audit_report(ctx: "StepContext", *, table, rows: np.ndarray, ids: np.n
     return index
 
 
-def _thumbnails(table, rows: np.ndarray, *, max_side: int = 96) -> list[np.ndarray]:
+def thumbnails(table, rows: np.ndarray, *, max_side: int = 96) -> list[np.ndarray]:
     """Decoded images of ``rows``, shrunk to at most ``max_side`` pixels (kept as they are when smaller)."""
     from PIL import Image
 
