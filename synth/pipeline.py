@@ -4,7 +4,9 @@ A guided eps step follows guided-diffusion's ``condition_score``: the unguided `
 (when the scheduler clips), eps is re-derived from it and guided, and a copy of the scheduler with
 clipping off takes the step. A guided mean step follows ``condition_mean`` with the variance the
 ancestral scheduler samples with (:func:`ancestral_variance`). Unguided steps (no guidance, or
-scale 0) are the scheduler's own, bit for bit.
+scale 0) are the scheduler's own; a DDIM step then re-derives eps from the clipped ``x0_hat``
+(``use_clipped_model_output``), as guided-diffusion's ``ddim_sample`` does, so guidance scales
+near 0 approach the unguided sample.
 
 Each sample ``i`` owns a ``torch.Generator`` seeded from ``(base_seed, i)`` (:func:`sample_seeds`);
 its initial noise and every ancestral noise draw come from it alone, so a sample does not depend
@@ -143,7 +145,8 @@ class GuidedPipeline:
             eps, var_values = self._split(out)
             scale = self.guidance.scale_at(i, len(timesteps)) if self.guidance is not None else 0.0
             if scale == 0:
-                x = sched.step(self._model_output(sched, eps, var_values), t, x, generator=generators).prev_sample
+                x = sched.step(self._model_output(sched, eps, var_values), t, x, generator=generators,
+                               **self._unguided_options(sched)).prev_sample
                 continue
             alpha_bar = sched.alphas_cumprod[t].to(device)
             cond = self.guidance.cond(x, torch.tensor(t, device=device), y, eps=eps, alpha_bar=alpha_bar, scale=scale)
@@ -164,6 +167,10 @@ class GuidedPipeline:
         free = type(sched).from_config({**dict(sched.config), "clip_sample": False})
         free.set_timesteps(num_inference_steps)
         return free
+
+    @staticmethod
+    def _unguided_options(sched) -> dict:
+        return {"use_clipped_model_output": True} if isinstance(sched, DDIMScheduler) else {}
 
     def _model_output(self, sched, eps: torch.Tensor, var_values: torch.Tensor | None) -> torch.Tensor:
         return torch.cat([eps, var_values], 1) if self._learned_variance(sched) else eps
