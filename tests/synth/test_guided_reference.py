@@ -180,3 +180,22 @@ def test_scale_zero_is_the_unguided_sample_of_the_reference(sampler):
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     plain = GuidedPipeline(unet, sched).sample(LABELS, gens, num_inference_steps=STEPS)
     np.testing.assert_allclose(plain.double(), expected, atol=2e-4, rtol=0)
+
+
+@pytest.mark.parametrize("variance_type", ["fixed_small", "fixed_large", "learned_range", "learned"])
+def test_ancestral_variance_is_the_references_model_variance_at_every_step(variance_type):
+    """Step by step, including the last (where fixed_large takes posterior_variance[1], not beta)."""
+    from synth.pipeline import ancestral_variance
+
+    sched = tiny_sampler("ddpm")
+    sched.set_timesteps(STEPS)
+    timesteps = sched.timesteps.tolist()
+    ref = Reference(sched.alphas_cumprod, timesteps, clip=True, variance_type=variance_type)
+    v = torch.linspace(-0.9, 0.9, 6).reshape(1, 6, 1, 1) * 0.01 + 0.01  # positive: `learned` reads a variance
+    for i in range(len(timesteps)):
+        k = len(timesteps) - 1 - i
+        expected = ref.p_mean_variance(torch.cat([torch.zeros(1, 3, 1, 1), v[:, :3]], 1).double(),
+                                       torch.zeros(1, 3, 1, 1, dtype=torch.float64), k)["variance"]
+        ours = ancestral_variance(variance_type, sched.alphas_cumprod, timesteps, i, v[:, :3])
+        np.testing.assert_allclose(torch.as_tensor(ours).double().expand_as(v[:, :3]),
+                                   torch.as_tensor(expected).expand_as(v[:, :3]), rtol=1e-5, err_msg=f"step {i}")
