@@ -153,3 +153,20 @@ def test_synth_needs_a_diffusion_model_and_known_method_and_guidance():
         parse_recipe(TINY.replace("      guidance: noisy_classifier\n",
                                   "      guidance: noisy_classifier\n      filter_model: resnet20-cifar\n"),
                      filename="bad.yaml")
+
+
+@pytest.mark.parametrize("name", ["full.yaml", "synth_small.yaml"])
+def test_shipped_recipes_filter_with_a_classifier_that_did_not_guide(name):
+    """Their samples are 16x16, where the pretrained ResNet-20 cannot judge: each synth step wires a `train` step
+    trained at 16x16 to inputs.filter and guides with the noise-aware classifier, chosen by name."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "recipes" / name
+    plan = parse_recipe(path.read_text(), filename=name)
+    synth = [s for s in plan.steps if s.kind == "synth"]
+    assert synth
+    for step in synth:
+        assert step.config.guidance == "noisy_classifier" and not step.config.allow_self_filter
+        (filter_id,) = step.inputs["filter"]
+        sieve = next(s for s in plan.steps if s.id == filter_id)
+        assert sieve.kind == "train" and sieve.config.model_config["im_size"] == 16
