@@ -191,7 +191,8 @@ def main() -> None:
     ref = embed_images(judge, te_s, device=device)
     print(f"\n2. quality vs held-out real test ({judge_name} features); judge = {judge_name}; "
           f"filter p(y) = {filt.name}; guide p(y) = the guiding classifier at t = 0 (self-scored)")
-    print(f"   {'set':22s} {'n':>5s} {'KID':>9s} {'FID':>9s} {'judge acc':>9s} {'filter p(y)':>11s} {'guide p(y)':>10s}")
+    print(f"   {'set':22s} {'n':>5s} {'KID':>9s} {'FID':>9s} {'judge acc':>9s} {'filter p(y)':>11s} "
+          f"{'guide p(y)':>10s}")
     rows = {"real train (floor)": (tr_s, tr_y), "plain": (samples["plain"], labels),
             "guided": (samples["guided"], labels),
             "guided, kept by filter": (samples["guided"][kept["independent"].keep], labels[kept["independent"].keep]),

@@ -3,9 +3,10 @@
 A generated sample is kept when (1) the filter classifier (one that did not guide, see
 :mod:`synth.scorers`) gives its target class at least ``min_confidence`` and (2) it is not a
 near copy of a real training image: its cosine distance (``1 - cos``, on a registry model's
-features) to the nearest real row, found with a FAISS k-NN search, is at least ``min_copy_distance``. Kept samples become rows ``synth:<step>:<n>``
-(``n`` is the sample index that also derives its seed) with ``set: synthetic`` and provenance
-columns, appended to a copy of the input table; the input table is never modified.
+features) to the nearest real row, found with a FAISS k-NN search, is at least
+``min_copy_distance``. Kept samples become rows ``synth:<step>:<n>`` (``n`` is the sample index
+that also derives its seed) with ``set: synthetic`` and provenance columns, appended to a copy of
+the input table; the input table is never modified.
 """
 
 from __future__ import annotations

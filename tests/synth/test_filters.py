@@ -92,4 +92,5 @@ def test_provenance_survives_export_to_parquet_and_reload(tmp_path):
     assert synthetic["id"] == ["synth:synth:0", "synth:synth:3"]
     assert synthetic["synth_seed"] == [11, 12] and synthetic["synth_method"] == ["classifier_guidance"] * 2
     assert synthetic["synth_nearest"] == ["real/1", "real/2"]
-    assert synthetic["synth_filter_model"] == ["convnet (step judge)"] * 2 and synthetic["synth_self_scored"] == [False] * 2
+    assert synthetic["synth_filter_model"] == ["convnet (step judge)"] * 2
+    assert synthetic["synth_self_scored"] == [False] * 2

@@ -122,8 +122,10 @@ def test_without_an_independent_filter_the_step_refuses_in_one_line(tmp_path):
 
 
 def test_allow_self_filter_labels_the_metrics_and_rows_self_scored(tmp_path):
-    metrics, synthetic = _variant(tmp_path, wiring="{data: cifar, diffusion: ddpm}", extra="      allow_self_filter: true\n")
-    assert metrics["filter_scoring"] == "self_scored" and metrics["filter_model"] == metrics["guide_model"] == NOISY_GUIDE
+    metrics, synthetic = _variant(tmp_path, wiring="{data: cifar, diffusion: ddpm}",
+                                  extra="      allow_self_filter: true\n")
+    assert metrics["filter_scoring"] == "self_scored"
+    assert metrics["filter_model"] == metrics["guide_model"] == NOISY_GUIDE
     assert {"accuracy_self_scored", "mean_target_prob_self_scored"} <= set(metrics)
     assert "accuracy" not in metrics and "mean_target_prob" not in metrics  # no unlabelled self-score
     assert set(synthetic["synth_self_scored"]) == {True} and set(synthetic["synth_filter_model"]) == {NOISY_GUIDE}
