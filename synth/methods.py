@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from synth.scorers import Scorer
     from synth.train_diffusion import DiffusionModel
 
+
 @dataclass(frozen=True, kw_only=True)
 class SynthOptions:
     """Options shared by every synth method."""

@@ -182,4 +182,5 @@ class GuidedPipeline:
 
     @staticmethod
     def _learned_variance(sched) -> bool:
-        return getattr(sched.config, "variance_type", None) in ("learned", "learned_range")
+        """Whether the scheduler reads variance channels: DDPM only (DDIM keeps a DDPM config's variance_type)."""
+        return isinstance(sched, DDPMScheduler) and sched.config.variance_type in ("learned", "learned_range")

@@ -139,7 +139,7 @@ def _cond_fn(clf, y, scale):
 
 def _compare(sampler, *, form="eps", clip=True, variance_type="fixed_small", scale=8.0):
     unet, clf = _unet(variance_type), PixelLinear()
-    sched = tiny_sampler(sampler, clip_sample=clip, **({"variance_type": variance_type} if sampler == "ddpm" else {}))
+    sched = tiny_sampler(sampler, clip_sample=clip, variance_type=variance_type)  # DDIM keeps, and must ignore, it
     seeds = sample_seeds(7, range(len(LABELS)))
     gens = lambda: [torch.Generator().manual_seed(int(s)) for s in seeds]  # noqa: E731
     guide = create_guidance("noisy_classifier", clf, scale=scale, form=form)
@@ -153,9 +153,11 @@ def _compare(sampler, *, form="eps", clip=True, variance_type="fixed_small", sca
 
 @pytest.mark.parametrize("clip", [True, False])
 @pytest.mark.parametrize("scale", [0.0, 8.0])
-def test_guided_ddim_is_condition_score(clip, scale):
-    """DDIM: clip the UNGUIDED x0 (when the model clips), re-derive eps, guide it, step without clipping."""
-    ours, expected, *_ = _compare("ddim", clip=clip, scale=scale)
+@pytest.mark.parametrize("variance_type", ["fixed_small", "learned_range"])
+def test_guided_ddim_is_condition_score(clip, scale, variance_type):
+    """DDIM: clip the UNGUIDED x0 (when the model clips), re-derive eps, guide it, step without clipping; a UNet
+    that also predicts the variance gives DDIM its eps channels only."""
+    ours, expected, *_ = _compare("ddim", clip=clip, scale=scale, variance_type=variance_type)
     np.testing.assert_allclose(ours, expected, atol=2e-4, rtol=0)
 
 
