@@ -111,6 +111,9 @@ class SynthStep(Step):
         from curate.errors import UnknownName
         from synth.registry import METHODS
 
+        if raw.get("classifier") in ("noisy", "clean"):  # the option before guidance was chosen by registered name
+            raise ConfigValueError("classifier", f"`classifier: {raw['classifier']}` is now "
+                                                 f"`guidance: {raw['classifier']}_classifier`")
         try:
             return METHODS.get(str(raw.get("method", "classifier_guidance"))).Config
         except UnknownName as exc:

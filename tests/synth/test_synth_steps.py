@@ -151,6 +151,8 @@ def test_synth_needs_a_diffusion_model_and_known_method_and_guidance():
         parse_recipe(TINY.replace("method: classifier_guidance", "method: clasifier_guidance"), filename="bad.yaml")
     with pytest.raises(UsageError, match="guidance.*did you mean 'noisy_classifier'"):
         parse_recipe(TINY.replace("guidance: noisy_classifier", "guidance: nosy_classifier"), filename="bad.yaml")
+    with pytest.raises(UsageError, match="`classifier: noisy` is now `guidance: noisy_classifier`"):
+        parse_recipe(TINY.replace("guidance: noisy_classifier", "classifier: noisy"), filename="old.yaml")
     with pytest.raises(UsageError, match="filter_model"):
         parse_recipe(TINY.replace("      guidance: noisy_classifier\n",
                                   "      guidance: noisy_classifier\n      filter_model: resnet20-cifar\n"),
