@@ -1,11 +1,12 @@
 """Filters and provenance shared by every synth method, and the new table version they produce.
 
-A generated sample is kept when (1) the filter classifier gives its target class at least
-``min_confidence`` and (2) it is not a near copy of a real training image: its cosine distance
-(``1 - cos``, on a registry model's features) to the nearest real row, found with a FAISS k-NN
-search, is at least ``min_copy_distance``. Kept samples become rows ``synth:<step>:<n>``
-(``n`` is the sample index that also derives its seed) with ``set: synthetic`` and provenance
-columns, appended to a copy of the input table; the input table is never modified.
+A generated sample is kept when (1) the filter classifier (one that did not guide, see
+:mod:`synth.scorers`) gives its target class at least ``min_confidence`` and (2) it is not a
+near copy of a real training image: its cosine distance (``1 - cos``, on a registry model's
+features) to the nearest real row, found with a FAISS k-NN search, is at least
+``min_copy_distance``. Kept samples become rows ``synth:<step>:<n>`` (``n`` is the sample index
+that also derives its seed) with ``set: synthetic`` and provenance columns, appended to a copy of
+the input table; the input table is never modified.
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ PROVENANCE = {
     "synth_model": "string",
     "synth_seed": "int64",
     "synth_guidance_scale": "float32",
+    "synth_filter_model": "string",
+    "synth_self_scored": "bool",
     "synth_confidence": "float32",
     "synth_copy_distance": "float32",
     "synth_nearest": "string",
 }
-"""Provenance columns and their types; real rows hold nulls. The class is the row's ``label``."""
+"""Provenance columns and their types; real rows hold nulls. The class is the row's ``label``;
+``synth_confidence`` is the target-class probability of ``synth_filter_model``, which is the guiding
+classifier itself only when ``synth_self_scored`` (see :mod:`synth.scorers`)."""
 
 
 @dataclass

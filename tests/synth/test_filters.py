@@ -43,6 +43,7 @@ def _synthetic(step="synth", numbers=(0, 3)):
         numbers=np.array(numbers), step_id=step, class_names=NAMES, split="train",
         provenance={"synth_method": "classifier_guidance", "synth_step": step, "synth_model": "ddpm",
                     "synth_seed": np.array([11, 12][:k]), "synth_guidance_scale": np.full(k, 2.0),
+                    "synth_filter_model": "convnet (step judge)", "synth_self_scored": False,
                     "synth_confidence": np.array([0.8, 0.7][:k]), "synth_copy_distance": np.array([0.3, 0.2][:k]),
                     "synth_nearest": np.array(["real/1", "real/2"][:k])})
 
@@ -61,6 +62,8 @@ def test_provenance_survives_the_new_table_version_and_reload(tmp_path):
     assert loaded["split"][-2:] == ["train", "train"] and loaded["label"][-2:] == [1, 0]
     assert loaded["synth_seed"] == [None] * 6 + [11, 12]
     assert loaded["synth_guidance_scale"][-1] == 2.0 and loaded["synth_nearest"][-2:] == ["real/1", "real/2"]
+    assert loaded["synth_filter_model"] == [None] * 6 + ["convnet (step judge)"] * 2
+    assert loaded["synth_self_scored"] == [None] * 6 + [False, False]
     assert set(PROVENANCE) <= set(loaded.column_names)
     assert np.asarray(loaded[-1]["image"]).shape == (8, 8, 3)
 
@@ -89,3 +92,5 @@ def test_provenance_survives_export_to_parquet_and_reload(tmp_path):
     assert synthetic["id"] == ["synth:synth:0", "synth:synth:3"]
     assert synthetic["synth_seed"] == [11, 12] and synthetic["synth_method"] == ["classifier_guidance"] * 2
     assert synthetic["synth_nearest"] == ["real/1", "real/2"]
+    assert synthetic["synth_filter_model"] == ["convnet (step judge)"] * 2
+    assert synthetic["synth_self_scored"] == [False] * 2
