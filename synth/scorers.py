@@ -1,7 +1,7 @@
 """The classifiers around a synth run, named and fingerprinted: the one that guides, the one that filters.
 
 A sample pushed up a classifier's gradient passes that classifier's own filter, so a filter equal to
-the guide inflates the kept count, ``synth_confidence``, accuracy and ``mean_target_prob``. The filter
+the guide inflates the kept count, the rows' ``filter_confidence``, accuracy and ``mean_target_prob``. The filter
 (which keeps samples and scores them) must therefore be a classifier that did not guide. Each role is
 a :class:`Scorer`: a name for provenance and metrics, a digest of its weights, and
 ``classify(uint8 images) -> pred_probs``. Two roles are one classifier when their digests (the same

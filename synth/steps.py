@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from curate.config import option, to_dict
+from curate.data.table import class_names_of, new_table_version, split_indices
 from curate.steps.base import Role, Step, StepContext
-from curate.data.table import class_names_of, split_indices
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class SynthStep(Step):
     summary = ("Generate labelled images with a diffusion model (method: classifier_guidance, ...), filter them "
                "(confidence of a classifier that did not guide, near copies), append them as `set: synthetic` rows "
                "in a new table version; KID/FID.")
-    version = 2
+    version = 3
     inputs = {
         "data": Role(("table",), help="the table version to extend (and its real rows for filters and KID/FID)"),
         "diffusion": Role((DIFFUSION_TYPE,), optional=True, help="a train_diffusion step (or with.diffusion_model)"),
@@ -193,15 +193,13 @@ class SynthStep(Step):
             min_copy_distance=cfg.min_copy_distance)
         keep = result.keep
         model_ref = diffusion_in.step_id if diffusion_in else str(cfg.diffusion_model)
+        parameters = {**to_dict(cfg), "diffusion_model": model_ref, "filter_model": scorer.name,
+                      "filter_scoring": scoring}
         rows = filters.synthetic_rows(
-            images=gen.images[keep], labels=gen.labels[keep], numbers=gen.numbers[keep], step_id=ctx.step_id,
-            class_names=names, split=cfg.split, provenance={
-                "synth_method": cfg.method, "synth_step": ctx.step_id, "synth_model": model_ref,
-                "synth_seed": gen.seeds[keep], "synth_guidance_scale": gen.guidance_scale[keep],
-                "synth_filter_model": scorer.name, "synth_self_scored": scoring == scorers.SELF_SCORED,
-                "synth_confidence": result.confidence[keep], "synth_copy_distance": result.copy_distance[keep],
-                "synth_nearest": result.nearest[keep]})
-        ctx.save_table(filters.append_rows(table, rows))
+            images=gen.images[keep], labels=gen.labels[keep], numbers=gen.numbers[keep], seeds=gen.seeds[keep],
+            step_id=ctx.step_id, class_names=names, split=cfg.split, method=cfg.method, parameters=parameters,
+            guidance_scale=gen.guidance_scale[keep], kept=result.subset(keep))
+        ctx.save_table(new_table_version(table, add=rows, where=f"synth step '{ctx.step_id}'"))
 
         for name, writer in guide.files.items():
             ctx.write_file(name, writer)

@@ -81,9 +81,11 @@ def test_tiny_synth_recipe_appends_synthetic_rows_and_compares(tmp_path):
     synthetic = table.filter(lambda s: s == "synthetic", input_columns="set")
     assert synthetic["id"] == [f"synth:gen:{n}" for n in range(10)]
     assert synthetic["label"] == list(range(10)) and set(synthetic["split"]) == {"train"}
-    assert set(synthetic["synth_model"]) == {"ddpm"} and len(set(synthetic["synth_seed"])) == 10
-    assert set(synthetic["synth_filter_model"]) == {"convnet (step sieve)"}
-    assert set(synthetic["synth_self_scored"]) == {False}
+    parameters = [json.loads(p) for p in synthetic["parameters"]]
+    assert {p["diffusion_model"] for p in parameters} == {"ddpm"} and len(set(synthetic["seed"])) == 10
+    assert {p["filter_model"] for p in parameters} == {"convnet (step sieve)"}
+    assert {p["filter_scoring"] for p in parameters} == {"independent"} and set(synthetic["method"]) == {
+        "classifier_guidance"}
     assert np.asarray(synthetic[0]["image"]).shape == (8, 8, 3)
     gen = result.outcome("gen").metrics
     assert gen["kept"] == 10 and {"kid_all", "fid_all", "kid_real", "accuracy", "images_per_second"} <= set(gen)
@@ -98,17 +100,17 @@ def test_tiny_synth_recipe_appends_synthetic_rows_and_compares(tmp_path):
 
 
 def test_the_default_filter_is_the_pretrained_resnet20_for_32px_cifar_samples(tmp_path):
-    """Nothing wired, CIFAR-10 classes, 32x32 samples: resnet20-cifar filters, and each row's synth_confidence is
+    """Nothing wired, CIFAR-10 classes, 32x32 samples: resnet20-cifar filters, and each row's filter_confidence is
     its target-class probability on that row's image (not the guide's)."""
     from curate.learn import predict_images
     from curate.models import create_model
 
     metrics, synthetic = _variant(tmp_path, wiring="{data: cifar, diffusion: ddpm}", size=32)
     assert metrics["filter_model"] == "resnet20-cifar (weights default)" and metrics["filter_scoring"] == "independent"
-    assert set(synthetic["synth_filter_model"]) == {"resnet20-cifar (weights default)"}
+    assert {json.loads(p)["filter_model"] for p in synthetic["parameters"]} == {"resnet20-cifar (weights default)"}
     images = np.stack([np.asarray(im) for im in synthetic["image"]])
     probs = predict_images(create_model("resnet20-cifar", num_classes=10), images, device="cpu")
-    np.testing.assert_allclose(synthetic["synth_confidence"], probs[np.arange(10), synthetic["label"]], atol=1e-5)
+    np.testing.assert_allclose(synthetic["filter_confidence"], probs[np.arange(10), synthetic["label"]], atol=1e-5)
 
 
 def test_without_an_independent_filter_the_step_refuses_in_one_line(tmp_path):
@@ -128,7 +130,9 @@ def test_allow_self_filter_labels_the_metrics_and_rows_self_scored(tmp_path):
     assert metrics["filter_model"] == metrics["guide_model"] == NOISY_GUIDE
     assert {"accuracy_self_scored", "mean_target_prob_self_scored"} <= set(metrics)
     assert "accuracy" not in metrics and "mean_target_prob" not in metrics  # no unlabelled self-score
-    assert set(synthetic["synth_self_scored"]) == {True} and set(synthetic["synth_filter_model"]) == {NOISY_GUIDE}
+    parameters = [json.loads(p) for p in synthetic["parameters"]]
+    assert {p["filter_scoring"] for p in parameters} == {"self_scored"}
+    assert {p["filter_model"] for p in parameters} == {NOISY_GUIDE}
 
 
 def test_a_filter_that_is_the_guide_is_refused_unless_opted_in(tmp_path):
@@ -140,7 +144,7 @@ def test_a_filter_that_is_the_guide_is_refused_unless_opted_in(tmp_path):
     metrics, synthetic = _variant(tmp_path, wiring=wiring, guidance="clean_classifier",
                                   extra="      allow_self_filter: true\n")
     assert metrics["filter_scoring"] == "self_scored" and metrics["guide_model"] == "convnet (step sieve)"
-    assert set(synthetic["synth_self_scored"]) == {True}
+    assert {json.loads(p)["filter_scoring"] for p in synthetic["parameters"]} == {"self_scored"}
 
 
 def test_synth_needs_a_diffusion_model_and_known_method_and_guidance():
