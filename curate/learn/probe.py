@@ -50,12 +50,14 @@ class Probe:
 class LinearProbe(Probe):
     """Multinomial logistic regression on features standardized with the training rows' mean and std.
 
-    Minimizes ``sum_i CE_i + l2 / 2 * ||W||^2`` (bias unpenalized), so ``l2 = 1`` is scikit-learn's
-    default ``C = 1``; ``max_iter`` bounds the L-BFGS iterations.
+    Minimizes ``sum_i CE_i + l2 / 2 * ||W||^2`` (bias unpenalized; scikit-learn's ``C`` is
+    ``1 / l2``). The default 100 was chosen on 932 CIFAR-10 *train* images with planted label noise
+    (audit F1 0.94 over ResNet-20 features, against 0.78 at scikit-learn's C = 1, which fits the
+    noise); ``max_iter`` bounds the L-BFGS iterations.
     """
 
     name: ClassVar[str] = "linear"
-    l2: float = 1.0
+    l2: float = 100.0
     max_iter: int = 200
 
     def __post_init__(self) -> None:

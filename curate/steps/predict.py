@@ -29,7 +29,7 @@ class PredictConfig(ModelOptions):
         None, help="out-of-fold pred_probs of a probe cross-validated on `inputs.embeddings` (instead of a model)")
     folds: int | None = option(None, ge=0, help=f"K >= 2: out-of-fold pred_probs (cross-training `model`, or the "
                                                 f"probe's folds); null: 0 (off) for a model, {PROBE_FOLDS} for a probe")
-    l2: float = option(1.0, gt=0, help="linear probe: L2 penalty on the summed loss (1.0 = scikit-learn's C=1)")
+    l2: float = option(100.0, gt=0, help="linear probe: L2 penalty on the summed loss (scikit-learn's C = 1/l2)")
     knn_k: int = option(20, gt=0, help="knn probe: neighbours that vote")
     knn_temperature: float = option(0.07, gt=0, help="knn probe: votes weigh softmax(cosine / temperature)")
     train: FitOptions = option(default_factory=FitOptions, help="how each fold's model is trained (folds only)")

@@ -140,3 +140,13 @@ def test_probe_rows_are_the_embedded_rows_of_split(tmp_path):
         run_recipe(parse_recipe(text, filename="r.yaml"), workdir=tmp_path, progress=False)
     ids = np.load(tmp_path / "r" / "p" / "pred_probs.ids.npy")
     assert len(ids) == 60 and all(i.startswith("cifar10/test/") for i in ids)
+
+
+def test_the_step_defaults_are_the_probes_defaults():
+    from curate.learn import KnnProbe, LinearProbe
+    from curate.steps.predict import PredictConfig
+
+    config = PredictConfig(probe="knn")
+    assert (config.l2, config.knn_k, config.knn_temperature, config.num_folds) == \
+        (LinearProbe().l2, KnnProbe().k, KnnProbe().temperature, 5)
+    assert PredictConfig(model="convnet").num_folds == 0
