@@ -277,6 +277,7 @@ def pred_prob_sources(seeds: int, *, epochs: int, width: int) -> str:
     sources[f"out-of-fold ConvNet-3 (width {width}, {epochs} epochs, 5 folds)"] = \
         lambda noisy, seed: convnet_out_of_fold(images, noisy, seed, epochs=epochs, width=width)
     sources["ResNet-20 held-out (trained on CIFAR-10 train)"] = lambda noisy, seed: held_out
+    cross_val_probe(trained[:100], labels[:100], LinearProbe(), folds=2)  # warm torch up outside the timings
     stats: dict[tuple[str, str], list[tuple[float, ...]]] = {}
     for kind, rate in NOISE:
         for seed in range(seeds):

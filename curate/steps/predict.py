@@ -8,6 +8,7 @@ out-of-fold probabilities of a probe cross-validated on an `embed` step's vector
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Literal
 
@@ -16,6 +17,8 @@ from curate.data.table import class_names_of, split_indices
 from curate.errors import UsageError
 from curate.steps.base import Role, Step, StepContext
 from curate.steps.options import FitOptions, ModelOptions, build_model, check_class_names, require_one_model
+
+log = logging.getLogger(__name__)
 
 PROBE_FOLDS = 5
 """Folds of a probe when `folds` is null."""
@@ -125,8 +128,8 @@ class PredictStep(Step):
 
         cfg: PredictConfig = ctx.config
         labels = np.asarray(table["label"])[idx]
-        probe = build_model(cfg, class_names=names, seed=ctx.seed)
-        images = decode_images(table, idx, size=probe.preprocess.size)
+        size = build_model(cfg, class_names=names, seed=ctx.seed).preprocess.size
+        images = decode_images(table, idx, size=size)
         fit_kwargs = dict(cfg.train.fit_kwargs(), augment=cfg.train.augment())
         return cross_val_pred_probs(
             lambda fold: build_model(cfg, class_names=names, seed=ctx.seed + fold),
@@ -136,7 +139,6 @@ class PredictStep(Step):
 
     def _probe(self, ctx: StepContext, table, idx, names):
         """(rows, pred_probs): the rows of `split` that the embed step embedded, scored out of fold."""
-        import logging
         import time
 
         import numpy as np
@@ -152,9 +154,8 @@ class PredictStep(Step):
             raise UsageError(f"none of the {len(idx)} rows of split {cfg.split!r} were embedded by step "
                              f"'{emb.step_id}'; embed this table's rows (the embed step's `split`)")
         if not found.all():
-            logging.getLogger(__name__).info("probe: %d of the %d rows of split %r were not embedded by '%s'; "
-                                             "predicting the %d embedded rows", int((~found).sum()), len(idx),
-                                             cfg.split, emb.step_id, int(found.sum()))
+            log.info("probe: %d of the %d rows of split %r were not embedded by '%s'; predicting the %d embedded "
+                     "rows", int((~found).sum()), len(idx), cfg.split, emb.step_id, int(found.sum()))
         idx = np.asarray(idx)[found]
         options = {"l2": cfg.l2} if cfg.probe == "linear" else {"k": cfg.knn_k, "temperature": cfg.knn_temperature}
         start = time.perf_counter()
