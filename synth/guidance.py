@@ -92,7 +92,7 @@ class ClassifierGuidance:
         return classifier_guidance(x_t, y, log_probs=fn, scale=scale)
 
 
-GUIDANCE: Registry[type[ClassifierGuidance]] = Registry("guidance method")
+GUIDANCE: Registry[type[ClassifierGuidance]] = Registry("guidance method", entry_point_group="curate.guidance")
 
 
 @GUIDANCE.register("noisy_classifier")

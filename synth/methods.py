@@ -75,7 +75,7 @@ class Generated:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-METHODS: Registry[type] = Registry("synth method")
+METHODS: Registry[type] = Registry("synth method", entry_point_group="curate.synth_methods")
 
 
 def plan_samples(class_ids: np.ndarray, *, per_class: int, base_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,7 +9,6 @@ confirmed major mistakes (ids file and saved view). The input table is never cha
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -139,32 +138,19 @@ class AuditApplyStep(Step):
 
     @staticmethod
     def _save_version(ctx: StepContext, table, keep: np.ndarray, new_labels, labels, status) -> None:
-        """Write the new table version: kept rows, corrected labels, ``original_label`` and ``review`` columns.
-
-        The rows are rewritten through a scratch file in this step's folder (datasets would
-        otherwise put its cache file next to the input table) that is removed afterwards.
-        """
+        """Write the new table version: kept rows, corrected labels, ``original_label`` and ``review`` columns."""
         import datasets
+
+        from curate.data.table import new_table_version
 
         original = np.asarray(table["original_label"], dtype=np.int64) if "original_label" in table.column_names \
             else labels
-        features = table.features.copy()
-        features["original_label"] = datasets.Value("int64")
-        features["review"] = datasets.Value("string")
-
-        def columns(batch_labels, indices):
-            idx = keep[np.asarray(indices)]
-            return {"label": new_labels[idx], "original_label": original[idx], "review": status[idx].tolist()}
-
-        scratch = ctx.path(".scratch")
-        try:
-            scratch.mkdir(parents=True, exist_ok=True)
-            version = table.select(keep).map(
-                columns, batched=True, with_indices=True, input_columns=["label"], features=features,
-                cache_file_name=str(scratch / "rows.arrow"), load_from_cache_file=False, desc="new table version")
-            ctx.save_table(version)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        columns = {"label": (new_labels[keep], table.features["label"]),
+                   "original_label": (original[keep], datasets.Value("int64")),
+                   "review": (status[keep].astype(str), datasets.Value("string"))}
+        with ctx.scratch() as scratch:
+            ctx.save_table(new_table_version(table, keep=keep, columns=columns, scratch=scratch,
+                                             where=f"audit_apply step '{ctx.step_id}'"))
 
     @classmethod
     def show_in_fiftyone(cls, dataset, step: Input) -> dict[str, Any]:

@@ -29,7 +29,7 @@ _LAZY = {
     "flip_expand": "curate.condense.fyi",
     "gradient_distance": "curate.condense.matching",
     "mean_embedding_distance": "curate.condense.matching",
-    "distilled_table": "curate.condense.export",
+    "distilled_table": "curate.condense.distilled_table",
 }
 
 __all__ = ["DISTILLERS", "DISTILL_PLUGINS", *_LAZY]

@@ -206,8 +206,6 @@ def _run_step(step: PlannedStep, inputs: dict[str, list[Input]], step_dir: Path,
         execute_step(step.step_cls, ctx)
     except UsageError as exc:
         raise type(exc)(f"step '{step.id}': {exc}") from exc
-    except (KeyboardInterrupt, workspace.InjectedFault):
-        raise
     except Exception as exc:
         raise StepFailed(step.id, exc) from exc
     seconds = time.time() - started
@@ -261,6 +259,7 @@ def _write_run_file(run_dir: Path, recipe: Recipe) -> None:
     workspace.write_json(run_dir / RUN_FILE, {
         "name": recipe.name,
         "recipe": str(recipe.path) if recipe.path else None,
+        "recipe_dir": str(recipe.base_dir) if recipe.base_dir else None,
         "steps": [{"id": s.id, "kind": s.kind} for s in recipe.steps],
         "curate_version": __version__,
     })
@@ -281,8 +280,8 @@ def run_steps_of_kind(
     This backs capability commands such as ``curate audit RUN``: the run's own recipe
     (saved at its start) decides the steps and their wiring.
     """
-    run_dir, _ = _require_run(run_dir)
-    recipe = load_recipe(run_dir / "recipe.yaml", overrides=overrides)
+    run_dir, info = _require_run(run_dir)
+    recipe = load_recipe(run_dir / "recipe.yaml", overrides=overrides, base_dir=info.get("recipe_dir"))
     targets = [s.id for s in recipe.steps if s.kind in kinds]
     if not targets:
         raise UsageError(f"run {run_dir} has no {' or '.join(repr(k) for k in kinds)} step; add one to its recipe "

@@ -10,10 +10,12 @@ outputs through the :class:`StepContext`; it holds no algorithm itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 from curate import artifacts, workspace
 from curate.registry import Registry
@@ -215,6 +217,17 @@ class StepContext:
 
     def add_output(self, type_: str, entry: dict[str, Any]) -> None:
         self.outputs[type_] = entry
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A temporary folder inside this step's folder (e.g. for ``datasets`` cache files), removed after."""
+        folder = self.path(".scratch")
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def as_input(self) -> Input:
         """This running step as an :class:`Input` (what later steps and FiftyOne writers see of it)."""

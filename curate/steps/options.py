@@ -14,7 +14,8 @@ class ModelOptions:
     """A registry model: name, weights and extra constructor options."""
 
     model: str | None = option(None, help="registry model name (convnet, resnet20-cifar, hf:<id-or-path>, ...)")
-    weights: str | None = option("default", help="'default' (bundled if any), null (random init) or a weights path")
+    weights: str | None = option("default", help="'default' (bundled if any), null (random init) or a weights path",
+                                 path=True)
     model_config: dict[str, Any] = option(default_factory=dict, help="extra options for the model constructor")
 
 

@@ -66,14 +66,12 @@ def test_failure_is_step_failed_and_leaves_no_manifest(tmp_path):
 
 
 @pytest.mark.parametrize("fail_at", [3, 8, 10])
-def test_crash_mid_run_resumes_to_identical_result(tmp_path, fail_at):
+def test_crash_mid_run_resumes_to_identical_result(tmp_path, fail_at, write_faults):
     reference = run(tmp_path / "ref")
-    workspace.FAULTS.reset(fail_at)
-    try:
-        with pytest.raises(workspace.InjectedFault):
-            run(tmp_path / "crash")
-    finally:
-        workspace.FAULTS.reset(None)
+    write_faults.reset(fail_at)
+    with pytest.raises(write_faults.Crash):
+        run(tmp_path / "crash")
+    write_faults.reset(None)
     resumed = run(tmp_path / "crash")
     # writes: run.json, recipe.yaml, then numbers: 3 parts, values.npy, metrics.json, step.json (#8)
     expected_numbers = "skipped" if fail_at > 8 else "ran"
