@@ -16,7 +16,8 @@ from curate.config import ConfigValueError, option
 from curate.data.table import class_names_of, split_indices
 from curate.errors import UsageError
 from curate.steps.base import Role, Step, StepContext
-from curate.steps.options import FitOptions, ModelOptions, build_model, check_class_names, require_one_model
+from curate.steps.options import (FitOptions, ModelOptions, build_model, check_class_names, require_one_model,
+                                  require_trained_head)
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +112,9 @@ class PredictStep(Step):
         trained = ctx.maybe_input("model")
         model = trained.model() if trained else build_model(cfg, class_names=names, seed=ctx.seed)
         check_class_names(model, names)
-        if not model.head_trained:
-            raise UsageError(
-                f"model '{model.name}' has an untrained {model.num_classes}-class head for these classes "
-                f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}), so its pred_probs would be noise; "
-                "train it (a `train` step wired to `inputs.model`), cross-train it out of fold (`folds: 5`), or "
-                "probe an embed step's vectors (`probe: linear` with `inputs.embeddings`)")
+        require_trained_head(model, names, output="pred_probs", fixes=(
+            "train it (a `train` step wired to `inputs.model`), cross-train it out of fold (`folds: 5`), or "
+            "probe an embed step's vectors (`probe: linear` with `inputs.embeddings`)"))
         return predict(model, table, indices=idx, batch_size=cfg.batch_size, device=ctx.torch_device(),
                        progress=ctx.progress)
 
