@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from curate.condense.base import NetworkFactory, RealImages
 from curate.condense.checkpoint import FILENAME, load_checkpoint, save_checkpoint
-from curate.condense.registry import DISTILL_PLUGINS, DISTILLERS, FYI, plugin_names
+from curate.condense.registry import DISTILL_PLUGINS, DISTILLERS, plugin_names
 from curate.condense.synthetic_set import SyntheticSet
 from curate.config import from_mapping, to_dict
 from curate.errors import UsageError
@@ -101,8 +101,8 @@ def distill(
     syn = initial_images(real, ipc=ipc, init=init, generator=generator).to(device).requires_grad_(True)
     optimizer = distiller.optimizer(syn)
     provenance = {
-        "method": method, "ipc": ipc, "plugins": plugin_list, "fyi": FYI in plugin_list, "iterations": iterations,
-        "seed": seed, "init": init, "model": model, "model_config": dict(model_config or {}), "options": to_dict(config),
+        "method": method, "ipc": ipc, "plugins": plugin_list, "iterations": iterations, "seed": seed, "init": init,
+        "model": model, "model_config": dict(model_config or {}), "options": to_dict(config),
         "eval_dsa": distiller.dsa is not None, "dsa_strategy": config.dsa_strategy,
     }
     fingerprint = _fingerprint(provenance, images, labels, device=device, channels_last=channels_last, chunk=chunk)
@@ -168,7 +168,7 @@ def random_selection(
     real = RealImages.from_uint8(_sized(images, data, preprocess.size), labels, preprocess=preprocess,
                                  num_classes=num_classes, device="cpu")
     generator = torch.Generator().manual_seed(seed)
-    provenance = {"method": "random", "ipc": ipc, "plugins": [], "fyi": False, "iterations": 0, "seed": seed,
+    provenance = {"method": "random", "ipc": ipc, "plugins": [], "iterations": 0, "seed": seed,
                   "init": "real", "model": model, "model_config": dict(model_config or {}), "options": {},
                   "eval_dsa": False, "dsa_strategy": None}
     return SyntheticSet(images=initial_images(real, ipc=ipc, init="real", generator=generator),

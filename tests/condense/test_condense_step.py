@@ -50,7 +50,7 @@ def test_condense_recipe_writes_a_distilled_table_version_and_its_evaluation(tmp
     assert len(distilled) == 20 and distilled[0]["id"] == "distilled:distilled:0"
     assert set(distilled["split"]) == {"train"} and distilled[0]["method"] == "dm"
     parameters = json.loads(distilled[0]["parameters"])
-    assert parameters["ipc"] == 2 and parameters["fyi"] is True and parameters["iterations"] == 3
+    assert parameters["ipc"] == 2 and parameters["plugins"] == ["fyi"] and parameters["iterations"] == 3
     assert distilled[0]["source_step"] == "distilled" and distilled[0]["seed"] == 0
     real = table.filter(lambda row: row["set"] == "real")
     assert len(real) == 40 and set(real["split"]) == {"test"} and real[0]["method"] is None
