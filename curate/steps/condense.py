@@ -40,9 +40,9 @@ class CondenseConfig:
     method: str = option("dm", help="distiller (curate.condense.DISTILLERS): dc, dsa, dm, dcc")
     ipc: int = option(10, gt=0, help="synthetic images per class")
     iterations: int = option(100, ge=0, help="outer iterations of the method")
-    plugins: tuple[str, ...] = option((), help="distillation plug-ins (curate.condense.DISTILL_PLUGINS) that hook "
-                                               "every synthetic batch, in order, e.g. [fyi]")
-    fyi: bool | None = option(None, help="shorthand: true is plugins: [fyi] (false contradicts listing fyi)")
+    plugins: tuple[str, ...] = option((), help="names of distillation plug-ins (curate.condense.DISTILL_PLUGINS, "
+                                               "e.g. fyi) that hook every synthetic batch, in order")
+    fyi: bool | None = option(None, help="shorthand: true adds fyi to plugins (false with fyi listed is an error)")
     init: Literal["real", "noise"] | None = option(None, help="start from random real images or from noise (null: "
                                                               "the method's official default: noise for dc, real "
                                                               "for dsa, dm, dcc)")
