@@ -67,10 +67,10 @@ def distill(
     ``plugins`` names entries of ``DISTILL_PLUGINS`` that hook every synthetic batch, in
     order; ``fyi=True`` is shorthand for listing ``"fyi"``. With ``checkpoint_dir``, the
     state is saved every ``checkpoint_every`` iterations (and at the end) and a matching
-    checkpoint found there is resumed. ``channels_last`` sets the networks' memory format (None: the method's
-    choice) and ``chunk`` how many images go through a network at once (None: 16 on CPU,
-    256 on a GPU, whole batches with BatchNorm); both change speed, not results beyond float
-    rounding.
+    checkpoint found there is resumed. ``channels_last`` sets the networks' memory format
+    (None: the method's choice) and ``chunk`` how many images go through a network at once
+    (None: 16 on CPU, 256 on a GPU, whole batches with BatchNorm); both change speed, not
+    results beyond float rounding.
     """
     images, labels, class_names = _training_arrays(data, labels, class_names=class_names, split=split)
     cls = DISTILLERS.get(method)

@@ -27,7 +27,7 @@ FYI = "fyi"
 
 
 def plugin_problems(plugins: Sequence[str], *, fyi: bool | None) -> list[tuple[str, str]]:
-    """``(field, message)`` for each unknown or repeated name in ``plugins`` and for an ``fyi`` that contradicts them."""
+    """``(field, message)`` for each unknown or repeated name in ``plugins`` and an ``fyi`` that contradicts them."""
     problems = [(f"plugins[{i}]", DISTILL_PLUGINS.unknown_message(name))
                 for i, name in enumerate(plugins) if name not in DISTILL_PLUGINS]
     problems += [(f"plugins[{i}]", f"plug-in '{name}' is listed twice; list each plug-in once")

@@ -89,5 +89,6 @@ def describe(synthetic: SyntheticSet, *, note: str | None = None) -> str:
     """``"DM + FYI, IPC 10, 20 iterations"``, and ``note`` on a second line."""
     p = synthetic.provenance
     plugins = "".join(f" + {name.upper()}" for name in p.get("plugins", []))
-    line = f"{str(p.get('method', '?')).upper()}{plugins}, IPC {p.get('ipc', '?')}, {p.get('iterations', '?')} iterations"
+    method = str(p.get("method", "?")).upper()
+    line = f"{method}{plugins}, IPC {p.get('ipc', '?')}, {p.get('iterations', '?')} iterations"
     return f"{line}\n{note}" if note else line

@@ -32,7 +32,7 @@ def test_distiller_returns_a_class_major_set_that_moved(method):
     assert all(torch.isfinite(torch.tensor(row["loss"])) for row in result.history)
     assert torch.isfinite(result.images).all()
     assert result.provenance["method"] == method and result.provenance["init"] in INITS
-    assert not torch.equal(result.images, run(method, iterations=0).images), "two iterations left the images as they were"
+    assert not torch.equal(result.images, run(method, iterations=0).images), "two iterations left the images as is"
 
 
 @pytest.mark.parametrize("method", METHODS)
