@@ -37,6 +37,40 @@ def _tiny_models_on_one_torch_thread(request):
     torch.set_num_threads(before)
 
 
+class SimulatedCrash(BaseException):
+    """What the ``write_faults`` fixture raises: a BaseException, like a kill, so nothing catches it."""
+
+
+class WriteFaults:
+    """Counts commits of curate's atomic writes and crashes at the ``fail_at``-th one (1-based)."""
+
+    Crash = SimulatedCrash
+
+    def __init__(self, real):
+        self._real = real
+        self.fail_at: int | None = None
+        self.count = 0
+
+    def reset(self, fail_at: int | None) -> None:
+        self.fail_at, self.count = fail_at, 0
+
+    def __call__(self, src, dst):
+        self.count += 1
+        if self.fail_at is not None and self.count == self.fail_at:
+            raise SimulatedCrash(f"simulated crash at commit #{self.count} ({Path(dst).name})")
+        self._real(src, dst)
+
+
+@pytest.fixture
+def write_faults(monkeypatch) -> WriteFaults:
+    """Deterministic crashes at the n-th atomic commit, through the one seam of curate.workspace."""
+    from curate import workspace
+
+    faults = WriteFaults(workspace._replace_into_place)
+    monkeypatch.setattr(workspace, "_replace_into_place", faults)
+    return faults
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data beside the checkout; tests that need it skip cleanly without it."""

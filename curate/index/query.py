@@ -1,8 +1,8 @@
 """``curate index query RUN``: nearest neighbours from a run's saved index, by id, vector or image file.
 
 An image file is embedded exactly as the index's rows were: the sidecar names the embed
-step, whose recorded config (or trained model input) rebuilds the same model, and the
-image goes through the same decoding and resizing as a table row.
+step, whose embeddings entry records the model it used (a registry spec or a trained model
+artifact), and the image goes through the same decoding and resizing as a table row.
 """
 
 from __future__ import annotations
@@ -80,33 +80,21 @@ def query_index(
 
 def embed_image_file(run_dir: Path, meta: dict[str, Any], image_path: str | Path, *,
                      device: str = "auto") -> np.ndarray:
-    """Embed one image file (1, D) with the model of the embed step named in an index's ``meta``."""
-    from curate import artifacts
-    from curate.config import from_mapping
+    """Embed one image file (1, D) with the model the embed step named in an index's ``meta`` recorded."""
+    from curate.artifacts import load_recorded_model
     from curate.data import make_table
     from curate.learn import embed
-    from curate.steps.embed import EmbedConfig
-    from curate.data.table import class_names_of
-    from curate.steps.options import build_model
 
     image_path = Path(image_path)
     if not image_path.is_file():
         raise UsageError(f"image file {image_path} does not exist")
     step = meta.get("embed_step")
     manifest = workspace.read_manifest(run_dir / step) if step else None
-    if manifest is None:
-        raise UsageError(f"the index does not name a completed embed step (got {step!r}); "
-                         "query by --id or --vector, or rebuild the index with `curate index build`")
-    config = from_mapping(EmbedConfig, manifest["config"], where=f"step '{step}'")
-    trained = manifest.get("inputs", {}).get("model")
-    if trained:
-        source = trained[0]["step"]
-        model = artifacts.load_model(run_dir / source, workspace.read_manifest(run_dir / source)["outputs"]["model"])
-        class_names = list(model.class_names or [str(i) for i in range(model.num_classes)])
-    else:
-        data = manifest["inputs"]["data"][0]["step"]
-        table = artifacts.load_table(run_dir / data, workspace.read_manifest(run_dir / data)["outputs"]["table"])
-        class_names = class_names_of(table)
-        model = build_model(config, class_names=class_names, seed=manifest.get("seed", 0))
+    entry = (manifest or {}).get("outputs", {}).get("embeddings", {})
+    if "model" not in entry:
+        raise UsageError(f"the index does not name a completed embed step that recorded its model (got {step!r}); "
+                         "query by --id or --vector, or rerun the embed and index steps (`curate run`)")
+    model = load_recorded_model(entry["model"], run_dir=run_dir)
+    class_names = list(getattr(model, "class_names", None) or [str(i) for i in range(model.num_classes)])
     row = make_table(ids=["query"], images=[image_path], labels=[0], class_names=class_names, splits="query")
-    return embed(model, row, normalize=config.normalize, device=device, progress=False)
+    return embed(model, row, normalize=entry.get("normalize", True), device=device, progress=False)

@@ -25,7 +25,7 @@ from curate import __version__, workspace
 from curate.config import to_dict
 from curate.errors import CurateError, StepFailed, UsageError
 from curate.recipes.recipe import PlannedStep, Recipe, load_recipe
-from curate.steps.base import Input, StepContext
+from curate.steps.base import Input, Step, StepContext
 
 log = logging.getLogger("curate.run")
 
@@ -203,11 +203,9 @@ def _run_step(step: PlannedStep, inputs: dict[str, list[Input]], step_dir: Path,
     )
     started = time.time()
     try:
-        step.step_cls().run(ctx)
+        execute_step(step.step_cls, ctx)
     except UsageError as exc:
         raise type(exc)(f"step '{step.id}': {exc}") from exc
-    except (KeyboardInterrupt, workspace.InjectedFault):
-        raise
     except Exception as exc:
         raise StepFailed(step.id, exc) from exc
     seconds = time.time() - started
@@ -234,10 +232,34 @@ def _run_step(step: PlannedStep, inputs: dict[str, list[Input]], step_dir: Path,
     return manifest
 
 
+class UndeclaredOutput(RuntimeError):
+    """A step kind wrote an artifact type it does not declare in ``produces`` (a bug in the kind)."""
+
+
+def execute_step(step_cls: type[Step], ctx: StepContext) -> None:
+    """Run one step in its context as every run does: the step itself, its results in the run's FiftyOne
+    dataset (the one pattern of :mod:`curate.fo.runs`), then the artifact contract: every output type it
+    wrote must be declared in its kind's ``produces``, or wiring it in a recipe would fail validation."""
+    step_cls().run(ctx)
+    if step_cls.shows_in_fiftyone():
+        from curate.fo.runs import show_step
+        from curate.steps.base import FIFTYONE_RECORD
+
+        ctx.metrics["fiftyone"] = show_step(step_cls, ctx.as_input(), ctx.run_dir)
+        ctx.files.append(FIFTYONE_RECORD)
+    undeclared = sorted(set(ctx.outputs) - set(step_cls.produces))
+    if undeclared:
+        raise UndeclaredOutput(
+            f"step kind '{ctx.kind}' wrote {', '.join(f'`{t}`' for t in undeclared)} but declares only "
+            f"{', '.join(f'`{t}`' for t in step_cls.produces) or 'nothing'} in `produces`; declare every "
+            "output type so recipes can wire it")
+
+
 def _write_run_file(run_dir: Path, recipe: Recipe) -> None:
     workspace.write_json(run_dir / RUN_FILE, {
         "name": recipe.name,
         "recipe": str(recipe.path) if recipe.path else None,
+        "recipe_dir": str(recipe.base_dir) if recipe.base_dir else None,
         "steps": [{"id": s.id, "kind": s.kind} for s in recipe.steps],
         "curate_version": __version__,
     })
@@ -258,8 +280,8 @@ def run_steps_of_kind(
     This backs capability commands such as ``curate audit RUN``: the run's own recipe
     (saved at its start) decides the steps and their wiring.
     """
-    run_dir, _ = _require_run(run_dir)
-    recipe = load_recipe(run_dir / "recipe.yaml", overrides=overrides)
+    run_dir, info = _require_run(run_dir)
+    recipe = load_recipe(run_dir / "recipe.yaml", overrides=overrides, base_dir=info.get("recipe_dir"))
     targets = [s.id for s in recipe.steps if s.kind in kinds]
     if not targets:
         raise UsageError(f"run {run_dir} has no {' or '.join(repr(k) for k in kinds)} step; add one to its recipe "

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from curate.config import ConfigValueError, option
-from curate.steps.base import FIFTYONE_RECORD, Role, Step, StepContext
+from curate.steps.base import Input, Role, Step, StepContext
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class DuplicatesConfig:
 
 class DuplicatesStep(Step):
     summary = "Exact (pixel/file hash), near (embedding distance) and train/test-leak duplicates: table, report, views."
-    version = 1
+    version = 2
     Config = DuplicatesConfig
     inputs = {
         "data": Role(("table",), help="the table version to check"),
@@ -61,12 +61,6 @@ class DuplicatesStep(Step):
         "index": Role(("index",), optional=True, help="an index step on the same rows (reused for the k-NN graph)"),
     }
     produces = ("report",)
-
-    @classmethod
-    def external_fingerprint(cls, config: DuplicatesConfig, *, run_dir: Path) -> str | None:
-        from curate.steps.index import IndexStep
-
-        return IndexStep.external_fingerprint(config, run_dir=run_dir)
 
     def run(self, ctx: StepContext) -> None:
         import numpy as np
@@ -114,7 +108,36 @@ class DuplicatesStep(Step):
                                                                             cfg.report_groups)))
         ctx.add_output("report", {"path": REPORT_FILE, "fingerprint": digest, "table": TABLE_FILE})
         ctx.metrics.update(metrics)
-        ctx.metrics["fiftyone"] = _show_in_fiftyone(ctx, found, ids) if cfg.fiftyone else None
+
+    @classmethod
+    def show_in_fiftyone(cls, dataset, step: Input) -> dict[str, Any]:
+        """Group-id fields and saved views from ``duplicates.parquet``, written in bulk and idempotently."""
+        import pyarrow.parquet as pq
+
+        from curate.fo.database import connect
+        from curate.fo.fields import ID_FIELD, field_key, set_field_values
+        from curate.fo.views import save_view
+
+        fo = connect()
+        members = pq.read_table(step.dir / TABLE_FILE, columns=["kind", "group", "id"]).to_pydict()
+        key = field_key(step.step_id)
+        prefix = "" if key == "duplicates" else f"{key}_"
+        in_dataset = set(dataset.values(ID_FIELD))
+        schema = dataset.get_field_schema()
+        fields, views = [], []
+        for kind in ("exact", "near", "leak"):
+            field = f"{key}_{kind}"
+            if field not in schema:
+                dataset.add_sample_field(field, fo.IntField)
+            group_of = {sid: int(g) for k, g, sid in zip(members["kind"], members["group"], members["id"])
+                        if k == kind}
+            # every sample gets a value, so a rerun clears groups that are gone
+            set_field_values(dataset, field, {sid: group_of.get(sid) for sid in in_dataset})
+            view = f"{prefix}{VIEWS[kind]}"
+            save_view(dataset, view, dataset.exists(field).sort_by(field))
+            fields.append(field)
+            views.append(view)
+        return {"fields": fields, "views": views}
 
     @staticmethod
     def _leaks(cfg: DuplicatesConfig, vectors, splits, rows):
@@ -270,40 +293,3 @@ def _report(table, found: dict, ids, splits, sets, summary: dict, per_kind: int)
         sections.append(Section(title=title, note=note + " The kept row has a blue frame.", groups=groups,
                                 total_groups=int(len(np.unique(m["group"])))))
     return render_report("Duplicates", summary, sections)
-
-
-def _show_in_fiftyone(ctx: StepContext, found: dict, ids) -> dict[str, Any] | None:
-    """Group-id fields and saved views in the run's FiftyOne dataset, written in bulk and idempotently."""
-    from curate.fo import database
-    from curate.fo.fields import ID_FIELD, field_key, set_field_values
-    from curate.fo.runs import read_run_record
-    from curate.fo.views import save_view
-
-    record = read_run_record(ctx.run_dir)
-    if record is None:
-        return None
-    database.configure(record.get("database_uri"))
-    fo = database.connect()
-    dataset = fo.load_dataset(record["dataset"])
-    key = field_key(ctx.step_id)
-    prefix = "" if key == "duplicates" else f"{key}_"
-    in_dataset = set(dataset.values(ID_FIELD))
-    schema = dataset.get_field_schema()
-    fields, views = [], []
-    for kind in ("exact", "near", "leak"):
-        field = f"{key}_{kind}"
-        if field not in schema:
-            dataset.add_sample_field(field, fo.IntField)
-        group_of = {}
-        if kind in found:
-            group_of = {sid: int(g) for sid, g in zip(ids[found[kind]["row"]].tolist(), found[kind]["group"].tolist())}
-        # every sample gets a value, so a rerun clears groups that are gone
-        set_field_values(dataset, field, {sid: group_of.get(sid) for sid in in_dataset})
-        view = f"{prefix}{VIEWS[kind]}"
-        save_view(dataset, view, dataset.exists(field).sort_by(field))
-        fields.append(field)
-        views.append(view)
-    written = {"dataset": record["dataset"], "database_uri": record.get("database_uri"), "fields": fields,
-               "views": views}
-    ctx.write_json(FIFTYONE_RECORD, written)
-    return written

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from curate.config import option
-from curate.steps.base import FIFTYONE_RECORD, Input, Role, Step, StepContext
+from curate.steps.base import Input, Role, Step, StepContext
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ class IndexConfig:
 
 class IndexStep(Step):
     summary = "FAISS similarity index of every embedded row (real, distilled, synthetic); App similarity search."
-    version = 2  # 2: recall target, calibrated ef_search/nprobe
+    version = 3  # 3: recall target, calibrated ef_search/nprobe
     Config = IndexConfig
     inputs = {
         "data": Role(("table",), help="the table version to index (every row with an embedding)"),
@@ -67,14 +69,6 @@ class IndexStep(Step):
             return [("kind", f"{INDEX_KINDS.unknown_message(config.kind)} (or 'auto')")]
         # auto uses the IVF knobs when it picks IVF (never PQ)
         return misplaced_options(config.kind, [k for k in _KIND_OPTIONS if getattr(config, k) is not None])
-
-    @classmethod
-    def external_fingerprint(cls, config: IndexConfig, *, run_dir: Path) -> str | None:
-        """The run's FiftyOne dataset (created later or replaced): the brain run must follow it."""
-        from curate.fo.runs import read_run_record
-
-        record = read_run_record(run_dir) if config.fiftyone else None
-        return None if record is None else f"fiftyone:{record['dataset']}"
 
     def run(self, ctx: StepContext) -> None:
         import hashlib
@@ -94,7 +88,7 @@ class IndexStep(Step):
         meta = {
             "step": ctx.step_id,
             "embed_step": emb.step_id,
-            "model": producing_model(emb, ctx.run_dir),
+            "model": producing_model(emb),
             "table": {"step": data.step_id, "fingerprint": data.entry("table")["fingerprint"]},
             "embeddings": {"step": emb.step_id, "fingerprint": emb.entry("embeddings")["fingerprint"]},
             "columns": columns,
@@ -115,7 +109,19 @@ class IndexStep(Step):
                            sets={s: sets.count(s) for s in sorted(set(sets))},
                            rows_without_embedding=int(len(table) - len(rows)), embeddings_not_in_table=unknown,
                            build_seconds=round(build_seconds, 3), **index.recall_metrics(cfg.recall))
-        ctx.metrics["fiftyone"] = register_in_fiftyone(ctx, path) if cfg.fiftyone else None
+
+    @classmethod
+    def show_in_fiftyone(cls, dataset, step: Input) -> dict[str, Any]:
+        """The saved index as the `faiss` brain run ``<step id>`` of the run's dataset (App: sort by
+        similarity), joined on ``curate_id``."""
+        from curate.fo.fields import field_key
+        from curate.index.fiftyone_backend import register_index
+
+        key = field_key(step.step_id)
+        results = register_index(dataset, key, step.dir / step.entry("index")["path"], id_field="curate_id")
+        log.info("registered brain run '%s' (faiss, %d samples) in FiftyOne dataset '%s'", key,
+                 results.total_index_size, dataset.name)
+        return {"brain_keys": [key], "searchable_rows": results.total_index_size}
 
 
 def aligned_embeddings(table, emb: Input) -> tuple["np.ndarray", "np.ndarray", int]:
@@ -123,16 +129,11 @@ def aligned_embeddings(table, emb: Input) -> tuple["np.ndarray", "np.ndarray", i
     are not in the table; no overlap at all is a usage error."""
     import numpy as np
 
+    from curate.artifacts import locate_ids
     from curate.errors import UsageError
 
     values, ids = emb.array("embeddings")
-    ids = np.asarray(ids, dtype=str)
-    table_ids = np.asarray(table["id"], dtype=str)
-    sorter = np.argsort(ids)
-    found = np.searchsorted(ids, table_ids, sorter=sorter)
-    found = np.minimum(found, len(ids) - 1)
-    emb_rows = sorter[found]
-    has = ids[emb_rows] == table_ids
+    emb_rows, has = locate_ids(np.asarray(table["id"], dtype=str), ids)
     if not has.any():
         raise UsageError(f"none of the {len(ids)} embeddings of step '{emb.step_id}' belong to rows of the table; "
                          "embed this table version (wire the embed step's `data` to the same table)")
@@ -144,41 +145,6 @@ def aligned_embeddings(table, emb: Input) -> tuple["np.ndarray", "np.ndarray", i
     return rows, np.asarray(values[emb_rows[rows]], dtype=np.float32), unknown
 
 
-def producing_model(emb: Input, run_dir: Path) -> str | None:
-    """Name of the model an embed step used: its `with.model`, else the trained model it was given."""
-    from curate import workspace
-
-    config = emb.manifest.get("config", {})
-    if config.get("model"):
-        return config["model"]
-    for ref in emb.manifest.get("inputs", {}).get("model", []):
-        trained = workspace.read_manifest(Path(run_dir) / ref["step"])
-        if trained is not None:
-            return trained.get("outputs", {}).get("model", {}).get("model")
-    return None
-
-
-def register_in_fiftyone(ctx: StepContext, index_path: Path) -> dict[str, Any] | None:
-    """Register the saved index as the `faiss` brain run `<step id>` of the run's dataset, if the run has one."""
-    from curate.fo import database
-    from curate.fo.fields import field_key
-    from curate.fo.runs import read_run_record
-
-    record = read_run_record(ctx.run_dir)
-    if record is None:
-        return None
-    from curate.index.fiftyone_backend import register_index
-
-    database.configure(record.get("database_uri"))
-    fo = database.connect()
-    dataset = fo.load_dataset(record["dataset"])
-    key = field_key(ctx.step_id)
-    results = register_index(dataset, key, index_path, id_field="curate_id")
-    written = {"dataset": record["dataset"], "database_uri": record.get("database_uri"), "brain_keys": [key],
-               "searchable_rows": results.total_index_size}
-    ctx.write_json(FIFTYONE_RECORD, written)
-    log.info("registered brain run '%s' (faiss, %d samples) in FiftyOne dataset '%s'", key,
-             results.total_index_size, record["dataset"])
-    return written
-
-
+def producing_model(emb: Input) -> str | None:
+    """Name of the model an embed step recorded (a registry name, or the trained model's)."""
+    return emb.entry("embeddings").get("model", {}).get("name")

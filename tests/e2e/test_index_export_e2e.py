@@ -43,7 +43,7 @@ def test_recipe_indexes_finds_duplicates_exports_and_answers_queries(tmp_path, f
     import datasets
     from PIL import Image
 
-    from curate.export import export_run
+    from curate.recipes.export_run import export_run
     from curate.index.query import query_index
     from curate.recipes.runner import run_steps_of_kind
 
@@ -84,3 +84,23 @@ def test_recipe_indexes_finds_duplicates_exports_and_answers_queries(tmp_path, f
     assert Image.open(image_file).size == loaded["train"][0]["image"].size
     with pytest.raises(UsageError, match=r"'me/idx'.*kept at"):
         export_run(run_dir, push_to="me/idx", progress=False)
+
+
+def test_fiftyone_step_last_shows_every_earlier_step_and_a_rerun_skips_everything(tmp_path, fo):
+    """Order independence: with the mirror last, the first run's App already has the index's brain run and
+    the duplicates' fields and views (the fiftyone step shows the steps that ran before it), and a second
+    run skips every step."""
+    fo_step = RECIPE[RECIPE.index("  - id: fiftyone"):RECIPE.index("  - id: index")]
+    last = RECIPE.replace(fo_step, "") + fo_step
+    plan = parse_recipe(last, filename="idx.yaml")
+    result = run_recipe(plan, workdir=tmp_path, progress=False)
+    assert result.outcome("index").metrics["fiftyone"] is None  # no dataset yet when it ran
+    assert set(result.outcome("fiftyone").metrics["steps_shown"]) == {"index", "duplicates"}
+    dataset = fo.load_dataset(json.loads((result.run_dir / "fiftyone.json").read_text())["dataset"])
+    assert "index" in dataset.list_brain_runs()
+    assert dataset.has_saved_view("near_duplicates") and "duplicates_near" in dataset.get_field_schema()
+    for step in ("index", "duplicates"):
+        record = json.loads((result.run_dir / step / "fiftyone.json").read_text())
+        assert record["dataset"] == dataset.name
+    again = run_recipe(parse_recipe(last, filename="idx.yaml"), workdir=tmp_path, progress=False)
+    assert {o.state for o in again.outcomes} == {"skipped"}
