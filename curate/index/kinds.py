@@ -64,6 +64,8 @@ class IndexKind:
     options: ClassVar[tuple[str, ...]] = ()
     knob: ClassVar[str | None] = None
     stores_row_ids: ClassVar[bool] = False
+    """True when :meth:`add` stores the row numbers as FAISS ids; False when FAISS numbers vectors
+    in the order they were added until :meth:`finish` renumbers them."""
     miss_hint: ClassVar[str] = "use kind 'flat' (exact)"
     """What to try when no knob value reaches the recall target."""
     add_chunk: ClassVar[int | None] = 65_536
@@ -71,8 +73,6 @@ class IndexKind:
     calibration_allowance: ClassVar[float] = 0.0
     """Recall the calibrated knob must reach beyond the target, for the index calibrated on differing
     from the one delivered (see :mod:`curate.index.calibrate`)."""
-    """True when :meth:`add` stores the row numbers as FAISS ids; False when FAISS numbers vectors
-    in the order they were added until :meth:`finish` renumbers them."""
 
     @property
     def exact(self) -> bool:
@@ -166,8 +166,8 @@ class HNSW(IndexKind):
     """Rows added to a finished graph shift its links: fresh queries saw 0.002-0.006 less recall@10 on
     the delivered graph than calibration measured on the one without the held rows (100k-200k rows)."""
     add_chunk = None
-    """One ``add`` call: FAISS builds the upper layers of a batch before its level 0, and a graph
-    added in chunks of 65,536 rows lost 0.05 recall@10 at 150k x 32 (efSearch 12)."""
+    """One ``add`` call: a graph added in chunks of 65,536 rows gave 0.05 less recall@10 than one
+    built in a single call (150k x 32, efSearch 12)."""
 
     def resolve(self, n: int, d: int, given: Mapping[str, Any], *, seed: int, trainable: int) -> dict[str, Any]:
         params = {"hnsw_m": positive_int("hnsw_m", given.get("hnsw_m", self.DEFAULT_M)),
@@ -187,8 +187,8 @@ class HNSW(IndexKind):
 
     def add(self, index: "faiss.Index", x: np.ndarray, rows: np.ndarray, *, late: bool) -> None:
         """Late rows keep their neighbours' level-0 lists full: linking a batch into a finished graph
-        otherwise prunes links among the earlier rows (recall@10 0.007 below a one-call build with
-        1,000 late rows of 20k, where calibration measured it; 0.002 with full lists)."""
+        prunes links among the earlier rows. With 1,000 late rows of 20k, fresh queries lost 0.007
+        recall@10 against a one-call build; with full lists (only while adding them), 0.002."""
         index.keep_max_size_level0 = late
         try:
             index.add(x)
