@@ -16,6 +16,13 @@ RECALL_FLOOR = {"ivfpq": 0.5}
 recall target must keep it (less a little sampling noise) on fresh queries."""
 
 
+class SparseHNSW(HNSW):
+    """A plug-in kind: HNSW with 8 links a node."""
+
+    name = "hnsw8"
+    DEFAULT_M = 8
+
+
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)]))
 
@@ -95,10 +102,6 @@ def test_a_plug_in_kind_is_built_calibrated_saved_and_accepted_by_the_step(monke
     config like a built-in one; unknown names fail with the registered ones."""
     from curate.steps.index import IndexConfig, IndexStep
 
-    class SparseHNSW(HNSW):
-        name = "hnsw8"
-        DEFAULT_M = 8
-
     monkeypatch.setitem(INDEX_KINDS._entries, "hnsw8", SparseHNSW)
     e, _ = data
     index = build(kind="hnsw8", e=e)
@@ -110,3 +113,15 @@ def test_a_plug_in_kind_is_built_calibrated_saved_and_accepted_by_the_step(monke
     assert problems[0][0] == "kind" and "did you mean 'hnsw'" in problems[0][1] and "hnsw8" in problems[0][1]
     with pytest.raises(UsageError, match="unknown index kind 'hnws'.*known: flat, hnsw, hnsw8, ivf, ivfpq"):
         build_index(e, kind="hnws")
+
+
+def test_kinds_of_the_entry_point_group_are_found(monkeypatch):
+    """Another package's kind, declared under the `curate.index_kinds` entry-point group, is listed and loaded."""
+    from importlib import metadata
+
+    point = metadata.EntryPoint(name="hnsw8", value=f"{__name__}:SparseHNSW", group="curate.index_kinds")
+    monkeypatch.setattr("curate.registry.metadata.entry_points",
+                        lambda group: [point] if group == "curate.index_kinds" else [])
+    monkeypatch.setattr(INDEX_KINDS, "_entries", dict(INDEX_KINDS._entries))
+    monkeypatch.setattr(INDEX_KINDS, "_group_loaded", False)
+    assert "hnsw8" in INDEX_KINDS.names() and index_kind("hnsw8").DEFAULT_M == 8
