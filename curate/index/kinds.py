@@ -161,7 +161,8 @@ class HNSW(IndexKind):
     nothing more (``bench/index.py --recall``)."""
     DEFAULT_EF_SEARCH = 64
     EF_SEARCH_MAX = 2048
-    """Calibration stops here: where recall needs more candidates, exact search is about as fast."""
+    """Calibration stops here, bounding its cost; a graph that needs more candidates for the target
+    visits a large share of the rows per query, and exact search is the better kind."""
     calibration_allowance = 0.005
     """Rows added to a finished graph shift its links: fresh queries saw 0.002-0.006 less recall@10 on
     the delivered graph than calibration measured on the one without the held rows (100k-200k rows)."""
