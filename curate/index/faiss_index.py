@@ -146,7 +146,8 @@ class SimilarityIndex:
                                "recall_reached": cal.reached if cal else None,
                                self._kind.knob: self.knob_value}
         out["calibration"] = None if cal is None else {
-            "summary": cal.summary(), "chosen_by": cal.chosen_by, "recall_low": cal.recall_low, "k": cal.k,
+            "summary": cal.summary(), "chosen_by": cal.chosen_by, "recall_low": cal.recall_low,
+            "allowance": cal.allowance, "k": cal.k,
             "queries": cal.queries, "seconds": cal.seconds, "sweep": [list(p) for p in cal.sweep]}
         return out
 
