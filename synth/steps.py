@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from curate.config import option, to_dict
 from curate.steps.base import Role, Step, StepContext
@@ -45,6 +45,10 @@ class TrainDiffusionStep(Step):
     Config = TrainDiffusionConfig
     inputs = {"data": Role(("table",), help="the table version to train on")}
     produces = (DIFFUSION_TYPE,)
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        return f"final loss {metrics['final_loss']:.4g} after {metrics['steps']:,} steps"
 
     def run(self, ctx: StepContext) -> None:
         import numpy as np
@@ -97,6 +101,10 @@ class SynthStep(Step):
         "classifier": Role(("model",), optional=True, help="a `train` step's classifier (clean guidance, filter)"),
     }
     produces = ("table", "report")
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        return f"kept {metrics['kept']:,} of {metrics['generated']:,} generated"
 
     @classmethod
     def config_class(cls, raw) -> type:

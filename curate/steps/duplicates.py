@@ -7,6 +7,10 @@
 - **leaky**: rows of ``query_split`` (test) within ``leak_threshold`` of a row of
   ``reference_split`` (train).
 
+At a threshold loose enough that distinct images pair up (some pairs join different labels, or the
+pairs exceed ``CANDIDATE_SHARE`` of the rows), near pairs and leaks are labelled "candidates to
+review" in the metrics (``near_status``, ``leak_status``) and the report, not duplicates.
+
 One representative is kept per group: a ``real`` row over distilled or synthetic ones, then
 the first row; for leaks, the reference (train) rows. Writes ``duplicates.parquet`` (one
 row per group member: kind, group, id, split, set, representative, nearest id, distance)
@@ -21,7 +25,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from curate.config import ConfigValueError, option
 from curate.steps.base import Input, Role, Step, StepContext
@@ -32,6 +36,9 @@ TABLE_FILE = "duplicates.parquet"
 REPORT_FILE = "duplicates.html"
 KINDS = ("exact", "file", "near", "leak")
 VIEWS = {"exact": "exact_duplicates", "near": "near_duplicates", "leak": "leaky_splits"}
+CANDIDATE_SHARE = 0.01
+"""More near pairs than this share of the rows means the threshold pairs up distinct images: copies are rare."""
+CANDIDATES, DUPLICATES = "candidates to review", "duplicates"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +60,7 @@ class DuplicatesConfig:
 
 class DuplicatesStep(Step):
     summary = "Exact (pixel/file hash), near (embedding distance) and train/test-leak duplicates: table, report, views."
-    version = 2
+    version = 3
     Config = DuplicatesConfig
     inputs = {
         "data": Role(("table",), help="the table version to check"),
@@ -61,6 +68,17 @@ class DuplicatesStep(Step):
         "index": Role(("index",), optional=True, help="an index step on the same rows (reused for the k-NN graph)"),
     }
     produces = ("report",)
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        near = (f"{metrics['near_pairs']:,} near-duplicate candidates to review" if metrics["near_status"] == CANDIDATES
+                else f"{metrics['near_pairs']:,} near-duplicate pairs")
+        parts = [f"{metrics['exact_duplicates']:,} exact duplicates"] if metrics.get("exact_duplicates") else []
+        parts.append(near)
+        if "leaky_rows" in metrics:
+            parts.append(f"{metrics['leaky_rows']:,} leaky rows"
+                         + (" (candidates to review)" if metrics["leak_status"] == CANDIDATES else ""))
+        return ", ".join(parts)
 
     def run(self, ctx: StepContext) -> None:
         import numpy as np
@@ -72,6 +90,7 @@ class DuplicatesStep(Step):
         data = ctx.input("data")
         table = data.table()
         ids = np.asarray(table["id"], dtype=str)
+        labels = np.asarray(table["label"])
         splits = np.asarray(table["split"], dtype=str)
         sets = np.asarray(table["set"], dtype=str) if "set" in table.column_names else np.full(len(ids), "real")
         prefer = (sets == "real").astype(np.float64)  # keep a real row over a distilled or synthetic copy
@@ -93,13 +112,17 @@ class DuplicatesStep(Step):
         near = find_near_duplicates(vectors, threshold=cfg.threshold, k=cfg.k, metric=cfg.metric,
                                     index=index, prefer=prefer[rows], progress=ctx.progress)
         found["near"] = _members(near.pairs, near.components, near.representative, rows=rows)
+        mixed, candidates = _review_status(near.pairs, labels[rows], len(rows))
         metrics.update(near_pairs=len(near.pairs), near_groups=near.n_groups, near_duplicates=near.n_duplicates,
+                       near_pairs_across_labels=mixed, near_status=CANDIDATES if candidates else DUPLICATES,
                        threshold=cfg.threshold, embedded_rows=len(rows))
 
         leak = self._leaks(cfg, vectors, splits[rows], rows)
         if leak is not None:
             found["leak"], pairs = leak
+            mixed, candidates = _review_status(pairs, labels[rows], len(rows))
             metrics.update(leaky_rows=int(len(np.unique(pairs.i))), leak_pairs=len(pairs),
+                           leak_pairs_across_labels=mixed, leak_status=CANDIDATES if candidates else DUPLICATES,
                            leak_threshold=cfg.leak_threshold if cfg.leak_threshold is not None else cfg.threshold)
 
         members = _member_table(found, ids, splits, sets)
@@ -155,6 +178,14 @@ class DuplicatesStep(Step):
         components = connected_components(len(vectors), pairs)
         keep = splits == cfg.reference_split  # a leak is fixed by dropping the query (test) rows
         return _members(pairs, components, keep, rows=rows), pairs
+
+
+def _review_status(pairs, labels, n_rows: int) -> tuple[int, bool]:
+    """(pairs joining different labels, whether the pairs are only candidates to review): a copy keeps its
+    label, so pairs across labels, or pairs beyond ``CANDIDATE_SHARE`` of the rows, mean the threshold also
+    pairs up distinct images."""
+    mixed = int((labels[pairs.i] != labels[pairs.j]).sum())
+    return mixed, mixed > 0 or len(pairs) > CANDIDATE_SHARE * n_rows
 
 
 def _members(pairs, components, representative, *, rows=None) -> dict:
@@ -290,6 +321,12 @@ def _report(table, found: dict, ids, splits, sets, summary: dict, per_kind: int)
                                   caption=f"{splits[m['row'][i]]} · {sets[m['row'][i]]} · d={m['distance'][i]:.4f}")
                            for i in members])
         title, note = _TITLES[kind]
+        if summary.get(f"{kind}_status") == CANDIDATES:
+            title = f"{title}: candidates to review"
+            note = (f"{note} At this threshold distinct images pair up ({summary[f'{kind}_pairs_across_labels']} "
+                    "pairs join different labels, or pairs exceed "
+                    f"{CANDIDATE_SHARE:.0%} of the rows): review them before dropping any; a lower threshold keeps "
+                    "only copies.")
         sections.append(Section(title=title, note=note + " The kept row has a blue frame.", groups=groups,
                                 total_groups=int(len(np.unique(m["group"])))))
     return render_report("Duplicates", summary, sections)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 from curate.config import ConfigValueError, option
 from curate.steps.base import Role, Step, StepContext
@@ -31,6 +32,12 @@ class PredictStep(Step):
         "model": Role(("model",), optional=True, help="a trained model (instead of with.model)"),
     }
     produces = ("pred_probs",)
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        if metrics.get("folds"):
+            return f"out-of-fold accuracy {metrics['accuracy']:.2%} ({metrics['folds']} folds, {metrics['rows']:,} rows)"
+        return f"accuracy {metrics['accuracy']:.2%} on {metrics['rows']:,} rows"
 
     @classmethod
     def check(cls, config: PredictConfig, wired):
