@@ -104,3 +104,75 @@ def test_fiftyone_step_last_shows_every_earlier_step_and_a_rerun_skips_everythin
         assert record["dataset"] == dataset.name
     again = run_recipe(parse_recipe(last, filename="idx.yaml"), workdir=tmp_path, progress=False)
     assert {o.state for o in again.outcomes} == {"skipped"}
+
+
+LOOKALIKES = """\
+name: looks
+steps:
+  - id: cifar
+    uses: source
+    with: {kind: demo, limit_per_class: 2}
+  - id: embed
+    uses: embed
+    inputs: {data: cifar}
+    with: {model: resnet20-cifar}
+  - id: index
+    uses: index
+    inputs: {data: cifar, embeddings: embed}
+  - id: embed_test
+    uses: embed
+    inputs: {data: cifar}
+    with: {model: resnet20-cifar, split: test}
+  - id: index_test
+    uses: index
+    inputs: {data: cifar, embeddings: embed_test}
+  - id: copies
+    uses: duplicates
+    inputs: {data: cifar, embeddings: embed}
+    with: {threshold: 0.0001, exact: false}
+  - id: loose
+    uses: duplicates
+    inputs: {data: cifar, embeddings: embed}
+    with: {threshold: 0.4, exact: false}
+"""
+
+
+def test_query_output_names_label_and_split_and_loose_duplicates_are_candidates_to_review(tmp_path):
+    """`curate index query`: a header and each neighbour's label and split (from the indexed table); an unknown
+    id shows what ids look like. Duplicates at a threshold where distinct images pair up are candidates."""
+    import datasets
+
+    from curate.index.query import format_neighbors, query_index
+
+    result = run_recipe(parse_recipe(LOOKALIKES, filename="looks.yaml"), workdir=tmp_path, progress=False)
+    run_dir = result.run_dir
+    table = datasets.load_from_disk(str(run_dir / "cifar" / "table"))
+    names = table.features["label"].names
+    truth = {row["id"]: (names[row["label"]], row["split"]) for row in table}
+    hits = query_index(run_dir, index_step="index", sample_id=table[3]["id"], k=5)
+    assert len(hits) == 5 and all((h.label, h.split) == truth[h.sample_id] for h in hits)
+    assert {h.split for h in hits} <= {"train", "test"} and all(h.set == "real" for h in hits)
+    test_id = next(row["id"] for row in table if row["split"] == "test")
+    test_hits = query_index(run_dir, index_step="index_test", sample_id=test_id, k=19)  # index rows != table rows
+    assert all((h.label, h.split) == truth[h.sample_id] for h in test_hits) and len(test_hits) == 19
+    lines = format_neighbors(hits)
+    assert lines[0].split() == ["distance", "set", "label", "split", "id"]
+    assert lines[1].split() == [f"{hits[0].distance:.4f}", "real", *truth[hits[0].sample_id], hits[0].sample_id]
+    from click.testing import CliRunner
+
+    from curate.cli import cli
+
+    out = CliRunner().invoke(cli, ["index", "query", str(run_dir), "--id", table[3]["id"], "-k", "5", "--step", "index"])
+    assert out.exit_code == 0 and out.output.splitlines() == lines
+    with pytest.raises(UsageError) as caught:
+        query_index(run_dir, index_step="index", sample_id="cat-0001", k=3)
+    assert str(caught.value) == (f"no sample with id 'cat-0001' in the index of run {run_dir}; ids look like "
+                                 f"{table[0]['id']!r} (the `id` column of the run's table)")
+
+    copies, loose = result.outcome("copies").metrics, result.outcome("loose").metrics
+    assert copies["near_pairs"] == 0 and copies["near_status"] == "duplicates"
+    assert loose["near_pairs_across_labels"] > 0 and loose["near_status"] == "candidates to review"
+    assert "leak_status" in loose
+    report = (run_dir / "loose" / "duplicates.html").read_text()
+    assert "Near duplicates: candidates to review" in report
+    assert "candidates to review" not in (run_dir / "copies" / "duplicates.html").read_text()
