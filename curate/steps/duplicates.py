@@ -300,6 +300,7 @@ def _report(table, found: dict, ids, splits, sets, summary: dict, per_kind: int)
 
     from curate.index.report import Member, Section, image_uri, render_report
 
+    names, labels = table.features["label"].names, np.asarray(table["label"])  # captions: copies share a class
     shown: dict[str, list[np.ndarray]] = {}
     for kind, m in found.items():
         sizes = np.bincount(m["group"]) if len(m["group"]) else np.zeros(0, np.int64)
@@ -318,7 +319,8 @@ def _report(table, found: dict, ids, splits, sets, summary: dict, per_kind: int)
             members = members[np.argsort(~np.asarray(m["representative"])[members], kind="stable")]
             groups.append([Member(sample_id=ids[m["row"][i]], image=uri[int(m["row"][i])],
                                   kept=bool(m["representative"][i]),
-                                  caption=f"{splits[m['row'][i]]} · {sets[m['row'][i]]} · d={m['distance'][i]:.4f}")
+                                  caption=f"{names[labels[m['row'][i]]]} · {splits[m['row'][i]]} · "
+                                          f"{sets[m['row'][i]]} · d={m['distance'][i]:.4f}")
                            for i in members])
         title, note = _TITLES[kind]
         if summary.get(f"{kind}_status") == CANDIDATES:

@@ -210,7 +210,9 @@ def test_sigint_to_curate_run_exits_130_naming_the_step(tmp_path):
     recipe.write_text(TOY_RECIPE + f"  - id: wait\n    uses: toy_wait\n    with: {{marker: '{marker}', seconds: 60, "
                       "interrupt: false}\n")
     tests = Path(__file__).resolve().parent
-    code = f"import sys; sys.path.insert(0, {str(tests)!r}); import toy_steps; from curate.cli import main; main()"
+    # a terminal's default Ctrl-C handling, even where the test runs with SIGINT ignored (a background job)
+    code = (f"import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            f"sys.path.insert(0, {str(tests)!r}); import toy_steps; from curate.cli import main; main()")
     proc = subprocess.Popen([sys.executable, "-c", code, "run", str(recipe), "--workdir", str(tmp_path), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
