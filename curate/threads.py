@@ -72,5 +72,8 @@ def apply_threads(threads: int | str) -> dict[str, Any]:
         log.warning("threads: %d but this process may use %d CPUs; oversubscribed threads wait on each other",
                     count, cpus)
     torch.set_num_threads(count)
-    return {"torch": count, "requested": threads, "cpus": cpus,
-            "omp_wait_policy": os.environ.get(WAIT_POLICY_VAR, "default")}
+    policy = os.environ.get(WAIT_POLICY_VAR, "default")
+    if count > 1 and policy.upper() != "PASSIVE":
+        log.info("torch uses %d threads with OpenMP wait policy '%s': on a shared CPU, idle threads spin; set "
+                 "OMP_WAIT_POLICY=PASSIVE before torch is imported (the curate CLI does)", count, policy)
+    return {"torch": count, "requested": threads, "cpus": cpus, "omp_wait_policy": policy}

@@ -139,7 +139,8 @@ def render_run_index(overview: RunOverview, *, recipe_text: str | None = None) -
         links = " · ".join(f"<a href='{href(p)}'>{esc(p.relative_to(run_dir / s.id).as_posix())}</a>"
                            for p in s.reports + s.plots)
         seconds = f"{s.seconds:.1f} s" if s.seconds is not None else "-"
-        rows.append(f"<tr><td><a href='#{esc(s.id)}'>{esc(s.id)}</a></td><td>{esc(s.kind)}</td>"
+        name = f"<a href='#{esc(s.id)}'>{esc(s.id)}</a>" if s.plots else esc(s.id)  # plots are further down
+        rows.append(f"<tr><td>{name}</td><td>{esc(s.kind)}</td>"
                     f"<td class='{esc(s.state)}'>{esc(s.state)}</td><td>{seconds}</td><td>{esc(s.headline)}</td>"
                     f"<td>{links}</td></tr>")
     sections = []

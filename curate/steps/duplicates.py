@@ -7,9 +7,11 @@
 - **leaky**: rows of ``query_split`` (test) within ``leak_threshold`` of a row of
   ``reference_split`` (train).
 
-At a threshold loose enough that distinct images pair up (some pairs join different labels, or the
-pairs exceed ``CANDIDATE_SHARE`` of the rows), near pairs and leaks are labelled "candidates to
-review" in the metrics (``near_status``, ``leak_status``) and the report, not duplicates.
+At a threshold loose enough that distinct images pair up, near pairs and leaks are labelled
+"candidates to review" in the metrics (``near_status``, ``leak_status``) and the report, not
+duplicates: when some pair joins different labels, or the pixels of a pair are not a copy of each
+other (grayscale thumbnails correlate below ``COPY_CORRELATION``; the ``CHECKED_PAIRS`` most distant
+pairs are checked), which embeddings of a small model allow well below the default threshold.
 
 One representative is kept per group: a ``real`` row over distilled or synthetic ones, then
 the first row; for leaks, the reference (train) rows. Writes ``duplicates.parquet`` (one
@@ -36,8 +38,9 @@ TABLE_FILE = "duplicates.parquet"
 REPORT_FILE = "duplicates.html"
 KINDS = ("exact", "file", "near", "leak")
 VIEWS = {"exact": "exact_duplicates", "near": "near_duplicates", "leak": "leaky_splits"}
-CANDIDATE_SHARE = 0.01
-"""More near pairs than this share of the rows means the threshold pairs up distinct images: copies are rare."""
+CHECKED_PAIRS = 1000
+"""Pairs whose pixels are compared (the most distant ones: distinct images pair up at the loose end)."""
+THUMBNAIL = 16  # side of the grayscale thumbnails compared
 CANDIDATES, DUPLICATES = "candidates to review", "duplicates"
 
 
@@ -112,17 +115,15 @@ class DuplicatesStep(Step):
         near = find_near_duplicates(vectors, threshold=cfg.threshold, k=cfg.k, metric=cfg.metric,
                                     index=index, prefer=prefer[rows], progress=ctx.progress)
         found["near"] = _members(near.pairs, near.components, near.representative, rows=rows)
-        mixed, candidates = _review_status(near.pairs, labels[rows], len(rows))
         metrics.update(near_pairs=len(near.pairs), near_groups=near.n_groups, near_duplicates=near.n_duplicates,
-                       near_pairs_across_labels=mixed, near_status=CANDIDATES if candidates else DUPLICATES,
-                       threshold=cfg.threshold, embedded_rows=len(rows))
+                       **_review(table, labels, rows, near.pairs, "near"), threshold=cfg.threshold,
+                       embedded_rows=len(rows))
 
         leak = self._leaks(cfg, vectors, splits[rows], rows)
         if leak is not None:
             found["leak"], pairs = leak
-            mixed, candidates = _review_status(pairs, labels[rows], len(rows))
             metrics.update(leaky_rows=int(len(np.unique(pairs.i))), leak_pairs=len(pairs),
-                           leak_pairs_across_labels=mixed, leak_status=CANDIDATES if candidates else DUPLICATES,
+                           **_review(table, labels, rows, pairs, "leak"),
                            leak_threshold=cfg.leak_threshold if cfg.leak_threshold is not None else cfg.threshold)
 
         members = _member_table(found, ids, splits, sets)
@@ -180,12 +181,37 @@ class DuplicatesStep(Step):
         return _members(pairs, components, keep, rows=rows), pairs
 
 
-def _review_status(pairs, labels, n_rows: int) -> tuple[int, bool]:
-    """(pairs joining different labels, whether the pairs are only candidates to review): a copy keeps its
-    label, so pairs across labels, or pairs beyond ``CANDIDATE_SHARE`` of the rows, mean the threshold also
-    pairs up distinct images."""
-    mixed = int((labels[pairs.i] != labels[pairs.j]).sum())
-    return mixed, mixed > 0 or len(pairs) > CANDIDATE_SHARE * n_rows
+def _review(table, labels, rows, pairs, kind: str) -> dict[str, Any]:
+    """Whether the pairs (positions in ``rows``) are duplicates or only candidates to review: a copy keeps its
+    label and its picture, so a pair across labels or a checked pair whose thumbnails are not a copy means the
+    threshold also pairs up distinct images."""
+    import numpy as np
+
+    from curate.index.duplicates import COPY_CORRELATION, thumbnail_correlation
+
+    i, j = rows[pairs.i], rows[pairs.j]
+    across = int((labels[i] != labels[j]).sum())
+    checked = np.argsort(-pairs.distance, kind="stable")[:CHECKED_PAIRS]
+    not_copies = 0
+    if len(checked):
+        wanted = np.unique(np.concatenate([i[checked], j[checked]]))
+        thumbs = dict(zip(wanted.tolist(), _thumbnails(table, wanted)))
+        correlation = thumbnail_correlation(np.stack([thumbs[r] for r in i[checked].tolist()]),
+                                            np.stack([thumbs[r] for r in j[checked].tolist()]))
+        not_copies = int((correlation < COPY_CORRELATION).sum())
+    return {f"{kind}_pairs_across_labels": across, f"{kind}_pairs_checked": int(len(checked)),
+            f"{kind}_pairs_not_copies": not_copies,
+            f"{kind}_status": CANDIDATES if across or not_copies else DUPLICATES}
+
+
+def _thumbnails(table, rows) -> list:
+    """Grayscale ``THUMBNAIL`` x ``THUMBNAIL`` float arrays of these table rows' images."""
+    import numpy as np
+    from PIL import Image
+
+    images = table.select(rows.tolist())["image"] if len(rows) else []
+    return [np.asarray(im.convert("L").resize((THUMBNAIL, THUMBNAIL), Image.BILINEAR), dtype=np.float32)
+            for im in images]
 
 
 def _members(pairs, components, representative, *, rows=None) -> dict:
@@ -325,10 +351,10 @@ def _report(table, found: dict, ids, splits, sets, summary: dict, per_kind: int)
         title, note = _TITLES[kind]
         if summary.get(f"{kind}_status") == CANDIDATES:
             title = f"{title}: candidates to review"
-            note = (f"{note} At this threshold distinct images pair up ({summary[f'{kind}_pairs_across_labels']} "
-                    "pairs join different labels, or pairs exceed "
-                    f"{CANDIDATE_SHARE:.0%} of the rows): review them before dropping any; a lower threshold keeps "
-                    "only copies.")
+            note = (f"{note} At this threshold distinct images pair up: {summary[f'{kind}_pairs_across_labels']} "
+                    f"pairs join different labels, and {summary[f'{kind}_pairs_not_copies']} of the "
+                    f"{summary[f'{kind}_pairs_checked']} most distant pairs are not pixel copies of each other. "
+                    "Review them before dropping any: these embeddings put distinct pictures this close.")
         sections.append(Section(title=title, note=note + " The kept row has a blue frame.", groups=groups,
                                 total_groups=int(len(np.unique(m["group"])))))
     return render_report("Duplicates", summary, sections)

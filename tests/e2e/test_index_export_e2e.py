@@ -176,3 +176,57 @@ def test_query_output_names_label_and_split_and_loose_duplicates_are_candidates_
     report = (run_dir / "loose" / "duplicates.html").read_text()
     assert "Near duplicates: candidates to review" in report
     assert "candidates to review" not in (run_dir / "copies" / "duplicates.html").read_text()
+
+
+def test_a_copy_is_a_duplicate_and_look_alikes_are_candidates_to_review(tmp_path):
+    """60 demo images plus a copy of the first with +-1 pixel noise: at a tight threshold the copy pair alone is
+    found and its pixels confirm it (duplicates); at a loose one same-class look-alikes join it (candidates).
+    (A JPEG re-encode at quality 75 lands 0.02-0.12 from its original in ResNet-20 features, as far as the
+    look-alikes, so it cannot be planted below them.)"""
+    from importlib import resources
+
+    demo = np.load(str(resources.files("curate.data") / "demo" / "cifar10_demo.npz"))
+    images, labels = demo["train_images"][:60], demo["train_labels"][:60]
+    noise = np.random.default_rng(0).integers(-1, 2, images[0].shape)
+    copy = np.clip(images[0].astype(int) + noise, 0, 255).astype(np.uint8)
+    np.savez(tmp_path / "planted.npz", images=np.concatenate([images, copy[None]]),
+             labels=np.concatenate([labels, labels[:1]]))
+    recipe = f"""\
+name: planted
+steps:
+  - id: data
+    uses: source
+    with: {{kind: npz, path: '{tmp_path / "planted.npz"}', class_names: [a, b, c, d, e, f, g, h, i, j]}}
+  - id: embed
+    uses: embed
+    inputs: {{data: data}}
+    with: {{model: resnet20-cifar}}
+  - id: tight
+    uses: duplicates
+    inputs: {{data: data, embeddings: embed}}
+    with: {{threshold: 0.002, exact: false}}
+  - id: loose
+    uses: duplicates
+    inputs: {{data: data, embeddings: embed}}
+    with: {{threshold: 0.05, exact: false}}
+"""
+    result = run_recipe(parse_recipe(recipe, filename="planted.yaml"), workdir=tmp_path, progress=False)
+    tight, loose = result.outcome("tight").metrics, result.outcome("loose").metrics
+    assert tight["near_pairs"] == 1 and tight["near_pairs_not_copies"] == 0 and tight["near_status"] == "duplicates"
+    assert loose["near_pairs"] > 1 and loose["near_pairs_not_copies"] > 0
+    assert loose["near_status"] == "candidates to review"
+    assert loose["near_pairs_checked"] == loose["near_pairs"]
+
+
+def test_thumbnail_correlation_tells_copies_from_other_pictures():
+    from curate.index.duplicates import COPY_CORRELATION, thumbnail_correlation
+
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 255, (5, 16, 16))
+    brighter = np.clip(a * 0.8 + 30, 0, 255)  # contrast and brightness: still the same picture
+    other = rng.uniform(0, 255, (5, 16, 16))
+    assert (thumbnail_correlation(a, brighter) > 0.999).all()
+    assert (thumbnail_correlation(a, other) < COPY_CORRELATION).all()
+    assert thumbnail_correlation(np.zeros((1, 4, 4)), a[:1, :4, :4])[0] == 0.0  # a flat image: no evidence
+    with pytest.raises(UsageError, match="paired thumbnails"):
+        thumbnail_correlation(a, other[:, :8])
