@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from curate import __version__
-from curate.errors import CurateError, StepFailed, UsageError
+from curate.errors import CurateError, StepFailed
 from curate.threads import prefer_passive_waiting
 
 RUN_DIR = click.Path(file_okay=False, path_type=Path)

@@ -187,7 +187,7 @@ def run_recipe(
 
 
 def _run_steps(recipe: Recipe, run_dir: Path, needed: set[str], forced: set[str], outcomes: list[StepOutcome],
-               reporter: Reporter, threads: "_Threads", progress: bool) -> None:
+               reporter: Reporter, threads: _Threads, progress: bool) -> None:
     manifests: dict[str, dict[str, Any]] = {}
     for step in recipe.steps:
         if step.id not in needed:

@@ -199,7 +199,7 @@ def _review(table, labels, rows, pairs, kind: str) -> dict[str, Any]:
         correlation = thumbnail_correlation(np.stack([thumbs[r] for r in i[checked].tolist()]),
                                             np.stack([thumbs[r] for r in j[checked].tolist()]))
         not_copies = int((correlation < COPY_CORRELATION).sum())
-    return {f"{kind}_pairs_across_labels": across, f"{kind}_pairs_checked": int(len(checked)),
+    return {f"{kind}_pairs_across_labels": across, f"{kind}_pairs_checked": len(checked),
             f"{kind}_pairs_not_copies": not_copies,
             f"{kind}_status": CANDIDATES if across or not_copies else DUPLICATES}
 
