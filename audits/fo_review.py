@@ -5,7 +5,9 @@ An audit step ``<key>`` (its step id as a field key) owns, on the samples it aud
 - ``<key>_score`` (label quality, lower = more suspicious), ``<key>_issue`` (flagged),
   ``<key>_outlier`` (k-NN outlier score, with embeddings);
 - on flagged samples: ``<key>_suggested`` (a ``Classification`` with the suggested label and its
-  probability), ``<key>_category``, ``<key>_severity``;
+  probability), ``<key>_suggested_category``, ``<key>_suggested_severity`` (suggestions: the
+  field description says how far they agree with human labels,
+  :func:`audits.mistake_model.suggestion_agreement`);
 - on multi-label candidates: ``<key>_candidates`` (``Classifications``, one per candidate class);
 
 and the saved views ``<key>_label_issues`` (flagged, by score ascending), ``<key>_major_mistakes``,
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from audits.mistake_model import suggestion_agreement
 from curate.fo.database import connect
 from curate.fo.fields import GROUND_TRUTH, ID_FIELD, field_key, set_field_values
 from curate.fo.views import save_view, select_ids
@@ -52,12 +55,15 @@ def write_audit(
     *,
     issues: "pa.Table",
     confused_pairs: Sequence[tuple[str, str]] = (),
+    categorizer: str = "rules",
 ) -> dict[str, Any]:
     """Write an audit's fields and views from its ``issues.parquet`` table; returns
     ``{"fields", "views", "samples", "missing"}``.
 
     Rows whose ids are not in the dataset are skipped (counted in ``missing``);
-    ``confused_pairs``: class-name pairs that get a ``<key>_confused_<a>_<b>`` view.
+    ``confused_pairs``: class-name pairs that get a ``<key>_confused_<a>_<b>`` view;
+    ``categorizer``: what suggested the categories and severities (``fitted`` or ``rules``, the
+    audit's metric), described on their fields.
     """
     fo = connect()
     from fiftyone import ViewField as F
@@ -75,8 +81,8 @@ def write_audit(
     flagged_mask = np.asarray(col["flagged"], dtype=bool)
     flagged = rows[flagged_mask[rows]]
     sid = ids.tolist()
-    f = {name: f"{key}_{name}" for name in ("score", "issue", "suggested", "category", "severity", "outlier",
-                                              "candidates")}
+    f = {name: f"{key}_{name}" for name in ("score", "issue", "suggested", "suggested_category",
+                                              "suggested_severity", "outlier", "candidates")}
     written = [f["score"], f["issue"]]
     set_field_values(dataset, f["score"], {sid[i]: float(col["score"][i]) for i in rows})
     set_field_values(dataset, f["issue"], {sid[i]: bool(flagged_mask[i]) for i in rows})
@@ -87,9 +93,14 @@ def write_audit(
         set_field_values(dataset, f["suggested"], {
             sid[i]: fo.Classification(label=str(col["suggested_name"][i]), confidence=float(col["confidence"][i]))
             for i in flagged})
-        set_field_values(dataset, f["category"], {sid[i]: str(col["category"][i]) for i in flagged})
-        set_field_values(dataset, f["severity"], {sid[i]: str(col["severity"][i]) for i in flagged})
-        written += [f["suggested"], f["category"], f["severity"]]
+        agreement = suggestion_agreement(categorizer)
+        for name in ("category", "severity"):
+            field = f[f"suggested_{name}"]
+            set_field_values(dataset, field, {sid[i]: str(col[name][i]) for i in flagged})
+            schema_field = dataset.get_field(field)
+            schema_field.description = f"suggested {name}; {agreement[name]}"
+            schema_field.save()
+        written += [f["suggested"], f["suggested_category"], f["suggested_severity"]]
     shown = [i for i in rows if col["candidates"][i]]
     if shown:
         set_field_values(dataset, f["candidates"], {
@@ -101,7 +112,7 @@ def write_audit(
 
     issue_view = dataset.match(F(f["issue"]) == True).sort_by(f["score"])  # noqa: E712 (a MongoDB expression)
     views = {f"{key}_label_issues": issue_view,
-             f"{key}_major_mistakes": issue_view.match(F(f["severity"]) == "major"),
+             f"{key}_major_mistakes": issue_view.match(F(f["suggested_severity"]) == "major"),
              f"{key}_multi_label_candidates": (dataset.exists(f["candidates"]).sort_by(f["score"]) if shown
                                                else dataset.limit(0))}
     if GROUND_TRUTH in dataset.get_field_schema():

@@ -140,6 +140,28 @@ def demo(workdir: Path | None, quiet: bool) -> None:
 
 
 @cli.command()
+@click.argument("template", default="folder")
+@click.option("--path", "data", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Your data, e.g. the root of root/<class>/* image folders.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Recipe file to write (default: NAME.yaml).")
+@click.option("--name", help="Recipe and run name (default: the data folder's name).")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def init(template: str, data: Path, out: Path | None, name: str | None, force: bool) -> None:
+    """Write a recipe to start from (TEMPLATE: folder) for your data, then print how to run it."""
+    from curate.recipes.bundled import init_recipe
+    from curate.recipes.recipe import load_recipe
+
+    if out is None:
+        from curate.recipes.bundled import TEMPLATES
+
+        out = Path(f"{name or data.resolve().name or template}.yaml") if template in TEMPLATES else Path("recipe.yaml")
+    written = init_recipe(template, data=data, out=out, name=name, force=force)
+    recipe = load_recipe(written)
+    click.echo(f"wrote {written.resolve()} ({len(recipe.steps)} steps: {', '.join(recipe.ids)})")
+    click.echo(f"next: curate run {written}    then: curate app runs/{recipe.name}")
+
+
+@cli.command()
 @click.argument("kind", required=False)
 def steps(kind: str | None) -> None:
     """List step kinds with their inputs, outputs and config fields (or one KIND in detail)."""

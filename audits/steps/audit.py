@@ -16,16 +16,20 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 import numpy as np
 
+from audits.chance import check_chance
 from audits.label_issues import FILTER_BY, SCORE_METHODS
 from curate.artifacts import require_ids
 from curate.config import ConfigValueError, option
 from curate.errors import UsageError
 from audits.report import write_audit_report
 from curate.steps.base import Input, Role, Step, StepContext
+
+if TYPE_CHECKING:  # pragma: no cover
+    from audits.imagenet import ClassHierarchy
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +38,19 @@ ISSUES_FILE = "issues.parquet"
 
 @dataclass(frozen=True, kw_only=True)
 class CategorizeOptions:
-    """How flagged rows get a suggested mistake category and severity (audits.mistakes.categorize)."""
+    """How flagged rows get a suggested mistake category and severity: with a hierarchy, the model fitted to
+    human-labelled ImageNet mistakes (audits.mistake_model) or the rules; without, the rules
+    (audits.mistakes.categorize, uncalibrated)."""
 
     hierarchy: str | None = option(
         None, help="is-a edges file ('parent child' wnid lines, e.g. wordnet.is_a.txt) when the class names are "
-                   "ImageNet wnids; null: class similarity from embeddings (else pred_probs) centroids")
-    near_distance: int = option(4, ge=0, help="hierarchy: a class pair this close is near (siblings are 2)")
-    far_distance: int = option(7, ge=1, help="hierarchy: a class pair at least this far apart is far")
+                   "ImageNet wnids; null: class similarity from embeddings (else pred_probs) centroids", path=True)
+    method: Literal["fitted", "rules"] = option(
+        "fitted", help="with a hierarchy: `fitted` (logistic model on WordNet distance and common-ancestor depth, "
+                       "agreement measured on 627 human-labelled mistakes) or `rules` (the cut-offs below, "
+                       "uncalibrated); without a hierarchy the rules always apply")
+    near_distance: int = option(4, ge=0, help="hierarchy rules: a class pair this close is near (siblings are 2)")
+    far_distance: int = option(7, ge=1, help="hierarchy rules: a class pair at least this far apart is far")
     near_quantile: float = option(0.9, ge=0, le=1, help="no hierarchy: pairs above this similarity quantile are "
                                                         "near (uncalibrated)")
     far_quantile: float = option(0.5, ge=0, le=1, help="no hierarchy: pairs below this quantile are far")
@@ -82,7 +92,7 @@ class AuditConfig:
 
 class AuditStep(Step):
     kind = "audit"
-    version = 2
+    version = 4
     summary = ("Find label issues (confident learning) with suggested labels, mistake categories and severities, "
                "outliers and multi-label candidates; HTML report; review fields and views in FiftyOne")
     Config = AuditConfig
@@ -140,12 +150,16 @@ class AuditStep(Step):
         except ValueError as exc:
             raise UsageError(f"pred_probs of step '{pred.step_id}': {exc}") from exc
 
+        chance = check_chance(labels, probs)
+        if chance.near_chance:
+            log.warning("audit '%s': %s (step '%s')", ctx.step_id, chance.message(), pred.step_id)
         candidates = _candidates(result, probs, names, signals.get("multi_labels"), cfg.multi_label_threshold)
         self._write_tables(ctx, ids, names, result, candidates)
         ctx.save_array("scores", result.issues.scores.astype(np.float32), ids, table=data,
                        split=pred.entry("pred_probs").get("aligned_to", {}).get("split"))
         report = write_audit_report(ctx, table=table, rows=rows, ids=ids, names=names, result=result,
-                                    sources=f"{data.step_id} / {pred.step_id}")
+                                    sources=f"{data.step_id} / {pred.step_id}",
+                                    warnings=[chance.message()] if chance.near_chance else [])
         summary = result.summary()
         per_class = result.per_class_issue_rate
         ctx.metrics.update({
@@ -155,12 +169,13 @@ class AuditStep(Step):
             "accuracy": round(summary["accuracy"], 4),
             "multi_label_candidates": summary["multi_label_candidates"],
             "categories": summary["categories"], "severities": summary["severities"],
-            "class_pair_signal": summary["class_pair_signal"],
+            "class_pair_signal": summary["class_pair_signal"], "categorizer": summary["categorizer"],
             "per_class_issue_rate": {n: round(float(r), 4) for n, r in zip(names, per_class)},
             "imbalance_ratio": round(summary["imbalance_ratio"], 4),
             "normalized_entropy": round(summary["normalized_entropy"], 4),
             "minority_classes": [names[i] for i in result.balance.minority],
             "confused_pairs": [[names[a], names[b], int(n)] for a, b, n in result.confused_pairs[:cfg.confused_pairs]],
+            **chance.metrics(),
         })
         if "outliers" in summary:
             ctx.metrics.update(outliers=summary["outliers"],
@@ -192,7 +207,10 @@ class AuditStep(Step):
                               fix="annotate every row that `pred_probs` covers (relabel `split`)")
             out["multi_labels"] = np.asarray(multi)[pos].astype(bool)
         if cfg.categorize.hierarchy:
-            out["hierarchy_distance"] = _hierarchy(cfg.categorize.hierarchy, names)
+            hierarchy = _hierarchy(cfg.categorize.hierarchy, names)
+            out["hierarchy_distance"] = hierarchy.distances
+            if cfg.categorize.method == "fitted":
+                out["ancestor_depth"] = hierarchy.ancestor_depths
         return out
 
     # -- outputs --
@@ -244,7 +262,8 @@ class AuditStep(Step):
 
         issues = pq.read_table(step.dir / step.entry("label_issues")["path"])
         pairs = [(a, b) for a, b, _ in step.metrics.get("confused_pairs", [])]
-        return write_audit(dataset, step.step_id, issues=issues, confused_pairs=pairs)
+        return write_audit(dataset, step.step_id, issues=issues, confused_pairs=pairs,
+                           categorizer=step.metrics.get("categorizer", "rules"))
 
 
 def _candidates(result, probs, names, multi_labels, threshold: float) -> tuple[list, list]:
@@ -262,14 +281,14 @@ def _candidates(result, probs, names, multi_labels, threshold: float) -> tuple[l
     return classes, probabilities
 
 
-def _hierarchy(path: str, names: list[str]) -> np.ndarray:
+def _hierarchy(path: str, names: list[str]) -> "ClassHierarchy":
     from audits.imagenet import ClassHierarchy
 
     if not all(len(n) == 9 and n[0] == "n" and n[1:].isdigit() for n in names):
         raise UsageError(f"with.categorize.hierarchy: the class names must be ImageNet wnids (e.g. n01440764) to "
                          f"look them up in {path}, got {names[:3]}; drop `hierarchy` to use class similarity")
     try:
-        return ClassHierarchy.from_files(Path(path).expanduser(), names).distances
+        return ClassHierarchy.from_files(Path(path).expanduser(), names)
     except ValueError as exc:
         raise UsageError(f"with.categorize.hierarchy: {exc}") from exc
 

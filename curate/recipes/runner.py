@@ -325,6 +325,7 @@ def _write_run_file(run_dir: Path, recipe: Recipe) -> None:
     workspace.write_json(run_dir / RUN_FILE, {
         "name": recipe.name,
         "recipe": str(recipe.path) if recipe.path else None,
+        "recipe_dir": str(recipe.base_dir) if recipe.base_dir else None,
         "steps": [{"id": s.id, "kind": s.kind} for s in recipe.steps],
         "curate_version": __version__,
     })
@@ -345,8 +346,8 @@ def run_steps_of_kind(
     This backs capability commands such as ``curate audit RUN``: the run's own recipe
     (saved at its start) decides the steps and their wiring.
     """
-    run_dir, _ = require_run(run_dir)
-    recipe = load_recipe(run_dir / "recipe.yaml", overrides=overrides)
+    run_dir, info = require_run(run_dir)
+    recipe = load_recipe(run_dir / "recipe.yaml", overrides=overrides, base_dir=info.get("recipe_dir"))
     targets = [s.id for s in recipe.steps if s.kind in kinds]
     if not targets:
         from curate.recipes.bundled import recipes_using

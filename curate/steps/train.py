@@ -19,7 +19,7 @@ from curate.steps.options import FitOptions, MixOptions, ModelOptions, build_mod
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig(ModelOptions, FitOptions, MixOptions):
     model: str = option("convnet", help="registry model name")
-    weights: str | None = option(None, help="initial weights: null (random), 'default' or a path")
+    weights: str | None = option(None, help="initial weights: null (random), 'default' or a path", path=True)
     split: str = option("train", help="rows to train on")
     eval_split: str | None = option("test", help="held-out rows for accuracy (null: none)")
     targets: Literal["onehot", "soft", "relabel"] = option(

@@ -61,6 +61,8 @@ BUILT_IN_METRICS = {
               "39 issues (4.2% of 932 rows)"),
     "audit_apply": ({"rows": 1739, "dropped": 261, "relabeled": 0, "input_rows": 2000, "action": "drop"},
                     "2,000 -> 1,739 rows (261 dropped, 0 relabeled)"),
+    "image_quality": ({"rows": 500, "counts": {"blurry": 12, "dark": 30, "light": 0, "odd_size": 3},
+                       "flagged_any": 41}, "41 of 500 images flagged: 30 dark, 12 blurry, 3 odd size"),
     "train_diffusion": ({"train_rows": 2000, "steps": 300, "final_loss": 0.08123}, "final loss 0.08123 after 300 steps"),
     "synth": ({"generated": 100, "kept": 42, "low_confidence": 50, "near_copy": 8}, "kept 42 of 100 generated"),
 }
@@ -84,6 +86,9 @@ def test_headline_variants_and_missing_metrics_show_nothing():
         "out-of-fold accuracy 36.00% (2 folds, 2,000 rows)"
     assert step_headline("duplicates", {"exact_duplicates": 2, "near_pairs": 1, "near_status": "duplicates"}) == \
         "2 exact duplicates, 1 near-duplicate pairs"
+    assert step_headline("condense", {"accuracy": 0.42, "rows": 100, "ipc": 10, "protocol": "shortened protocol",
+                                      "protocol_shortfall": {"iterations": [100, 20000]}}) == \
+        "accuracy 42.00%; 100 images (10/class), shortened protocol"
     for kind in STEPS.names():  # an older manifest without the metrics: no headline, no error
         assert step_headline(kind, {}) in ("", None) or kind.startswith("toy_")
     assert step_headline("no_such_kind", {"accuracy": 1.0}) == ""
