@@ -62,6 +62,10 @@ class IndexStep(Step):
     produces = ("index",)
 
     @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        return f"{metrics['rows']:,} rows, {metrics['kind']} {metrics['metric']}"
+
+    @classmethod
     def check(cls, config: IndexConfig, wired: Mapping[str, list[str]]) -> list[tuple[str | None, str]]:
         from curate.index.kinds import INDEX_KINDS, misplaced_options
 
