@@ -6,14 +6,23 @@ Figures are built as ``matplotlib.figure.Figure`` objects (no pyplot state, no G
 
 from __future__ import annotations
 
-import textwrap
+import re
 
 
 def wrap(text: str, width: int) -> str:
-    """``text`` in lines of at most ``width`` characters, broken at spaces, after underscores or hyphens,
-    and inside words longer than a line (step ids like ``train_clean_seeded_long`` have no spaces)."""
-    marked = text.replace("_", "_\0").replace("-", "-\0")
-    lines = textwrap.wrap(marked.replace("\0", " "), width=max(1, width), break_long_words=True,
-                          break_on_hyphens=False)
-    # the spaces standing in for break points were kept inside lines: drop them again
-    return "\n".join(line.replace("_ ", "_").replace("- ", "-") for line in lines)
+    """``text`` in lines of at most ``width`` characters, broken after spaces, underscores or hyphens, and
+    inside pieces longer than a line (step ids like ``train_clean_seeded`` have no spaces)."""
+    width = max(1, width)
+    lines, line = [], ""
+    for piece in re.split(r"(?<=[\s_-])", text):
+        while len(piece) > width:
+            if line.strip():
+                lines.append(line)
+            lines.append(piece[:width])
+            line, piece = "", piece[width:]
+        if line.strip() and len((line + piece).rstrip()) > width:
+            lines.append(line)
+            line = ""
+        line += piece
+    lines.append(line)
+    return "\n".join(part.strip() for part in lines if part.strip())
