@@ -138,6 +138,7 @@ table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;paddin
 th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 img.fig{max-width:100%;border:1px solid #eee}img.thumb{width:64px;height:64px;image-rendering:pixelated}
 .note{color:#666;font-size:.85em}
+.warning{background:#fdecea;border:1px solid #C44E52;color:#7a1c1f;padding:.6em .9em}
 """
 
 
@@ -162,30 +163,36 @@ def render_html(
     title: str,
     summary: Sequence[tuple[str, Any]],
     figures: Sequence[tuple[str, str]],
-    top_issues: Sequence[Mapping[str, Any]],
-    class_rows: Sequence[Sequence[Any]],
+    top_issues: Sequence[Mapping[str, Any]] | None = None,
+    class_rows: Sequence[Sequence[Any]] | None = None,
     notes: Sequence[str] = (),
+    warnings: Sequence[str] = (),
 ) -> str:
     """The report page.
 
+    ``warnings`` open the page, above the summary (e.g. pred_probs near chance: the issues are noise);
     ``summary``: (name, value) rows; ``figures``: (heading, relative PNG file name);
     ``top_issues``: dicts with ``thumbnail`` (data URI), ``id``, ``given``, ``suggested``,
     ``score``, ``category``, ``severity``; ``class_rows``: (class, rows, issues, rate) rows.
+    Pages without label issues (e.g. image quality) leave the last two out (None).
     """
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             *(f'<p class="warning"><strong>Warning:</strong> {html.escape(w)}</p>' for w in warnings),
              "<h2>Summary</h2>", _table(["", "value"], [(k, v) for k, v in summary])]
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in notes]
     for heading, filename in figures:
         parts.append(f"<h2>{html.escape(heading)}</h2>"
                      f'<img class="fig" src="{html.escape(filename)}" alt="{html.escape(heading)}">')
-    rows = [(f'<img class="thumb" src="{t["thumbnail"]}" alt="">', t["id"], t["given"], t["suggested"],
-             float(t["score"]), t["category"], t["severity"]) for t in top_issues]
-    parts += ["<h2>Top issues (lowest label quality first)</h2>",
-              _table(["image", "id", "given", "suggested", "score", "suggested category", "suggested severity"], rows,
-                     raw_columns=(0,)) if rows else "<p>No label issues were flagged.</p>",
-              "<h2>Per class</h2>", _table(["class", "rows", "issues", "issue rate"], class_rows),
-              "</body></html>"]
+    if top_issues is not None:
+        rows = [(f'<img class="thumb" src="{t["thumbnail"]}" alt="">', t["id"], t["given"], t["suggested"],
+                 float(t["score"]), t["category"], t["severity"]) for t in top_issues]
+        parts += ["<h2>Top issues (lowest label quality first)</h2>",
+                  _table(["image", "id", "given", "suggested", "score", "suggested category", "suggested severity"],
+                         rows, raw_columns=(0,)) if rows else "<p>No label issues were flagged.</p>"]
+    if class_rows is not None:
+        parts += ["<h2>Per class</h2>", _table(["class", "rows", "issues", "issue rate"], class_rows)]
+    parts.append("</body></html>")
     return "\n".join(parts)
 
 
@@ -195,16 +202,16 @@ _CATEGORIZER_NAMES = {"fitted": "model fitted to human-labelled ImageNet mistake
 
 
 def write_audit_report(ctx: "StepContext", *, table, rows: np.ndarray, ids: np.ndarray, names: Sequence[str],
-                       result: "AuditResult", sources: str) -> str:
+                       result: "AuditResult", sources: str, warnings: Sequence[str] = ()) -> str:
     """Write the audit's figures and ``report/index.html`` into the step folder; returns the page's path.
 
     ``rows`` are the table rows of the audited ``ids`` (for thumbnails); ``sources`` names the
-    table and pred_probs steps.
+    table and pred_probs steps; ``warnings`` head the page.
     """
     cfg = ctx.config
     issues = result.issues
     top = issues.ranking[:cfg.top_issues]
-    thumbs = _thumbnails(table, rows[top])
+    thumbs = thumbnails(table, rows[top])
     classes = focus_classes(result.issue_counts)
     figures = [("Confusion matrix", "confusion.png"), ("Issue rate per class", "class_rates.png"),
                ("Suggested categories and severities", "categories.png"), ("Top issues", "top_issues.png")]
@@ -245,14 +252,14 @@ def write_audit_report(ctx: "StepContext", *, table, rows: np.ndarray, ids: np.n
                    pct(float(result.per_class_issue_rate[k]))) for k in range(len(names))]
     notes = [f"{suggestion_note(summary['categorizer'])} Use them to sort the review; check them in the App."]
     page = render_html(title=f"Label audit '{ctx.step_id}'", summary=rows_summary, figures=figures,
-                       top_issues=top_rows, class_rows=class_rows, notes=notes)
+                       top_issues=top_rows, class_rows=class_rows, notes=notes, warnings=warnings)
     index = f"{d}/index.html"
     digest = ctx.write_file(index, lambda p: p.write_text(page, encoding="utf-8"))
     ctx.add_output("report", {"path": index, "fingerprint": digest})
     return index
 
 
-def _thumbnails(table, rows: np.ndarray, *, max_side: int = 96) -> list[np.ndarray]:
+def thumbnails(table, rows: np.ndarray, *, max_side: int = 96) -> list[np.ndarray]:
     """Decoded images of ``rows``, shrunk to at most ``max_side`` pixels (kept as they are when smaller)."""
     from PIL import Image
 

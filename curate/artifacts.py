@@ -30,6 +30,7 @@ ARTIFACT_TYPES = (
     "index",
     "label_maps",
     "label_issues",
+    "image_quality",
     "scores",
     "label_scores",
     "multi_labels",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from audits.chance import check_chance
 from audits.label_issues import FILTER_BY, SCORE_METHODS
 from curate.artifacts import require_ids
 from curate.config import ConfigValueError, option
@@ -91,7 +92,7 @@ class AuditConfig:
 
 class AuditStep(Step):
     kind = "audit"
-    version = 3
+    version = 4
     summary = ("Find label issues (confident learning) with suggested labels, mistake categories and severities, "
                "outliers and multi-label candidates; HTML report; review fields and views in FiftyOne")
     Config = AuditConfig
@@ -145,12 +146,16 @@ class AuditStep(Step):
         except ValueError as exc:
             raise UsageError(f"pred_probs of step '{pred.step_id}': {exc}") from exc
 
+        chance = check_chance(labels, probs)
+        if chance.near_chance:
+            log.warning("audit '%s': %s (step '%s')", ctx.step_id, chance.message(), pred.step_id)
         candidates = _candidates(result, probs, names, signals.get("multi_labels"), cfg.multi_label_threshold)
         self._write_tables(ctx, ids, names, result, candidates)
         ctx.save_array("scores", result.issues.scores.astype(np.float32), ids, table=data,
                        split=pred.entry("pred_probs").get("aligned_to", {}).get("split"))
         report = write_audit_report(ctx, table=table, rows=rows, ids=ids, names=names, result=result,
-                                    sources=f"{data.step_id} / {pred.step_id}")
+                                    sources=f"{data.step_id} / {pred.step_id}",
+                                    warnings=[chance.message()] if chance.near_chance else [])
         summary = result.summary()
         per_class = result.per_class_issue_rate
         ctx.metrics.update({
@@ -166,6 +171,7 @@ class AuditStep(Step):
             "normalized_entropy": round(summary["normalized_entropy"], 4),
             "minority_classes": [names[i] for i in result.balance.minority],
             "confused_pairs": [[names[a], names[b], int(n)] for a, b, n in result.confused_pairs[:cfg.confused_pairs]],
+            **chance.metrics(),
         })
         if "outliers" in summary:
             ctx.metrics.update(outliers=summary["outliers"],

@@ -161,6 +161,7 @@ def fit(
                      ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"))
     if channels_last:  # hand the weights back in the default layout
         model.to(memory_format=torch.contiguous_format)
+    model.head_trained = True  # its head now holds weights trained for these classes
     model.eval()
     return FitResult(model=model, history=history, final_accuracy=history[-1].get("eval_accuracy"))
 

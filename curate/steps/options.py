@@ -103,3 +103,15 @@ def require_one_model(config: ModelOptions, wired: dict[str, list[str]]) -> list
     if not config.model and "model" not in wired:
         return [("model", "name a registry model in `with.model` or wire a `train` step to `inputs.model`")]
     return []
+
+
+def require_trained_head(model, class_names: list[str], *, output: str, fixes: str) -> None:
+    """Refuse a model whose classifier head was never trained for these classes (a new head attached to a
+    pretrained backbone, or a random init): what it outputs would be noise."""
+    from curate.errors import UsageError
+
+    if not getattr(model, "head_trained", False):
+        shown = ", ".join(class_names[:3]) + (", ..." if len(class_names) > 3 else "")
+        raise UsageError(f"model '{model.name}' has an untrained {model.num_classes}-class head for these classes "
+                         f"({shown}), so its {output} would be noise; {fixes}")
+

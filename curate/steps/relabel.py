@@ -17,7 +17,7 @@ from typing import Any
 from curate.config import option
 from curate.data.table import class_names_of, split_indices
 from curate.steps.base import Input, Role, Step, StepContext
-from curate.steps.options import ModelOptions, build_model, check_class_names, require_one_model
+from curate.steps.options import ModelOptions, build_model, check_class_names, require_one_model, require_trained_head
 
 MAPS_DIR = "label_maps"
 
@@ -62,6 +62,9 @@ class RelabelStep(Step):
         trained = ctx.maybe_input("model")
         model = trained.model() if trained else build_model(cfg, class_names=names, seed=ctx.seed)
         check_class_names(model, names)
+        require_trained_head(model, names, output="label maps", fixes=(
+            "train an annotator on this table (a `train` step wired to `inputs.model`) or name a model trained on "
+            "these classes"))
         annotator = create_annotator(cfg.annotator, model, resolution=cfg.resolution, top_k=cfg.top_k,
                                      device=ctx.torch_device())
         what = {k: v for k, v in to_dict(cfg).items() if k not in ("threshold", "batch_size")}

@@ -205,3 +205,12 @@ def test_bad_options_are_usage_errors(separable, make_convnet):
 def test_array_data_wants_channels_last_images():
     with pytest.raises(UsageError, match=r"channels-last \(N, H, W, C\) with C 1 or 3, got torch.uint8 of shape"):
         ArrayData(np.zeros((4, 3, 8, 8), np.uint8), np.zeros(4, np.int64))
+
+
+def test_a_fitted_model_reports_a_trained_head(separable, make_convnet):
+    images, labels = separable
+    model = make_convnet()
+    assert not model.head_trained  # a random init
+    fit(model, ArrayData(images, labels, num_classes=int(labels.max()) + 1), epochs=1, batch_size=16, device="cpu",
+        progress=False)
+    assert model.head_trained

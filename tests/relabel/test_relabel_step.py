@@ -92,3 +92,13 @@ def test_soft_or_relabel_targets_need_a_relabel_step_wired():
     with pytest.raises(RecipeError) as info:
         parse_recipe(text, filename="tiny.yaml")
     assert any("targets 'soft' reads label maps" in str(p) for p in info.value.problems)
+
+
+def test_an_annotator_with_an_untrained_head_is_refused(tmp_path):
+    """A randomly initialised annotator (as a new head on other classes) would annotate noise: refused in one line."""
+    from curate.errors import UsageError
+
+    text = RECIPE.split("  - id: relabel")[0].replace("model: resnet20-cifar,", "model: resnet20-cifar, weights: null,")
+    with pytest.raises(UsageError, match=r"untrained 10-class head .* so its label maps would be noise") as err:
+        run_recipe(parse_recipe(text, filename="tiny.yaml"), workdir=tmp_path, progress=False)
+    assert "\n" not in str(err.value)
