@@ -96,7 +96,9 @@ def fit(
 
     ``targets`` states what ``data`` yields: ``"hard"`` labels (B,) or ``"soft"`` rows (B, K).
     Soft targets, and hard ones under a mixer, use ``-(t * log_softmax(logits)).sum(1).mean()``.
-    ``eval_data`` is ``(images uint8 (M, H, W, 3), labels (M,))``, scored after every epoch.
+    ``eval_data`` is ``(images uint8 (M, H, W, 3), labels (M,))``, scored after every epoch (about a
+    fifth of the wall time of the demo's ConvNet: 932 held-out vs 2,000 training images); the progress
+    bar then shows that accuracy beside the loss (:func:`progress_postfix`).
     The lr follows ``lr_schedule`` per iteration; ``momentum`` applies to SGD only.
     ``micro_batch`` runs each batch through the model in chunks of that many images and
     accumulates their gradients: the same update up to float rounding, faster on CPU (see
