@@ -63,6 +63,11 @@ class CompareStep(Step):
     inputs = {"runs": Role(("model", "pred_probs"), many=True, help="steps whose metric to compare")}
     produces = ("report",)
 
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        scores = {k: v for k, v in metrics.items() if k != "seconds" and isinstance(v, (int, float))}
+        return ", ".join(f"{step} {value:.4g}" for step, value in scores.items())
+
     def run(self, ctx: StepContext) -> None:
         cfg: CompareConfig = ctx.config
         bars = [read_bar(inp.step_id, inp.kind, inp.metrics, cfg.metric) for inp in ctx.inputs_of("runs")]

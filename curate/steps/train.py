@@ -12,7 +12,7 @@ its 95% interval over them; the first seed's model is the step's ``model``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 from curate.config import ConfigValueError, option
 from curate.steps.base import Role, Step, StepContext
@@ -51,6 +51,12 @@ class TrainStep(Step):
         "label_maps": Role(("label_maps",), optional=True, help="a relabel step (targets soft or relabel)"),
     }
     produces = ("model",)
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        if metrics.get("accuracy") is None:
+            return f"final train loss {metrics['train_loss']:.4g} (no held-out split)"
+        return f"held-out accuracy {metrics['accuracy']:.2%} ({metrics['eval_rows']:,} rows)"
 
     @classmethod
     def check(cls, config: TrainConfig, wired):

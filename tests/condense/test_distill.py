@@ -27,7 +27,7 @@ def probe_loss(method: str, synthetic, images, labels, options: dict) -> float:
     real = RealImages.from_uint8(images, labels, preprocess=factory.build(0).preprocess, num_classes=classes,
                                  device="cpu")
     cls = DISTILLERS.get(method)
-    distiller = cls(cls.resolve(cls.Config(**options), ipc=1, iterations=1), real=real, ipc=1, network=factory)
+    distiller = cls(cls.resolve(cls.Config(**options), ipc=1, iterations=1), real=real, network=factory)
     losses = [distiller.matching_loss(factory.build(100 + s), synthetic.images, synthetic.labels,
                                       torch.Generator().manual_seed(s)) for s in range(4)]
     return float(torch.stack(losses).mean().detach())
@@ -52,7 +52,7 @@ def _toy_distillers(classes: int):
     factory = NetworkFactory("convnet", classes, TINY_NET, "cpu")
     real = RealImages.from_uint8(images, labels, preprocess=factory.build(0).preprocess, num_classes=classes,
                                  device="cpu")
-    kwargs = dict(real=real, ipc=2, network=factory)
+    kwargs = dict(real=real, network=factory)
     dc = GradientMatching(GradientMatching.resolve(GradientMatchingConfig(batch_real=6), ipc=2, iterations=4),
                           **kwargs)
     dcc = ContrastiveGradientMatching(ContrastiveConfig(batch_real=6, outer_loop=1, inner_loop=0, outer_warmup=0),
