@@ -66,7 +66,10 @@ class CompareStep(Step):
     @classmethod
     def headline(cls, metrics: Mapping[str, Any]) -> str:
         scores = {k: v for k, v in metrics.items() if k != "seconds" and isinstance(v, (int, float))}
-        return ", ".join(f"{step} {value:.4g}" for step, value in scores.items())
+        intervals = {f"{step}_ci95" for step in scores}  # "<step>_ci95" beside "<step>"
+        return ", ".join(f"{step} {value:.4g}" + (f" ± {scores[step + '_ci95']:.2g}" if step + "_ci95" in scores
+                                                   else "")
+                         for step, value in scores.items() if step not in intervals)
 
     def run(self, ctx: StepContext) -> None:
         cfg: CompareConfig = ctx.config

@@ -56,7 +56,10 @@ class TrainStep(Step):
     def headline(cls, metrics: Mapping[str, Any]) -> str:
         if metrics.get("accuracy") is None:
             return f"final train loss {metrics['train_loss']:.4g} (no held-out split)"
-        return f"held-out accuracy {metrics['accuracy']:.2%} ({metrics['eval_rows']:,} rows)"
+        if metrics.get("accuracy_ci95") is None:
+            return f"held-out accuracy {metrics['accuracy']:.2%} ({metrics['eval_rows']:,} rows)"
+        return (f"held-out accuracy {metrics['accuracy']:.2%} ± {metrics['accuracy_ci95']:.2%} "
+                f"(mean, 95% interval over {metrics['seeds']} seeds; {metrics['eval_rows']:,} rows)")
 
     @classmethod
     def check(cls, config: TrainConfig, wired):

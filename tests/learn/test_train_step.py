@@ -10,6 +10,8 @@ from safetensors.numpy import load_file
 from curate.errors import RecipeError
 from curate.learn.curves import curve_figure
 from curate.recipes import parse_recipe, run_recipe
+from curate.steps.compare import CompareStep
+from curate.steps.train import TrainStep
 
 from figure_checks import texts_outside
 
@@ -123,6 +125,15 @@ def test_compare_reads_the_interval_of_the_seeded_step(runs):
     assert rows[1].startswith("single,train,") and rows[1].endswith(",,1")
     assert rows[2] == f"three,train,{three['accuracy']:.6f},{three['accuracy_ci95']:.6f},3"
     assert runs[0].outcome("compare").metrics["three_ci95"] == three["accuracy_ci95"]
+
+
+def test_headlines_give_the_interval_where_there_is_one(runs):
+    three, single = runs[0].outcome("three").metrics, runs[0].outcome("single").metrics
+    assert TrainStep.headline(three) == (f"held-out accuracy {three['accuracy']:.2%} ± {three['accuracy_ci95']:.2%} "
+                                         "(mean, 95% interval over 3 seeds; 40 rows)")
+    assert TrainStep.headline(single) == f"held-out accuracy {single['accuracy']:.2%} (40 rows)"
+    assert CompareStep.headline(runs[0].outcome("compare").metrics) == \
+        f"single {single['accuracy']:.4g}, three {three['accuracy']:.4g} ± {three['accuracy_ci95']:.2g}"
 
 
 def test_seeds_must_be_positive():
