@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -45,6 +46,19 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[^/]*)?$")
+"""Names :func:`atomic_write` gives its temporary files (``mkstemp`` adds 8 random characters)."""
+
+
+def remove_stale_writes(folder: str | os.PathLike) -> list[Path]:
+    """Delete temporary files that a killed process left mid-write under ``folder`` (call it holding the
+    run lock, so no live writer owns them); returns what it removed."""
+    stale = [p for p in Path(folder).rglob(".*.tmp*") if _TEMPORARY.match(p.name) and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], Any]) -> str:
