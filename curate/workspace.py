@@ -80,8 +80,10 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], Any]) -> str:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         _replace_into_place(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # e.g. a full disk: say which file it hit
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     _fsync_dir(path.parent)
     return digest
