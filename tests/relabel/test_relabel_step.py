@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from curate.errors import RecipeError
+from curate.errors import RecipeError, UsageError
 from curate.recipes import parse_recipe, run_recipe
 from curate.relabel import LabelMapStore, multi_labels
 
@@ -104,3 +104,10 @@ def test_soft_or_relabel_targets_need_a_relabel_step_wired():
     with pytest.raises(RecipeError) as info:
         parse_recipe(text, filename="tiny.yaml")
     assert any("targets 'soft' reads label maps" in str(p) for p in info.value.problems)
+
+
+def test_relabel_with_a_flatten_head_model_fails_with_what_to_use_instead(tmp_path):
+    text = RECIPE.replace("with: {model: resnet20-cifar, shard_size: 16, threshold: 0.2}",
+                          "with: {model: convnet, model_config: {width: 8, depth: 2}}")
+    with pytest.raises(UsageError, match="step 'maps': model 'convnet' has a head over .* globally pooled model"):
+        run_recipe(parse_recipe(text, filename="tiny.yaml"), workdir=tmp_path, only=["maps"], progress=False)
