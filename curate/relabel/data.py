@@ -16,7 +16,8 @@ targets are mixed is ``relabel_mix``:
   the map of the sample it shows. The pasted box is mapped back into the source sample's
   crop and pooled from the source map; the rest of the crop is pooled from the target map
   through the area identity ``z_{A-P} = (z_A - r z_P) / (1 - r)`` for pasted share r, which
-  multiplies the sampling error of ``z_A`` and ``z_P`` by up to ``1 / (1 - r)``.
+  scales the pooling (sampling) error of ``z_A`` by ``1 / (1 - r)`` and of ``z_P`` by
+  ``r / (1 - r)``: large for large pasted shares.
 """
 
 from __future__ import annotations
@@ -154,8 +155,8 @@ def region_targets(maps: TopKMaps, crops: torch.Tensor, flip: torch.Tensor, draw
 
     Row i shows crop i outside the pasted box and part of crop ``perm[i]`` inside it. Not
     ReLabel's mixing (that is ``mix_targets`` of the whole-crop targets); the pooled logits
-    of "crop minus box" come from the area identity, so for a pasted share r their error
-    grows as ``1 / (1 - r)``.
+    of "crop minus box" come from the area identity, so for a pasted share r their sampling
+    error grows as ``1 / (1 - r)``.
     """
     height, width = draw.size
     x1, y1, x2, y2 = draw.box
