@@ -6,8 +6,14 @@ N rows, K classes. ``labels (N,)`` are the given labels and ``pred_probs (N, K)`
 probabilities (float16/32/64, in memory or memory-mapped: read in row chunks). Optional signals:
 ``knn_distances`` / ``knn_neighbors (N, k)``: a k-NN graph over the same rows, self excluded
 (distances ascending, e.g. cosine distance); ``features (N, D)``: embeddings for class similarity;
-``hierarchy_distance (K, K)``: e.g. WordNet distances; ``multi_labels (N, K)`` bool: the classes
-present in each image (label maps).
+``hierarchy_distance (K, K)``: e.g. WordNet distances, and ``ancestor_depth (K, K)``: the depth
+of each pair's closest common ancestor; ``multi_labels (N, K)`` bool: the classes present in each
+image (label maps).
+
+Categories and severities of flagged rows are *suggestions*. With both hierarchy matrices they come
+from :class:`audits.mistake_model.MistakeModel`, fitted to 627 human-labelled ImageNet mistakes
+with measured agreement (``categorizer == "fitted"``); otherwise from the uncalibrated rules of
+:func:`audits.mistakes.categorize` (``"rules"``).
 
 Multi-label evidence for the categorizer means the image shows both the given and the predicted
 class: both are in ``multi_labels``, or both reach ``multi_label_threshold`` in ``pred_probs``.
@@ -26,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from audits.label_issues import CHUNK_ELEMENTS, LabelIssues, audit_labels
+from audits.mistake_model import load_mistake_model
 from audits.mistakes import CATEGORIES, SEVERITIES, Thresholds, categorize, class_similarity, pair_quantiles
 from audits.outliers import ClassBalance, class_balance, knn_outlier_scores, robust_zscores
 
@@ -63,7 +70,8 @@ class AuditOptions:
 class AuditResult:
     """Everything :func:`audit_dataset` found; per-row arrays are (N,).
 
-    ``category`` / ``severity`` are "" for rows that are not flagged. ``confusion (K, K)``:
+    ``category`` / ``severity`` are "" for rows that are not flagged; ``categorizer`` says what
+    suggested them (``fitted`` or ``rules``, see the module doc). ``confusion (K, K)``:
     given label (rows) by predicted class (columns). ``confused_pairs (P, 3)``: unordered class
     pairs ``(a, b, count)`` with a < b, most flagged issues between them first. The outlier and
     duplicate arrays are None without a k-NN graph.
@@ -77,6 +85,7 @@ class AuditResult:
     severity: np.ndarray
     multi_label: np.ndarray
     class_pair_signal: str
+    categorizer: str
     confusion: np.ndarray
     confused_pairs: np.ndarray
     balance: ClassBalance
@@ -124,6 +133,7 @@ class AuditResult:
             "categories": {c: int((self.category == c).sum()) for c in CATEGORIES if (self.category == c).any()},
             "severities": {s: int((self.severity == s).sum()) for s in SEVERITIES if (self.severity == s).any()},
             "class_pair_signal": self.class_pair_signal,
+            "categorizer": self.categorizer,
             "imbalance_ratio": self.balance.imbalance_ratio,
             "normalized_entropy": self.balance.normalized_entropy,
         }
@@ -181,6 +191,7 @@ def audit_dataset(
     knn_neighbors: np.ndarray | None = None,
     features: np.ndarray | None = None,
     hierarchy_distance: np.ndarray | None = None,
+    ancestor_depth: np.ndarray | None = None,
     multi_labels: np.ndarray | None = None,
     options: AuditOptions = AuditOptions(),
 ) -> AuditResult:
@@ -198,9 +209,11 @@ def audit_dataset(
     _check_rows("knn_neighbors", knn_neighbors, n, ndim=2)
     _check_rows("features", features, n, ndim=2)
     _check_rows("multi_labels", multi_labels, n, ndim=2, cols=k)
-    if hierarchy_distance is not None and np.shape(hierarchy_distance) != (k, k):
-        raise ValueError(f"`hierarchy_distance` must be ({k}, {k}) (one row per class), "
-                         f"got {np.shape(hierarchy_distance)}")
+    for name, matrix in (("hierarchy_distance", hierarchy_distance), ("ancestor_depth", ancestor_depth)):
+        if matrix is not None and np.shape(matrix) != (k, k):
+            raise ValueError(f"`{name}` must be ({k}, {k}) (one row per class), got {np.shape(matrix)}")
+    if ancestor_depth is not None and hierarchy_distance is None:
+        raise ValueError("`ancestor_depth` needs `hierarchy_distance` (both from one hierarchy)")
 
     predicted, confidence, above, given_above = _row_stats(pred_probs, labels, o.multi_label_threshold)
     if multi_labels is not None:
@@ -229,7 +242,12 @@ def audit_dataset(
     given_f, pred_f = labels[flagged], issues.suggested_label[flagged]
     signals = dict(ood_score=None if outlier is None else outlier[flagged].astype(float),
                    multilabel_evidence=evidence[flagged].astype(float), confidence=confidence[flagged])
-    if hierarchy_distance is not None:
+    categorizer = "rules"
+    if ancestor_depth is not None:
+        signal, categorizer = "hierarchy", "fitted"
+        cats, sevs, _ = load_mistake_model().suggest(given_f, pred_f, hierarchy_distance=hierarchy_distance,
+                                                     ancestor_depth=ancestor_depth)
+    elif hierarchy_distance is not None:
         signal = "hierarchy"
         cats, sevs = categorize(given_f, pred_f, hierarchy_distance=np.asarray(hierarchy_distance),
                                 thresholds=o.thresholds, **signals)
@@ -247,7 +265,7 @@ def audit_dataset(
 
     return AuditResult(
         labels=labels, issues=issues, predicted=predicted, confidence=confidence, category=category,
-        severity=severity, multi_label=multi_label, class_pair_signal=signal,
+        severity=severity, multi_label=multi_label, class_pair_signal=signal, categorizer=categorizer,
         confusion=np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k),
         confused_pairs=_confused_pairs(given_f, pred_f, k, o.confused_pairs),
         balance=class_balance(labels, num_classes=k),

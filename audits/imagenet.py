@@ -72,6 +72,38 @@ def load_mistakes(path: str | Path) -> dict[str, AnnotatedMistake]:
     return out
 
 
+def load_real_scores(path: str | Path) -> dict[tuple[int, int], float]:
+    """ReaL's per-(image, label) Dawid-Skene scores (``scores.npz``): {(val index, class): score in [0, 1]}.
+
+    Only the labels the raters were shown are present (a model's proposals), so a missing pair
+    means "not rated", not "rated absent".
+    """
+    with np.load(path, allow_pickle=False) as data:
+        info, scores = data["info"], data["tensor"]
+    if info.ndim != 2 or info.shape[1] != 2 or len(info) != len(scores):
+        raise ValueError(f"`{path}` must hold `info` (P, 2) (file name, label) and `tensor` (P,), as ReaL's "
+                         f"scores.npz does; got {info.shape} and {scores.shape}")
+    names, which = np.unique(info[:, 0], return_inverse=True)
+    images = np.array([val_index(name) for name in names])[which]
+    return dict(zip(zip(images.tolist(), info[:, 1].astype(np.int64).tolist()), scores.tolist()))
+
+
+def load_class_confusion(path: str | Path, wnids: Iterable[str]) -> np.ndarray:
+    """(K, K) symmetric counts from imagenet-mistakes' ``class_confusion_wnids.json``
+    (``[[wnid_a, wnid_b, count], ...]``: how often ViT-3B confused the two classes)."""
+    index = {w: i for i, w in enumerate(wnids)}
+    counts = np.zeros((len(index), len(index)), dtype=np.int64)
+    for row in json.loads(Path(path).read_text()):
+        a, b, n = row
+        if a not in index or b not in index:
+            raise ValueError(f"`{path}`: {a if a not in index else b} is not one of the {len(index)} classes; "
+                             "pass the wnids file (class_confusion_wnids.json), not the synset names")
+        counts[index[a], index[b]] += int(n)
+        if a != b:
+            counts[index[b], index[a]] += int(n)
+    return counts
+
+
 @dataclass(frozen=True)
 class ImageNetClasses:
     """The 1,000 classes in index order: ``wnids[i]`` and a short ``names[i]`` (first synonym)."""
@@ -147,13 +179,43 @@ def _ancestor_depths(wnid: str, parents: dict[str, list[str]]) -> dict[str, int]
     return dist
 
 
+def _root_depths(nodes: Iterable[str], parents: dict[str, list[str]]) -> dict[str, int]:
+    """Depth of each of ``nodes``: the shortest path up to a node without parents (a root).
+
+    Computed from the roots down (breadth first) over the sub-graph above ``nodes``.
+    """
+    nodes = set(nodes)
+    children: dict[str, list[str]] = defaultdict(list)
+    for node in nodes:
+        for parent in parents.get(node, ()):
+            children[parent].append(node)
+    frontier = [node for node in nodes if not parents.get(node)]
+    depth = dict.fromkeys(frontier, 0)
+    while frontier:
+        nxt = []
+        for node in frontier:
+            for child in children.get(node, ()):
+                if child not in depth:
+                    depth[child] = depth[node] + 1
+                    nxt.append(child)
+        frontier = nxt
+    unrooted = sorted(nodes - depth.keys())
+    if unrooted:
+        raise ValueError(f"{len(unrooted)} nodes reach no root (a node without parents), e.g. {unrooted[:3]}; "
+                         "the is-a edges must form a DAG")
+    return depth
+
+
 class ClassHierarchy:
     """Shortest-path distances between classes through their common ancestors in an is-a DAG.
 
     ``distance(a, b) = min over common ancestors c of d(a, c) + d(b, c)``, where ``d`` is the
     shortest upward path length. WordNet is a DAG (some nodes have several parents), so the
-    minimum runs over all common ancestors, not one tree LCA. ``distances`` (K, K) int16 is
-    precomputed; -1 marks a pair without a common ancestor.
+    minimum runs over all common ancestors, not one tree LCA. Precomputed, (K, K) int16, -1 for
+    a pair without a common ancestor: ``distances``, and ``ancestor_depths``, the depth (shortest
+    path up to a root) of the closest common ancestor (the deepest one when several tie), which
+    tells a confusion inside "dog" from one inside "physical entity" at equal distance.
+    ``depths`` (K,): each class's own depth.
     """
 
     def __init__(self, edges: Iterable[tuple[str, str]], wnids: Iterable[str], *,
@@ -168,9 +230,9 @@ class ClassHierarchy:
             raise ValueError(f"{len(missing)} classes have no parent in the hierarchy, e.g. {missing[:3]}; "
                              "pass the is-a edges that cover every class")
         self._ancestors = [_ancestor_depths(w, parents) for w in self.wnids]
-        self.depths = np.array([min(d for a, d in anc.items() if a not in parents) for anc in self._ancestors],
-                               dtype=np.int16)
-        self.distances = self._all_distances()
+        self._node_depth = _root_depths({node for anc in self._ancestors for node in anc}, parents)
+        self.depths = np.array([self._node_depth[w] for w in self.wnids], dtype=np.int16)
+        self.distances, self.ancestor_depths = self._all_distances()
 
     @classmethod
     def from_files(cls, is_a_path: str | Path, wnids: Iterable[str], *,
@@ -179,8 +241,9 @@ class ClassHierarchy:
         names = read_words(words_path) if words_path is not None else None
         return cls(read_is_a(is_a_path), wnids, names=names)
 
-    def _all_distances(self) -> np.ndarray:
-        """Min-plus over ancestors: for each ancestor c, pairs below it get d(a,c)+d(b,c) if smaller."""
+    def _all_distances(self) -> tuple[np.ndarray, np.ndarray]:
+        """Min-plus over ancestors: for each ancestor c, pairs below it get d(a,c)+d(b,c) if smaller
+        (or equal, when c is deeper), and c's depth as their ancestor depth."""
         k = len(self.wnids)
         below: dict[str, tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
         for i, anc in enumerate(self._ancestors):
@@ -189,25 +252,30 @@ class ClassHierarchy:
                 below[node][1].append(d)
         unreachable = np.iinfo(np.int16).max
         dist = np.full((k, k), unreachable, dtype=np.int16)
-        for members, depths in below.values():
+        depth = np.full((k, k), -1, dtype=np.int16)
+        for node, (members, ups) in below.items():
             idx = np.asarray(members)
-            d = np.asarray(depths, dtype=np.int16)
+            d = np.asarray(ups, dtype=np.int16)
             block = np.ix_(idx, idx)
-            dist[block] = np.minimum(dist[block], d[:, None] + d[None, :])
+            via, current, node_depth = d[:, None] + d[None, :], dist[block], self._node_depth[node]
+            better = (via < current) | ((via == current) & (node_depth > depth[block]))
+            dist[block] = np.where(better, via, current)
+            depth[block] = np.where(better, node_depth, depth[block])
         dist[dist == unreachable] = -1
-        return dist
+        return dist, depth
 
     def distance(self, a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
         """Distances between class indices ``a`` and ``b`` (broadcast), int16."""
         return self.distances[np.asarray(a), np.asarray(b)]
 
     def closest_common_ancestor(self, a: int, b: int) -> str | None:
-        """A common ancestor on a shortest path between classes ``a`` and ``b`` (ties: smallest wnid)."""
+        """A common ancestor on a shortest path between classes ``a`` and ``b`` (ties: the deepest,
+        then the smallest wnid); its depth is ``ancestor_depths[a, b]``."""
         anc_a, anc_b = self._ancestors[a], self._ancestors[b]
         common = anc_a.keys() & anc_b.keys()
         if not common:
             return None
-        return min(common, key=lambda c: (anc_a[c] + anc_b[c], c))
+        return min(common, key=lambda c: (anc_a[c] + anc_b[c], -self._node_depth[c], c))
 
     def name(self, wnid: str) -> str:
         """WordNet names of a node (``words.txt``), or the wnid itself when names were not loaded."""

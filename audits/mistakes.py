@@ -8,12 +8,12 @@ mistakes. Categories (curate spelling): ``fine_grained`` (close in-vocabulary cl
 (an atypical instance: a drawing, a toy, an odd form) and ``fine_grained_multilabel``. Severity
 is separate: ``major`` / ``minor`` / ``borderline`` (the paper folds borderline into minor).
 
-:func:`categorize` uses only signals about the class pair and the image that can be computed
-without a human: hierarchy distance (or class similarity), an out-of-distribution score,
-multi-label evidence and confidence. Checked against the 627 human-annotated mistakes
-(``bench/mistakes.py``), class-pair signals separate *near* confusions (mostly fine-grained,
-mostly minor) from the rest, but cannot tell out-of-vocabulary, spurious and non-prototypical
-mistakes apart: those depend on what is in the image.
+:func:`categorize` is the rule-based fallback: cut-offs set a priori (uncalibrated) on signals
+that can be computed without a human: hierarchy distance (or class similarity), an
+out-of-distribution score, multi-label evidence and confidence. On the 627 human-annotated
+mistakes (``bench/mistakes.py``) its categories agree no better than always answering
+``fine_grained`` (kappa 0). Where a WordNet hierarchy is available, the model fitted to those
+mistakes (:mod:`audits.mistake_model`) suggests instead, with measured agreement.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
+
+from audits.skill import cohen_kappa
 
 CATEGORIES = ("fine_grained", "fine_grained_oov", "spurious_correlation", "non_prototypical",
               "fine_grained_multilabel")
@@ -92,7 +94,7 @@ class Thresholds:
     low_confidence: float = 0.5
 
 
-def _per_mistake(values: np.ndarray | None, given: np.ndarray, predicted: np.ndarray, name: str) -> np.ndarray | None:
+def per_mistake(values: np.ndarray | None, given: np.ndarray, predicted: np.ndarray, name: str) -> np.ndarray | None:
     """(N,) signal, or a (K, K) class-pair matrix looked up at (given, predicted)."""
     if values is None:
         return None
@@ -109,7 +111,10 @@ def categorize(given: np.ndarray, predicted: np.ndarray, *, hierarchy_distance: 
                class_similarity: np.ndarray | None = None, ood_score: np.ndarray | None = None,
                multilabel_evidence: np.ndarray | None = None, confidence: np.ndarray | None = None,
                thresholds: Thresholds = Thresholds()) -> tuple[np.ndarray, np.ndarray]:
-    """Suggested (categories, severities), two (N,) str arrays, for mistakes ``given != predicted``.
+    """Rule-suggested (categories, severities), two (N,) str arrays, for mistakes ``given != predicted``.
+
+    The cut-offs are uncalibrated (see :class:`Thresholds`); with a WordNet hierarchy prefer
+    :meth:`audits.mistake_model.MistakeModel.suggest`, whose agreement with human labels is measured.
 
     ``hierarchy_distance`` / ``class_similarity``: (N,) per mistake or a (K, K) matrix (e.g.
     :attr:`audits.imagenet.ClassHierarchy.distances`); one of them is required. ``ood_score``
@@ -131,20 +136,20 @@ def categorize(given: np.ndarray, predicted: np.ndarray, *, hierarchy_distance: 
         raise ValueError(f"`given` and `predicted` must be (N,) of equal length, "
                          f"got {given.shape} and {predicted.shape}")
     t = thresholds
-    dist = _per_mistake(hierarchy_distance, given, predicted, "hierarchy_distance")
+    dist = per_mistake(hierarchy_distance, given, predicted, "hierarchy_distance")
     if dist is not None:
         near, far = dist <= t.near_distance, dist >= t.far_distance
     else:
-        sim = _per_mistake(class_similarity, given, predicted, "class_similarity")
+        sim = per_mistake(class_similarity, given, predicted, "class_similarity")
         if sim is None:
             raise ValueError("pass `hierarchy_distance` or `class_similarity`: one class-pair signal is required")
         near, far = sim >= t.near_similarity, sim < t.far_similarity
     n = len(given)
-    ood = _per_mistake(ood_score, given, predicted, "ood_score")
+    ood = per_mistake(ood_score, given, predicted, "ood_score")
     ood = np.zeros(n, dtype=bool) if ood is None else ood >= t.ood
-    evidence = _per_mistake(multilabel_evidence, given, predicted, "multilabel_evidence")
+    evidence = per_mistake(multilabel_evidence, given, predicted, "multilabel_evidence")
     evidence = np.zeros(n, dtype=bool) if evidence is None else evidence >= t.multilabel
-    conf = _per_mistake(confidence, given, predicted, "confidence")
+    conf = per_mistake(confidence, given, predicted, "confidence")
     confident = np.zeros(n, dtype=bool) if conf is None else conf >= t.high_confidence
     unsure = np.zeros(n, dtype=bool) if conf is None else conf < t.low_confidence
 
@@ -170,10 +175,8 @@ class Agreement:
 
     def __post_init__(self) -> None:
         total = self.confusion.sum()
-        acc = float(np.trace(self.confusion) / total) if total else float("nan")
-        expected = float((self.confusion.sum(axis=1) @ self.confusion.sum(axis=0)) / total**2) if total else 0.0
-        object.__setattr__(self, "accuracy", acc)
-        object.__setattr__(self, "kappa", (acc - expected) / (1 - expected) if expected < 1 else float("nan"))
+        object.__setattr__(self, "accuracy", float(np.trace(self.confusion) / total) if total else float("nan"))
+        object.__setattr__(self, "kappa", cohen_kappa(self.confusion))
         object.__setattr__(self, "majority_baseline",
                            float(self.confusion.sum(axis=1).max() / total) if total else float("nan"))
 

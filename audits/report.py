@@ -4,6 +4,7 @@ Each ``plot_*`` function writes one PNG at a path it is given (so a caller can w
 atomically); :func:`render_html` returns the page, which links the PNGs by relative file name
 and embeds the thumbnails of the top issues as base64, with inline CSS and no script. With many
 classes the figures show the ``max_classes`` classes with the most issues.
+:func:`write_audit_report` composes the page and figures of one audit step into its folder.
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ import base64
 import html
 import io
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
+from audits.mistake_model import suggestion_agreement, suggestion_note
 from audits.mistakes import CATEGORIES, SEVERITIES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from audits.audit import AuditResult
+    from curate.steps.base import StepContext
 
 MAX_CLASSES = 30
 _BLUE, _RED = "#4C72B0", "#C44E52"
@@ -132,6 +138,7 @@ table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;paddin
 th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 img.fig{max-width:100%;border:1px solid #eee}img.thumb{width:64px;height:64px;image-rendering:pixelated}
 .note{color:#666;font-size:.85em}
+.warning{background:#fdecea;border:1px solid #C44E52;color:#7a1c1f;padding:.6em .9em}
 """
 
 
@@ -156,28 +163,119 @@ def render_html(
     title: str,
     summary: Sequence[tuple[str, Any]],
     figures: Sequence[tuple[str, str]],
-    top_issues: Sequence[Mapping[str, Any]],
-    class_rows: Sequence[Sequence[Any]],
+    top_issues: Sequence[Mapping[str, Any]] | None = None,
+    class_rows: Sequence[Sequence[Any]] | None = None,
     notes: Sequence[str] = (),
+    warnings: Sequence[str] = (),
 ) -> str:
     """The report page.
 
+    ``warnings`` open the page, above the summary (e.g. pred_probs near chance: the issues are noise);
     ``summary``: (name, value) rows; ``figures``: (heading, relative PNG file name);
     ``top_issues``: dicts with ``thumbnail`` (data URI), ``id``, ``given``, ``suggested``,
     ``score``, ``category``, ``severity``; ``class_rows``: (class, rows, issues, rate) rows.
+    Pages without label issues (e.g. image quality) leave the last two out (None).
     """
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             *(f'<p class="warning"><strong>Warning:</strong> {html.escape(w)}</p>' for w in warnings),
              "<h2>Summary</h2>", _table(["", "value"], [(k, v) for k, v in summary])]
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in notes]
     for heading, filename in figures:
         parts.append(f"<h2>{html.escape(heading)}</h2>"
                      f'<img class="fig" src="{html.escape(filename)}" alt="{html.escape(heading)}">')
-    rows = [(f'<img class="thumb" src="{t["thumbnail"]}" alt="">', t["id"], t["given"], t["suggested"],
-             float(t["score"]), t["category"], t["severity"]) for t in top_issues]
-    parts += ["<h2>Top issues (lowest label quality first)</h2>",
-              _table(["image", "id", "given", "suggested", "score", "category", "severity"], rows,
-                     raw_columns=(0,)) if rows else "<p>No label issues were flagged.</p>",
-              "<h2>Per class</h2>", _table(["class", "rows", "issues", "issue rate"], class_rows),
-              "</body></html>"]
+    if top_issues is not None:
+        rows = [(f'<img class="thumb" src="{t["thumbnail"]}" alt="">', t["id"], t["given"], t["suggested"],
+                 float(t["score"]), t["category"], t["severity"]) for t in top_issues]
+        parts += ["<h2>Top issues (lowest label quality first)</h2>",
+                  _table(["image", "id", "given", "suggested", "score", "suggested category", "suggested severity"],
+                         rows, raw_columns=(0,)) if rows else "<p>No label issues were flagged.</p>"]
+    if class_rows is not None:
+        parts += ["<h2>Per class</h2>", _table(["class", "rows", "issues", "issue rate"], class_rows)]
+    parts.append("</body></html>")
     return "\n".join(parts)
+
+
+REPORT_DIR = "report"
+_CATEGORIZER_NAMES = {"fitted": "model fitted to human-labelled ImageNet mistakes",
+                      "rules": "rules (uncalibrated)"}
+
+
+def write_audit_report(ctx: "StepContext", *, table, rows: np.ndarray, ids: np.ndarray, names: Sequence[str],
+                       result: "AuditResult", sources: str, warnings: Sequence[str] = ()) -> str:
+    """Write the audit's figures and ``report/index.html`` into the step folder; returns the page's path.
+
+    ``rows`` are the table rows of the audited ``ids`` (for thumbnails); ``sources`` names the
+    table and pred_probs steps; ``warnings`` head the page.
+    """
+    cfg = ctx.config
+    issues = result.issues
+    top = issues.ranking[:cfg.top_issues]
+    thumbs = thumbnails(table, rows[top])
+    classes = focus_classes(result.issue_counts)
+    figures = [("Confusion matrix", "confusion.png"), ("Issue rate per class", "class_rates.png"),
+               ("Suggested categories and severities", "categories.png"), ("Top issues", "top_issues.png")]
+    summary = result.summary()
+    d = REPORT_DIR
+    ctx.write_file(f"{d}/confusion.png", lambda p: plot_confusion(p, result.confusion, names, classes=classes))
+    ctx.write_file(f"{d}/class_rates.png", lambda p: plot_class_rates(p, result.per_class_issue_rate, names,
+                                                                        classes=classes))
+    ctx.write_file(f"{d}/categories.png", lambda p: plot_categories(p, summary["categories"],
+                                                                      summary["severities"]))
+    captions = [f"{names[result.labels[i]]} -> {names[issues.suggested_label[i]]}\n{issues.scores[i]:.2g}"
+                for i in top]
+    ctx.write_file(f"{d}/top_issues.png", lambda p: plot_issue_grid(p, thumbs, captions))
+    top_rows = [{"thumbnail": png_base64(t), "id": ids[i], "given": names[result.labels[i]],
+                 "suggested": names[issues.suggested_label[i]], "score": float(issues.scores[i]),
+                 "category": result.category[i], "severity": result.severity[i]} for t, i in zip(thumbs, top)]
+    pct = lambda x: f"{x:.2%}"  # noqa: E731
+    agreement = suggestion_agreement(summary["categorizer"])
+    rows_summary = [
+        ("audited rows", summary["rows"]), ("label issues", summary["issues"]),
+        ("issue rate", pct(summary["issue_rate"])),
+        ("estimated noise rate (confident joint)", pct(summary["estimated_noise_rate"])),
+        ("accuracy of pred_probs against the given labels", pct(summary["accuracy"])),
+        ("multi-label candidates", summary["multi_label_candidates"]),
+        *([("k-NN outliers", summary["outliers"]),
+           ("near-duplicate label conflicts", summary["near_duplicate_conflicts"])] if "outliers" in summary
+          else []),
+        ("class imbalance (largest / smallest class)", round(summary["imbalance_ratio"], 3)),
+        ("class balance (normalised entropy)", round(summary["normalized_entropy"], 3)),
+        ("rule / score", f"{cfg.filter_by} / {cfg.score}"),
+        ("class-pair signal for suggested categories", summary["class_pair_signal"]),
+        ("suggested categories and severities by", _CATEGORIZER_NAMES[summary["categorizer"]]),
+        ("suggested category", agreement["category"]),
+        ("suggested severity", agreement["severity"]),
+        ("table / pred_probs", sources),
+    ]
+    class_rows = [(names[k], int(result.class_counts[k]), int(result.issue_counts[k]),
+                   pct(float(result.per_class_issue_rate[k]))) for k in range(len(names))]
+    notes = [f"{suggestion_note(summary['categorizer'])} Use them to sort the review; check them in the App."]
+    page = render_html(title=f"Label audit '{ctx.step_id}'", summary=rows_summary, figures=figures,
+                       top_issues=top_rows, class_rows=class_rows, notes=notes, warnings=warnings)
+    index = f"{d}/index.html"
+    digest = ctx.write_file(index, lambda p: p.write_text(page, encoding="utf-8"))
+    ctx.add_output("report", {"path": index, "fingerprint": digest})
+    return index
+
+
+def thumbnails(table, rows: np.ndarray, *, max_side: int = 96) -> list[np.ndarray]:
+    """Decoded images of ``rows``, shrunk to at most ``max_side`` pixels (kept as they are when smaller)."""
+    from PIL import Image
+
+    from curate.data import decode_images
+    from curate.errors import UsageError
+
+    try:
+        images = list(decode_images(table, rows))
+    except UsageError:  # images of different sizes: decode the few report images one by one
+        images = [decode_images(table, [int(row)])[0] for row in rows]
+    out = []
+    for image in images:
+        if max(image.shape[:2]) > max_side:
+            pil = Image.fromarray(image)
+            pil.thumbnail((max_side, max_side))
+            image = np.asarray(pil)
+        out.append(image)
+    return out
+

@@ -10,11 +10,22 @@
    time (first and second call), peak RSS (VmHWM: it includes the pages of the mapped file that
    were read) and the tracemalloc peak of a third call (heap arrays only).
 
+3. Where pred_probs come from: the same CIFAR-10 subset and noise settings, with pred_probs that
+   depend on the noisy labels (every source but the last trains on them): a linear and a k-NN
+   probe (5 folds, ``curate.learn.cross_val_probe``) over three embeddings (the bundled ResNet-20's
+   features, which saw CIFAR-10 train labels; the same network randomly initialised; 8x8 pixel
+   thumbnails), the out-of-fold ConvNet-3 of ``predict`` with ``folds: 5`` (the step's default
+   training options), and ResNet-20's held-out probabilities. Mean and 95% t-interval over
+   ``--seeds`` noise draws of precision, recall and F1 of curate's find_label_issues, the accuracy
+   of the pred_probs on the true labels, how often the audit's near-chance check fires, and the
+   seconds each source takes to produce its pred_probs (embedding excluded, printed apart).
+
 cleanlab is not a dependency of curate; without it the tables show curate alone and say so.
 
     python bench/audit.py                     # N = 1,000,000, K = 1,000 (4 GB file)
     python bench/audit.py --n 100000          # smaller, e.g. on a shared machine
-    python bench/audit.py --skip-scale / --skip-quality
+    python bench/audit.py --skip-scale / --skip-quality / --skip-sources
+    python bench/audit.py --skip-scale --skip-quality --threads 1   # the pred_probs sources alone
 """
 
 from __future__ import annotations
@@ -57,16 +68,9 @@ def finder(impl: str):
 
 
 def cifar_pred_probs() -> tuple[np.ndarray, np.ndarray]:
-    import torch
-
-    from curate.models import create_model
-
     images = np.load(SHARED / "cifar10" / "test" / "images.npy")
     labels = np.load(SHARED / "cifar10" / "test" / "labels.npy")
-    model = create_model("resnet20-cifar")
-    with torch.no_grad():
-        logits = torch.cat([model(model.preprocess(images[a:a + 256])) for a in range(0, len(images), 256)])
-    return labels, torch.softmax(logits, dim=1).numpy().astype(np.float32)
+    return labels, resnet20_outputs(images, weights="default")[1].astype(np.float32)
 
 
 def flip(labels: np.ndarray, rate: float, kind: str, seed: int) -> np.ndarray:
@@ -203,6 +207,113 @@ def scale(impls: list[str], n: int, k: int) -> str:
     return "\n".join([note, "", head, "|---" * 9 + "|", *rows])
 
 
+# ---------------------------------------------------------------- 3. where pred_probs come from
+
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # Student t quantiles by degrees of freedom
+NOISE = [(kind, rate) for kind in ("symmetric", "class_conditional") for rate in (0.1, 0.2)]
+
+
+def mean_ci(values: list[float]) -> str:
+    """``mean ± half-width`` of the 95% t-interval (the mean alone for one value)."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return f"{v.mean():.3f}"
+    return f"{v.mean():.3f} ± {T975.get(len(v) - 1, 1.96) * v.std(ddof=1) / np.sqrt(len(v)):.3f}"
+
+
+def resnet20_outputs(images: np.ndarray, *, weights: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(L2-normalized pooled features (N, 64), softmax probabilities (N, 10)) of ResNet-20, as the
+    embed and predict steps compute them; ``weights=None`` is a seeded random init."""
+    import torch
+
+    from curate.models import create_model
+
+    model = create_model("resnet20-cifar", num_classes=10, weights=weights, seed=0)
+    feats, probs = [], []
+    with torch.no_grad():
+        for a in range(0, len(images), 256):
+            fmap = model.forward_features(model.preprocess(images[a:a + 256]))
+            feats.append(torch.nn.functional.normalize(model.pool_features(fmap), dim=1))
+            probs.append(model.forward_head(fmap).softmax(1))
+    return torch.cat(feats).numpy(), torch.cat(probs).numpy()
+
+
+def pixel_thumbnails(images: np.ndarray) -> np.ndarray:
+    """8x8 RGB thumbnails (4x4 average pooling), centred on the mean thumbnail: an embedding that no
+    label ever shaped (192 dimensions)."""
+    n, h, w, c = images.shape
+    thumbs = images.reshape(n, h // 4, 4, w // 4, 4, c).mean(axis=(2, 4)).reshape(n, -1) / 255.0
+    return (thumbs - thumbs.mean(axis=0)).astype(np.float32)
+
+
+def convnet_out_of_fold(images: np.ndarray, noisy: np.ndarray, seed: int, *, epochs: int, width: int) -> np.ndarray:
+    """What `predict` with ``model: convnet, weights: null, folds: 5`` computes (its default training)."""
+    from curate.learn import cross_val_pred_probs
+    from curate.models import create_model
+    from curate.steps.options import FitOptions
+
+    train = FitOptions(epochs=epochs)
+    return cross_val_pred_probs(
+        lambda fold: create_model("convnet", num_classes=10, weights=None, width=width, seed=seed + fold),
+        images, noisy, folds=5, fit_kwargs=dict(train.fit_kwargs(), augment=train.augment()), seed=seed,
+        device="cpu", progress=False)
+
+
+def pred_prob_sources(seeds: int, *, epochs: int, width: int) -> str:
+    from audits.chance import check_chance
+    from audits.label_issues import find_label_issues
+    from curate.learn import KnnProbe, LinearProbe, cross_val_probe
+
+    images = np.load(SHARED / "cifar10" / "test" / "images.npy")
+    labels = np.load(SHARED / "cifar10" / "test" / "labels.npy")
+    t = time.perf_counter()
+    trained, held_out = resnet20_outputs(images, weights="default")
+    embed_s = time.perf_counter() - t
+    embeddings = {"ResNet-20": trained, "random-init ResNet-20": resnet20_outputs(images, weights=None)[0],
+                  "8x8 pixels": pixel_thumbnails(images)}
+    sources = {f"{probe.name} probe, {emb}": (lambda noisy, seed, x=x, probe=probe:
+                                              cross_val_probe(x, noisy, probe, folds=5, seed=seed))
+               for emb, x in embeddings.items() for probe in (LinearProbe(), KnnProbe())}
+    sources[f"out-of-fold ConvNet-3 (width {width}, {epochs} epochs, 5 folds)"] = \
+        lambda noisy, seed: convnet_out_of_fold(images, noisy, seed, epochs=epochs, width=width)
+    sources["ResNet-20 held-out (trained on CIFAR-10 train)"] = lambda noisy, seed: held_out
+    cross_val_probe(trained[:100], labels[:100], LinearProbe(), folds=2)  # warm torch up outside the timings
+    stats: dict[tuple[str, str], list[tuple[float, ...]]] = {}
+    for kind, rate in NOISE:
+        for seed in range(seeds):
+            noisy = flip(labels, rate, kind, seed)
+            flipped = noisy != labels
+            for name, source in sources.items():
+                t = time.perf_counter()
+                p = source(noisy, seed)
+                seconds = time.perf_counter() - t
+                mask = find_label_issues(noisy, p)
+                tp = (mask & flipped).sum()
+                prec, rec = tp / max(mask.sum(), 1), tp / flipped.sum()
+                f1 = 2 * prec * rec / max(prec + rec, 1e-12)
+                stats.setdefault((name, f"{kind} {rate:.0%}"), []).append(
+                    (prec, rec, f1, (p.argmax(1) == labels).mean(), check_chance(noisy, p).near_chance, seconds))
+                print(f"  {kind} {rate:.0%} seed {seed}: {name}: F1 {f1:.3f} in {seconds:.1f} s", file=sys.stderr)
+    settings = [f"{k} {r:.0%}" for k, r in NOISE]
+    detail = ["| pred_probs | noise | precision | recall | F1 | accuracy on true labels | near chance | s |",
+              "|---" * 8 + "|"]
+    for (name, setting), runs in stats.items():
+        r = np.asarray(runs, dtype=float)
+        detail.append(f"| {name} | {setting} | {mean_ci(r[:, 0])} | {mean_ci(r[:, 1])} | {mean_ci(r[:, 2])} | "
+                      f"{mean_ci(r[:, 3])} | {int(r[:, 4].sum())}/{len(r)} | {r[:, 5].mean():.2f} |")
+    summary = ["| pred_probs | " + " | ".join(f"F1 {s}" for s in settings) + " | s per run |",
+               "|---" * (len(settings) + 2) + "|"]
+    for name in sources:
+        f1s = [mean_ci(np.asarray(stats[(name, s)])[:, 2]) for s in settings]
+        sec = np.mean([run[5] for s in settings for run in stats[(name, s)]])
+        summary.append(f"| {name} | " + " | ".join(f1s) + f" | {sec:.2f} |")
+    note = (f"CIFAR-10 test subset, N = {len(labels)}; mean ± 95% t-interval over {seeds} noise seeds; curate's "
+            f"find_label_issues (prune_by_noise_rate). ResNet-20 embedding of the {len(labels)} images: "
+            f"{embed_s:.1f} s (not in the probes' seconds). Every source but ResNet-20's held-out probabilities "
+            "trains on the noisy labels.")
+    return "\n".join([note, "", *summary, "", *detail])
+
+
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--_worker":
         worker(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
@@ -213,7 +324,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="noise draws per CIFAR setting")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
+    parser.add_argument("--skip-sources", action="store_true", help="skip the pred_probs sources comparison")
+    parser.add_argument("--convnet-epochs", type=int, default=10, help="out-of-fold ConvNet: epochs per fold")
+    parser.add_argument("--convnet-width", type=int, default=32, help="out-of-fold ConvNet: channels")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     impls = ["curate", "cleanlab"] if have_cleanlab() else ["curate"]
     if len(impls) == 1:
         print("NOTE: cleanlab is not importable here, so only curate's implementation is measured; "
@@ -221,6 +340,9 @@ def main() -> None:
     if not args.skip_quality:
         print("## Finding injected label noise (F1)\n")
         print(quality(impls, args.seeds), "\n")
+    if not args.skip_sources:
+        print("## Where pred_probs come from: probes, out-of-fold ConvNet, held-out ResNet-20\n")
+        print(pred_prob_sources(args.seeds, epochs=args.convnet_epochs, width=args.convnet_width), "\n")
     if not args.skip_scale:
         print("## Runtime and memory\n")
         print(scale(impls, args.n, args.k))

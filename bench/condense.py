@@ -2,14 +2,20 @@
 
 Data: ``../shared/data/cifar10`` (4,660 lossless train images, 932 test images). For every
 IPC and method (``dc``, ``dsa``, ``dm``, ``dcc``), with FYI off and/or on, the script distils
-from real-image initialization, evaluates the set with the standard protocol (``--eval-runs``
-fresh ConvNets trained ``--eval-epochs`` epochs on it, DSA augmentation for the methods that
-distil with DSA), and evaluates random real images at the same IPC under the same protocol
-(the same images each method starts from). It prints mean test accuracy with the Student-t
-95% interval, whether the method beats random selection beyond both intervals, and the wall
-time per outer iteration (the mean over iterations after the first, which pays one-time setup),
-also divided by the time of a plain forward pass over the same number of real images measured
-in the same run (``x fwd``), which makes runs on a loaded, shared CPU comparable.
+from each method's official initialization (``--init official``: noise for DC, real images for
+the others; ``--init real`` for the grids below, which predate it), evaluates the set with the
+standard protocol (``--eval-runs`` fresh ConvNets trained on it for ``--eval-epochs`` E, DSA
+augmentation for the methods that distil with DSA) under each ``--eval-schedule`` (``official``:
+``evaluate_synset``'s E + 1 epochs with lr x0.1 and a fresh optimizer after epoch E // 2 + 1;
+``halfway``: E epochs, x0.1 at half-time with the momentum kept, the schedule before), and
+evaluates random real images at the same IPC under the same protocol (with real
+initialization, the same images the method starts from). It prints mean test accuracy with
+the Student-t 95% interval, whether the method beats random selection beyond both intervals,
+whether the run is a "shortened protocol" (fewer iterations or evaluation epochs than the
+published budget, ``curate.condense.budgets``), and the wall time per outer iteration (the
+mean over iterations after the first, which pays one-time setup), also divided by the time of
+a plain forward pass over the same number of real images measured in the same run
+(``x fwd``), which makes runs on a loaded, shared CPU comparable.
 
 Anchor (the reference implementation, VICO-UoE/DatasetCondensation, measured on this subset
 and this CPU; ConvNet-128, instance norm, 300-epoch evaluation x 3): DM at IPC 10 goes from
@@ -21,6 +27,9 @@ Commands (each prints a markdown table):
 
 - DM anchor:
   ``python bench/condense.py --methods dm --ipc 10 --fyi off --iterations 100 --eval-runs 3 --eval-epochs 300``
+- old against new evaluation schedule on the same sets:
+  ``python bench/condense.py --methods dm --ipc 10 --fyi off --iterations 20 --eval-runs 3 --eval-epochs 300
+  --eval-schedule halfway official --threads 1``
 - DC timing:  ``python bench/condense.py --methods dc dsa dcc --ipc 1 --fyi off --timing 3`` (add ``--chunk 0``
   to pass whole batches through the networks, for comparisons)
 - full table (CPU-sized gradient matching: narrower network, real batch 64):
@@ -42,6 +51,7 @@ import numpy as np
 import torch
 
 from curate.condense import distill, evaluate, random_selection
+from curate.condense.budgets import shortfall
 from curate.learn.device import resolve_device
 from curate.models import create_model
 from curate.workspace import write_json
@@ -86,6 +96,11 @@ def forward_seconds(n: int, width: int, device: str, *, repeats: int = 1) -> flo
     return best
 
 
+def protocol(method: str, iterations: int, eval_epochs: int | None, dsa: bool) -> str:
+    """The run against the method's published budget: "shortened protocol: ..." or "paper budget"."""
+    return shortfall(method, iterations=iterations, eval_epochs=eval_epochs, eval_dsa=dsa) or "paper budget"
+
+
 def seconds_per_iteration(history: list[dict]) -> float:
     seconds = [row["seconds"] for row in history]
     return float(np.mean(seconds[1:] if len(seconds) > 1 else seconds))
@@ -103,7 +118,13 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=128, help="ConvNet width for distillation and evaluation")
     parser.add_argument("--batch-real", type=int, default=256, help="real images per class per matching step")
     parser.add_argument("--eval-runs", type=int, default=3)
-    parser.add_argument("--eval-epochs", type=int, default=300)
+    parser.add_argument("--eval-epochs", type=int, default=300, help="the protocol's E (the official schedule "
+                                                                      "trains E + 1 epochs)")
+    parser.add_argument("--eval-schedule", nargs="+", choices=["official", "halfway"], default=["official"],
+                        help="evaluation lr schedules, each run on the same distilled sets (halfway: before the "
+                             "official schedule was followed)")
+    parser.add_argument("--init", choices=["official", "real", "noise"], default="official",
+                        help="where the synthetic images start (official: each method's published default)")
     parser.add_argument("--timing", type=int, default=0, metavar="N",
                         help="only time N outer iterations per method (no evaluation)")
     parser.add_argument("--chunk", type=int, metavar="N",
@@ -124,8 +145,9 @@ def main() -> None:
     net = {"width": args.width}
     chunk = WHOLE_BATCHES if args.chunk == 0 else args.chunk
     fyis = {"off": [False], "on": [True], "both": [False, True]}[args.fyi]
-    protocol = dict(model_config=net, runs=args.eval_runs, epochs=args.eval_epochs, seed=args.seed, progress=False,
-                    chunk=chunk)
+    protocol_options = dict(model_config=net, runs=args.eval_runs, epochs=args.eval_epochs, seed=args.seed,
+                            progress=False, chunk=chunk)
+    init = None if args.init == "official" else args.init
     device = resolve_device("auto")
     where = torch.cuda.get_device_name() if device == "cuda" else f"CPU, torch threads {torch.get_num_threads()}"
     print(f"# condense bench on {where}: {len(images)} train / {len(test_images)} test images, ConvNet-{args.width}, "
@@ -138,7 +160,7 @@ def main() -> None:
     def timed_distill(**kwargs):
         """The distilled set and the forward-pass yardstick around it (mean of before and after)."""
         before = forward_seconds(n_real, args.width, device)
-        result = distill(images, labels, model_config=net, seed=args.seed, progress=False,
+        result = distill(images, labels, model_config=net, seed=args.seed, progress=False, init=init,
                          batch_real=args.batch_real, chunk=chunk, **kwargs)
         return result, (before + forward_seconds(n_real, args.width, device)) / 2
 
@@ -154,38 +176,44 @@ def main() -> None:
         return
 
     gm = f" ({args.gm_iterations} for dc, dsa, dcc at IPC > 1)" if args.gm_iterations else ""
-    print(f"\n{args.iterations} outer iterations{gm}, real init; evaluation: {args.eval_runs} runs x "
-          f"{args.eval_epochs} epochs, mean +- 95% CI (%)\n")
-    print("| method | IPC | FYI | iterations | accuracy | random | beats random | s / iteration | x fwd | distil s | "
-          "eval s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"\n{args.iterations} outer iterations{gm}, init {args.init}; evaluation: {args.eval_runs} runs x "
+          f"E = {args.eval_epochs} epochs, mean +- 95% CI (%)\n")
+    print("| method | IPC | FYI | init | iterations | eval schedule | accuracy | random | beats random | protocol | "
+          "s / iteration | x fwd | distil s | eval s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows: list[dict] = []
     for ipc in args.ipc:
         chosen = random_selection(images, labels, ipc=ipc, seed=args.seed, model_config=net)
-        randoms: dict[bool, dict] = {}
+        randoms: dict[tuple[bool, str], dict] = {}
         for method in args.methods:
             dsa = EVAL_DSA.get(method, False)
-            if dsa not in randoms:
-                randoms[dsa] = evaluate(chosen, test_images, test_labels, dsa=dsa, **protocol)
-                print(f"| random{' (DSA eval)' if dsa else ''} | {ipc} | - | - | {fmt(randoms[dsa])} | - | - | - | - "
-                      "| - | - |", flush=True)
+            for schedule in args.eval_schedule:
+                if (dsa, schedule) not in randoms:
+                    randoms[dsa, schedule] = evaluate(chosen, test_images, test_labels, dsa=dsa, lr_schedule=schedule,
+                                                      **protocol_options)
+                    print(f"| random{' (DSA eval)' if dsa else ''} | {ipc} | - | real | - | {schedule} | "
+                          f"{fmt(randoms[dsa, schedule])} | - | - | - | - | - | - | - |", flush=True)
             iterations = args.gm_iterations if args.gm_iterations and ipc > 1 and method in GRADIENT_MATCHING \
                 else args.iterations
+            budget = protocol(method, iterations, args.eval_epochs, dsa)
             for fyi in fyis:
                 result, yardstick = timed_distill(method=method, ipc=ipc, iterations=iterations, fyi=fyi)
                 distil_s = sum(row["seconds"] for row in result.history)
-                start = time.perf_counter()
-                score = evaluate(result, test_images, test_labels, **protocol)
-                eval_s = time.perf_counter() - start
                 per_iter = seconds_per_iteration(result.history)
-                print(f"| {method} | {ipc} | {'on' if fyi else 'off'} | {iterations} | {fmt(score)} | "
-                      f"{fmt(randoms[dsa])} | "
-                      f"{beats(score, randoms[dsa])} | {per_iter:.3g} | {per_iter / yardstick:.2f} | {distil_s:.0f} | "
-                      f"{eval_s:.0f} |", flush=True)
-                rows.append(dict(method=method, ipc=ipc, fyi=fyi, iterations=iterations, accuracy=score,
-                                 random=randoms[dsa], seconds_per_iteration=per_iter, x_fwd=per_iter / yardstick))
-                if args.json:
-                    write_json(args.json, {"args": vars(args), "rows": rows})
+                for schedule in args.eval_schedule:
+                    start = time.perf_counter()
+                    score = evaluate(result, test_images, test_labels, lr_schedule=schedule, **protocol_options)
+                    eval_s = time.perf_counter() - start
+                    random = randoms[dsa, schedule]
+                    print(f"| {method} | {ipc} | {'on' if fyi else 'off'} | {result.provenance['init']} | "
+                          f"{iterations} | {schedule} | {fmt(score)} | {fmt(random)} | {beats(score, random)} | "
+                          f"{budget} | {per_iter:.3g} | {per_iter / yardstick:.2f} | {distil_s:.0f} | {eval_s:.0f} |",
+                          flush=True)
+                    rows.append(dict(method=method, ipc=ipc, fyi=fyi, init=result.provenance["init"],
+                                     iterations=iterations, eval_schedule=schedule, accuracy=score, random=random,
+                                     protocol=budget, seconds_per_iteration=per_iter, x_fwd=per_iter / yardstick))
+                    if args.json:
+                        write_json(args.json, {"args": vars(args), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -1,17 +1,23 @@
-"""Synth I in one run: guided-sampling overhead, sample quality guided vs unguided, and the augmentation gain.
+"""Synth I in one run: guided-sampling overhead, sample quality guided vs unguided, and the augmentation gain,
+every figure scored by classifiers that did not guide the samples.
 
-Run: ``python bench/synth.py --size tiny|cpu|gpu [--seeds 0 1 2] [--device auto]``.
+Run: ``python bench/synth.py --size tiny|cpu|gpu [--seeds 0 1 2] [--device auto] [--threads 1]``.
 
 Data: CIFAR-10 from ``/work/shared/data/cifar10`` (4,660 train / 932 test) when present, else the bundled
-demo table. A small real subset (``real_per_class`` per class) trains everything: the class-conditional DDPM,
-the noise-aware guidance classifier and the downstream ConvNet, so no outside data leaks in. Prints:
+demo table. A small real subset (``real_per_class`` per class) trains everything made here: the class-conditional
+DDPM, the noise-aware classifier that GUIDES, the ConvNet that FILTERS (trained at the samples' size, another
+seed; the synth step's ``inputs.filter``) and the downstream ConvNets, so no outside data leaks in. The JUDGE is
+the pretrained ResNet-56 (shared weights; the bundled ResNet-20 when they are absent), which neither guided nor
+filtered (the near-copy filter reads ResNet-20 features, as the synth step does by default). Prints:
 
-1. ``s/step`` of plain and classifier-guided DDIM sampling on the same batch and their ratio (target <= 2x);
-2. KID / FID (resnet20-cifar pooled features, nothing downloaded) of unguided and guided samples against the
-   held-out real test split, with the real training subset as the floor at the same counts; and the accuracy of an
-   independent judge (the bundled pretrained resnet20-cifar) on each sample set;
-3. held-out accuracy of the same ConvNet trained on the real subset and on the subset plus the filtered guided
-   samples, over ``--seeds`` (mean and 95% t-interval).
+1. ``s/step`` of plain and classifier-guided DDIM sampling (guided-diffusion's condition_score) on the same
+   batch and their ratio (target <= 2x);
+2. KID / FID on the judge's pooled features against the held-out real test split, the judge's accuracy, the
+   filter's mean target probability and the guide's own (self-scored, inflated by construction), for the real
+   training subset (the floor at these counts), plain samples, guided samples, and the guided samples kept by
+   the independent filter and by the guide itself (the old default);
+3. held-out accuracy of the same ConvNet trained on the real subset, and on the subset plus the guided samples
+   kept by each filter, over ``--seeds`` (mean and 95% t-interval; gains are paired by seed).
 
 On a CPU the UNet is tiny and its samples are poor; the numbers say so honestly.
 """
@@ -41,6 +47,7 @@ SIZES = {
                 inference_steps=50, epochs=30, width=64),
 }
 SHARED = Path("/work/shared/data/cifar10")
+RESNET56 = Path("/work/shared/data/models/cifar10_resnet_akamaster/resnet56.safetensors")
 
 
 def load_data(real_per_class: int):
@@ -84,11 +91,22 @@ def interval(values: list[float]) -> str:
     return f"{m:.3f} +- {half:.3f}"
 
 
+def load_judge(num_classes: int):
+    """``(name, model)``: the pretrained ResNet-56 from the shared weights, else the bundled ResNet-20."""
+    from curate.models import create_model
+
+    if RESNET56.is_file():
+        return "resnet56-cifar (pretrained)", create_model("resnet56-cifar", num_classes=num_classes, weights=RESNET56)
+    return "resnet20-cifar (pretrained; ResNet-56 weights absent)", create_model("resnet20-cifar",
+                                                                                 num_classes=num_classes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=list(SIZES), default="tiny")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="classifier seeds (default: 0 1 2; tiny: 0)")
     parser.add_argument("--guidance-scale", type=float, default=2.0)
+    parser.add_argument("--min-confidence", type=float, default=0.3, help="filter threshold on p(target)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (1 is fastest on a busy CPU)")
     args = parser.parse_args()
@@ -105,14 +123,23 @@ def main() -> None:
     from synth.noisy_classifier import train_noisy_classifier
     from synth.pipeline import GuidedPipeline, make_sampler
     from synth.quality import embed_images, fid, kid
+    from synth.scorers import Scorer, choose_filter, model_scorer, weights_digest
     from synth.train_diffusion import build_unet, to_model_space, train_ddpm
 
     device = resolve_device(args.device)
     tr_x, tr_y, te_x, te_y, names = load_data(cfg["real_per_class"])
     k, s = len(names), cfg["image_size"]
     tr_s, te_s = resize(tr_x, s), resize(te_x, s)
-    print(f"size={args.size} device={device} real train={len(tr_x)} test={len(te_x)} image={s}x{s} "
-          f"unet={cfg['block_out_channels']} steps={cfg['steps']}")
+    print(f"size={args.size} device={device} threads={torch.get_num_threads()} real train={len(tr_x)} "
+          f"test={len(te_x)} image={s}x{s} unet={cfg['block_out_channels']} steps={cfg['steps']}")
+
+    def convnet(x, y, seed):
+        """The downstream ConvNet (also the filter, at another seed): fit on (x, y), scored on the test split."""
+        model = create_model("convnet", num_classes=k, weights=None, width=cfg["width"], im_size=s, seed=seed)
+        data = ArrayData(x, y, augment=Augment(flip=True, crop_padding=2), num_classes=k)
+        res = fit(model, data, epochs=cfg["epochs"], batch_size=64, lr=0.05, seed=seed, device=device,
+                  eval_data=(te_s, te_y), progress=False)
+        return model, res.final_accuracy
 
     t0 = time.perf_counter()
     unet = build_unet(image_size=s, block_out_channels=cfg["block_out_channels"],
@@ -125,7 +152,18 @@ def main() -> None:
     sampler = make_sampler("ddim", dict(ddpm.scheduler.config))
     clf, closs = train_noisy_classifier(tr_s, tr_y, alphas_cumprod=sampler.alphas_cumprod, num_classes=k,
                                         steps=cfg["noisy_steps"], seed=0, device=device, progress=True)
-    print(f"noisy classifier: final loss {closs[-max(1, len(closs) // 10):].mean():.3f}")
+    print(f"guide (noise-aware classifier): final loss {closs[-max(1, len(closs) // 10):].mean():.3f}")
+
+    @torch.no_grad()
+    def guide_probs(images):  # the guide at t = 0, as the synth step self-scores with it
+        return torch.cat([clf(b.to(device), 0).softmax(1).cpu() for b in to_model_space(images).split(256)]).numpy()
+
+    guide_scorer = Scorer("noisy_classifier (guide)", weights_digest(clf), guide_probs)
+    filter_model, filter_acc = convnet(tr_s, tr_y, seed=100)
+    filt, scoring = choose_filter(model_scorer(filter_model, name=f"convnet {s}x{s} (seed 100)", device=device),
+                                  guide_scorer, allow_self_filter=False)
+    judge_name, judge = load_judge(k)
+    print(f"filter: {filt.name}, {scoring}, held-out accuracy {filter_acc:.3f}; judge: {judge_name}")
 
     labels, _, sample_seeds = plan_samples(np.arange(k), per_class=cfg["per_class"], base_seed=0)
     guide = create_guidance("noisy_classifier", clf.to(device), scale=args.guidance_scale)
@@ -142,42 +180,46 @@ def main() -> None:
     print(f"\n1. sampling {len(labels)} images x {n_steps} DDIM steps: plain {timing['plain']:.4f} s/step, "
           f"guided {timing['guided']:.4f} s/step, overhead {timing['guided'] / timing['plain']:.2f}x (target <= 2x)")
 
-    judge = create_model("resnet20-cifar", num_classes=10)
-    feat = create_model("resnet20-cifar", num_classes=10)
-    ref = embed_images(feat, te_s, device=device)
-    real_f = embed_images(feat, tr_s, device=device)
-    print("\n2. quality vs held-out real test (resnet20-cifar features); judge = pretrained resnet20-cifar")
-    print(f"   {'set':8s} {'n':>5s} {'KID':>9s} {'FID':>9s} {'judge acc':>9s} {'guide p(y)':>10s}")
-    rows = {"real": (tr_s, tr_y, real_f)}
-    for name in ("plain", "guided"):
-        rows[name] = (samples[name], labels, embed_images(feat, samples[name], device=device))
-    for name, (images, y, f) in rows.items():
-        acc = (predict_images(judge, images, device=device).argmax(1) == y).mean() if k == 10 else float("nan")
-        with torch.no_grad():
-            p = clf(to_model_space(images).to(device), 0).softmax(1)[torch.arange(len(y)), torch.as_tensor(y)]
-        print(f"   {name:8s} {len(images):5d} {kid(ref, f).mean:9.4f} {fid(ref, f):9.2f} {acc:9.3f} "
-              f"{p.mean().item():10.3f}")
+    copy_features = create_model("resnet20-cifar", num_classes=10)  # the synth step's default feature_model
+    real_copy_f = embed_images(copy_features, tr_s, device=device)
+    guided_copy_f = embed_images(copy_features, samples["guided"], device=device)
+    kept = {}
+    for name, scorer in (("independent", filt), ("self", guide_scorer)):
+        kept[name] = filter_samples(scorer.classify(samples["guided"]), labels, guided_copy_f, real_copy_f,
+                                    min_confidence=args.min_confidence, min_copy_distance=0.02)
 
-    with torch.no_grad():
-        probs = torch.cat([clf(b.to(device), 0).softmax(1).cpu() for b in to_model_space(samples["guided"]).split(256)])
-    kept = filter_samples(probs.numpy(), labels, rows["guided"][2], real_f, min_confidence=0.3,
-                          min_copy_distance=0.02)
-    print(f"\n3. augmentation: {kept.counts()} of the guided samples; ConvNet width {cfg['width']}, "
-          f"{cfg['epochs']} epochs, seeds {seeds}")
-    aug_x = np.concatenate([tr_s, samples["guided"][kept.keep]])
-    aug_y = np.concatenate([tr_y, labels[kept.keep]])
-    results = {"real": [], "real+synthetic": []}
-    for seed in seeds:
-        for name, (x, y) in (("real", (tr_s, tr_y)), ("real+synthetic", (aug_x, aug_y))):
-            model = create_model("convnet", num_classes=k, weights=None, width=cfg["width"], im_size=s, seed=seed)
-            data = ArrayData(x, y, augment=Augment(flip=True, crop_padding=2), num_classes=k)
-            res = fit(model, data, epochs=cfg["epochs"], batch_size=64, lr=0.05, seed=seed, device=device,
-                      eval_data=(te_s, te_y), progress=False)
-            results[name].append(res.final_accuracy)
+    ref = embed_images(judge, te_s, device=device)
+    print(f"\n2. quality vs held-out real test ({judge_name} features); judge = {judge_name}; "
+          f"filter p(y) = {filt.name}; guide p(y) = the guiding classifier at t = 0 (self-scored)")
+    print(f"   {'set':22s} {'n':>5s} {'KID':>9s} {'FID':>9s} {'judge acc':>9s} {'filter p(y)':>11s} "
+          f"{'guide p(y)':>10s}")
+    rows = {"real train (floor)": (tr_s, tr_y), "plain": (samples["plain"], labels),
+            "guided": (samples["guided"], labels),
+            "guided, kept by filter": (samples["guided"][kept["independent"].keep], labels[kept["independent"].keep]),
+            "guided, kept by guide": (samples["guided"][kept["self"].keep], labels[kept["self"].keep])}
+    for name, (images, y) in rows.items():
+        if len(y) < 2:
+            print(f"   {name:22s} {len(y):5d}  (too few to score)")
+            continue
+        f = embed_images(judge, images, device=device)
+        acc = (predict_images(judge, images, device=device).argmax(1) == y).mean() if k == 10 else float("nan")
+        target = np.arange(len(y)), y
+        print(f"   {name:22s} {len(y):5d} {kid(ref, f).mean:9.4f} {fid(ref, f):9.2f} {acc:9.3f} "
+              f"{filt.classify(images)[target].mean():11.3f} {guide_probs(images)[target].mean():10.3f}")
+
+    print(f"\n3. augmentation: min_confidence {args.min_confidence}, copy distance 0.02; kept by the filter "
+          f"{kept['independent'].counts()}, by the guide itself {kept['self'].counts()}; ConvNet width "
+          f"{cfg['width']}, {cfg['epochs']} epochs, seeds {seeds}")
+    sets = {"real": (tr_s, tr_y)}
+    for name, label in (("independent", "+ kept by filter"), ("self", "+ kept by guide")):
+        keep = kept[name].keep
+        sets[label] = (np.concatenate([tr_s, samples["guided"][keep]]), np.concatenate([tr_y, labels[keep]]))
+    results = {name: [convnet(x, y, seed)[1] for seed in seeds] for name, (x, y) in sets.items()}
     for name, values in results.items():
-        print(f"   {name:15s} held-out accuracy {interval(values)}  ({', '.join(f'{v:.3f}' for v in values)})")
-    gain = np.subtract(results["real+synthetic"], results["real"]).tolist()
-    print(f"   gain            {interval(gain)}")
+        print(f"   {name:17s} held-out accuracy {interval(values)}  ({', '.join(f'{v:.3f}' for v in values)})")
+    for name in list(results)[1:]:
+        gain = np.subtract(results[name], results["real"]).tolist()
+        print(f"   gain {name:12s} {interval(gain)}  (paired by seed)")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@ live in field metadata built with :func:`option`, so a bad value is reported
 against its own field ("expected an integer > 0, got 'ten'"). Cross-field rules
 go in ``__post_init__`` and raise :class:`ConfigValueError` naming the field.
 
+Relative paths resolve against ``base_dir`` (a recipe's folder): ``Path`` fields always, and
+string fields marked ``option(..., path=True)`` (they also take hub ids or names) when a file of
+that name exists there. Values typed on the command line (:class:`CommandLineValue`) resolve
+against the current directory instead, as a shell user expects.
+
 :func:`parse_config` returns the instance together with every problem found;
 :func:`from_mapping` raises them as one :class:`ConfigError` for library callers.
 """
@@ -49,15 +54,34 @@ def option(
     lt: float | None = None,
     le: float | None = None,
     default_factory: Any = _MISSING,
+    path: bool = False,
 ) -> Any:
-    """A dataclass field with a help text and numeric bounds checked at load."""
-    meta = {"help": help, "gt": gt, "ge": ge, "lt": lt, "le": le}
+    """A dataclass field with a help text and numeric bounds checked at load; ``path``: a string that
+    may name a file (resolved against the recipe's folder when it exists there)."""
+    meta = {"help": help, "gt": gt, "ge": ge, "lt": lt, "le": le, "path": path}
     if default_factory is not _MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
 # --- type conversion -------------------------------------------------------------
+
+
+class CommandLineValue(str):
+    """A string typed on the command line (``--set``): relative paths in it resolve against the cwd."""
+
+
+def _resolve_path(value: Any, *, base_dir: Path | None, always: bool) -> Any:
+    """``value`` (a str or Path) as an absolute path string against ``base_dir`` (the cwd for command-line
+    values); unchanged when relative, not ``always`` and not existing there."""
+    if not isinstance(value, (str, Path)) or base_dir is None:
+        return value
+    base = Path.cwd() if isinstance(value, CommandLineValue) else base_dir
+    expanded = Path(value).expanduser()
+    if expanded.is_absolute():
+        return str(expanded)
+    candidate = base / expanded
+    return str(candidate) if always or candidate.exists() else value
 
 
 class _Bad(Exception):
@@ -99,7 +123,8 @@ def _bounds_text(meta: Mapping[str, Any]) -> str:
     return " and ".join(parts)
 
 
-def _convert(value: Any, tp: Any, path: str, problems: list[tuple[str | None, str]]) -> Any:
+def _convert(value: Any, tp: Any, path: str, problems: list[tuple[str | None, str]],
+             base_dir: Path | None = None) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
@@ -111,7 +136,10 @@ def _convert(value: Any, tp: Any, path: str, problems: list[tuple[str | None, st
             if arg is type(None):
                 continue
             sub: list[tuple[str | None, str]] = []
-            out = _convert(value, arg, path, sub)
+            try:
+                out = _convert(value, arg, path, sub, base_dir)
+            except _Bad:  # not this alternative: try the next one
+                continue
             if not sub:
                 return out
         raise _Bad()
@@ -140,7 +168,7 @@ def _convert(value: Any, tp: Any, path: str, problems: list[tuple[str | None, st
         raise _Bad()
     if tp is Path:
         if isinstance(value, (str, Path)):
-            return Path(value)
+            return Path(_resolve_path(value, base_dir=base_dir, always=True))
         raise _Bad()
     if origin in (list, tuple):
         if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
@@ -150,7 +178,7 @@ def _convert(value: Any, tp: Any, path: str, problems: list[tuple[str | None, st
         items = []
         for i, item in enumerate(value):
             try:
-                items.append(_convert(item, item_tp, f"{path}[{i}]", problems))
+                items.append(_convert(item, item_tp, f"{path}[{i}]", problems, base_dir))
             except _Bad:
                 problems.append((f"{path}[{i}]", f"expected {_type_name(item_tp)}, got {item!r}"))
         return tuple(items) if origin is tuple else items
@@ -163,14 +191,14 @@ def _convert(value: Any, tp: Any, path: str, problems: list[tuple[str | None, st
         out = {}
         for k, v in value.items():
             try:
-                out[k] = _convert(v, args[1], f"{path}.{k}", problems)
+                out[k] = _convert(v, args[1], f"{path}.{k}", problems, base_dir)
             except _Bad:
                 problems.append((f"{path}.{k}", f"expected {_type_name(args[1])}, got {v!r}"))
         return out
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise _Bad()
-        obj, sub = parse_config(tp, value, prefix=f"{path}.")
+        obj, sub = parse_config(tp, value, prefix=f"{path}.", base_dir=base_dir)
         problems.extend(sub)
         return obj
     if isinstance(value, tp):
@@ -189,8 +217,11 @@ def _check_bounds(value: Any, meta: Mapping[str, Any]) -> bool:
     )
 
 
-def parse_config(cls: type, data: Mapping[str, Any] | None, *, prefix: str = "") -> tuple[Any, list[tuple[str | None, str]]]:
-    """Build ``cls`` from ``data``; return ``(instance or None, [(field, message), ...])``."""
+def parse_config(cls: type, data: Mapping[str, Any] | None, *, prefix: str = "",
+                 base_dir: Path | None = None) -> tuple[Any, list[tuple[str | None, str]]]:
+    """Build ``cls`` from ``data``; return ``(instance or None, [(field, message), ...])``.
+
+    ``base_dir``: where relative paths resolve (None: they stay as written)."""
     data = {} if data is None else data
     problems: list[tuple[str | None, str]] = []
     if not isinstance(data, Mapping):
@@ -212,7 +243,9 @@ def parse_config(cls: type, data: Mapping[str, Any] | None, *, prefix: str = "")
         expect = _type_name(hints[name])
         bounds = _bounds_text(f.metadata)
         try:
-            converted = _convert(value, hints[name], path, problems)
+            converted = _convert(value, hints[name], path, problems, base_dir)
+            if f.metadata.get("path"):
+                converted = _resolve_path(converted, base_dir=base_dir, always=False)
         except _Bad:
             problems.append((path, f"expected {expect}{' ' + bounds if bounds else ''}, got {value!r}"))
             continue

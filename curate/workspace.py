@@ -7,8 +7,9 @@ one. Folders are built as ``name.partial/`` and renamed when complete
 (:func:`atomic_dir`). A step is complete only once its ``step.json`` is written,
 last, through the same helper.
 
-Crash tests set :data:`FAULTS` (or ``CURATE_FAIL_AT_WRITE=n``) to raise at the
-n-th commit of this process, which makes interrupted runs deterministic.
+Every commit goes through :func:`_replace_into_place`, the one seam crash tests use to make the
+n-th commit fail (the ``write_faults`` fixture in tests/conftest.py); production code never
+touches it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -33,29 +33,9 @@ os.umask(_UMASK)
 LOCK_FILE = ".lock"
 
 
-class InjectedFault(RuntimeError):
-    """Raised by the write-fault test hook."""
-
-
-@dataclass
-class WriteFaults:
-    """Test hook: fail at the ``fail_at``-th commit (1-based) counted from ``reset``."""
-
-    fail_at: int | None = None
-    count: int = 0
-
-    def reset(self, fail_at: int | None) -> None:
-        self.fail_at, self.count = fail_at, 0
-
-    def tick(self, path: Path) -> None:
-        self.count += 1
-        env = os.environ.get("CURATE_FAIL_AT_WRITE")
-        limit = self.fail_at if self.fail_at is not None else (int(env) if env else None)
-        if limit is not None and self.count == limit:
-            raise InjectedFault(f"injected write fault at write #{self.count} ({path.name})")
-
-
-FAULTS = WriteFaults()
+def _replace_into_place(src: Path, dst: Path) -> None:
+    """Commit a finished temporary file or folder: the testing seam for crashes at a commit."""
+    os.replace(src, dst)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -85,8 +65,7 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], Any]) -> str:
         digest = file_sha256(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        FAULTS.tick(path)
-        os.replace(tmp, path)
+        _replace_into_place(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -122,20 +101,19 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
+    old = path.with_name(path.name + ".old")
     try:
         yield partial
-        FAULTS.tick(path)
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        _replace_into_place(partial, path)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
+        if old.exists() and not path.exists():  # a failed commit keeps the previous folder
+            os.replace(old, path)
         raise
-    if path.exists():
-        old = path.with_name(path.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(path, old)
-        os.replace(partial, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(partial, path)
+    shutil.rmtree(old, ignore_errors=True)
     _fsync_dir(path.parent)
 
 

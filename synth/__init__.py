@@ -4,10 +4,12 @@ Modules (each imports torch/diffusers itself, so ``import synth`` stays cheap):
 
 - ``synth.train_diffusion``: DDPM training of a diffusers ``UNet2DModel`` with EMA, checkpoints and exact resume;
 - ``synth.noisy_classifier``: a small timestep-aware classifier ``p(y | x_t, t)`` trained on noised images;
-- ``synth.guidance``: classifier guidance components (registry :data:`synth.guidance.GUIDANCE`);
+- ``synth.registry``: the registries ``METHODS`` and ``GUIDANCE`` (torch-free, for recipe validation);
+- ``synth.guidance``: classifier guidance components (``noisy_classifier``, ``clean_classifier``);
 - ``synth.pipeline``: :class:`~synth.pipeline.GuidedPipeline`, one readable sampling loop with per-sample seeds;
+- ``synth.scorers``: the guiding and the filtering classifier, named and fingerprinted, kept apart;
 - ``synth.filters``: confidence and near-copy filters, provenance, the new table version (shared by every method);
 - ``synth.quality``: KID, FID, sample sheets;
-- ``synth.methods``: the synth method registry (``classifier_guidance``);
+- ``synth.methods``: the synth methods (``classifier_guidance``);
 - ``synth.steps``: the recipe steps ``train_diffusion`` and ``synth``.
 """

@@ -1,15 +1,19 @@
-"""Filters and provenance shared by every synth method, and the new table version they produce.
+"""Filters shared by every synth method, and the rows of the samples they keep.
 
-A generated sample is kept when (1) the filter classifier gives its target class at least
-``min_confidence`` and (2) it is not a near copy of a real training image: its cosine distance
-(``1 - cos``, on a registry model's features) to the nearest real row, found with a FAISS k-NN
-search, is at least ``min_copy_distance``. Kept samples become rows ``synth:<step>:<n>``
-(``n`` is the sample index that also derives its seed) with ``set: synthetic`` and provenance
-columns, appended to a copy of the input table; the input table is never modified.
+A generated sample is kept when (1) the filter classifier (one that did not guide, see
+:mod:`synth.scorers`) gives its target class at least ``min_confidence`` and (2) it is not a
+near copy of a real training image: its cosine distance (``1 - cos``, on a registry model's
+features) to the nearest real row, found with a FAISS k-NN search, is at least
+``min_copy_distance``. Kept samples become rows ``synth:<step>:<n>`` (``n`` is the sample index
+that also derives its seed) with ``set: synthetic``, the provenance every producer writes
+(:data:`curate.data.table.PROVENANCE`: method, parameters, source step, seed) and the per-row
+:data:`SAMPLE_COLUMNS`; the step appends them to a new table version
+(:func:`curate.data.table.new_table_version`), never to the input table.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -22,17 +26,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 KEPT, LOW_CONFIDENCE, NEAR_COPY = "kept", "low_confidence", "near_copy"
 
-PROVENANCE = {
-    "synth_method": "string",
-    "synth_step": "string",
-    "synth_model": "string",
-    "synth_seed": "int64",
-    "synth_guidance_scale": "float32",
-    "synth_confidence": "float32",
-    "synth_copy_distance": "float32",
-    "synth_nearest": "string",
+SAMPLE_COLUMNS = {
+    "guidance_scale": "float32",
+    "filter_confidence": "float32",
+    "copy_distance": "float32",
+    "nearest_real": "string",
 }
-"""Provenance columns and their types; real rows hold nulls. The class is the row's ``label``."""
+"""Per-row columns of synthetic rows besides the provenance; real rows hold nulls. ``filter_confidence``
+is the target-class probability of the filter named in the ``parameters`` (``filter_model``), which is
+the guiding classifier itself only when ``filter_scoring`` is ``self_scored`` (see :mod:`synth.scorers`);
+``nearest_real`` is the id of the closest real training row at ``copy_distance``."""
 
 
 @dataclass
@@ -48,6 +51,10 @@ class FilterResult:
 
     def counts(self) -> dict[str, int]:
         return {r: int((self.reason == r).sum()) for r in (KEPT, LOW_CONFIDENCE, NEAR_COPY)}
+
+    def subset(self, rows: np.ndarray) -> "FilterResult":
+        """The result of the samples ``rows`` (a mask or positions), e.g. ``subset(keep)``."""
+        return FilterResult(*(np.asarray(getattr(self, f.name))[rows] for f in dataclasses.fields(self)))
 
 
 def copy_distances(features: np.ndarray, real_features: np.ndarray, *,
@@ -98,54 +105,23 @@ def synthetic_rows(
     images: np.ndarray,
     labels: np.ndarray,
     numbers: np.ndarray,
+    seeds: np.ndarray,
     step_id: str,
     class_names: Sequence[str],
     split: str,
-    provenance: Mapping[str, Any],
+    method: str,
+    parameters: Mapping[str, Any],
+    guidance_scale: np.ndarray,
+    kept: FilterResult,
 ) -> "datasets.Dataset":
-    """A table of generated rows: ids ``synth:<step_id>:<n>``, ``set: synthetic`` and the provenance columns.
+    """Rows of the kept samples: ids ``synth:<step_id>:<n>``, ``set: synthetic``, the shared provenance and
+    :data:`SAMPLE_COLUMNS` (``kept``: the filter result restricted to these samples)."""
+    from curate.data.table import generated_rows
 
-    ``provenance`` maps each name of :data:`PROVENANCE` to one value per row, or one value for all rows.
-    """
-    import datasets
-
-    from curate.data import make_table
-
-    missing = sorted(set(PROVENANCE) - set(provenance))
-    unknown = sorted(set(provenance) - set(PROVENANCE))
-    if missing or unknown:
-        raise UsageError(f"`provenance` must give exactly the columns {', '.join(PROVENANCE)}; "
-                         f"missing {missing or 'none'}, unknown {unknown or 'none'}")
-    n = len(labels)
-    ids = [f"synth:{step_id}:{int(i)}" for i in np.asarray(numbers)]
-    rows = make_table(ids=ids, images=images, labels=np.asarray(labels), class_names=class_names, splits=split,
-                      set_="synthetic")
-    for name, dtype in PROVENANCE.items():
-        value = provenance[name]
-        values = list(np.asarray(value).tolist()) if np.ndim(value) else [value] * n
-        if len(values) != n:
-            raise UsageError(f"provenance `{name}` has {len(values)} values but there are {n} rows")
-        rows = rows.add_column(name, values, feature=datasets.Value(dtype))
-    return rows
-
-
-def append_rows(table: "datasets.Dataset", rows: "datasets.Dataset") -> "datasets.Dataset":
-    """A NEW table version: ``table`` then ``rows``; columns one side lacks are filled with nulls."""
-    import datasets
-
-    if table.features["label"].names != rows.features["label"].names:
-        raise UsageError("the synthetic rows' classes differ from the table's; generate with the table's class names")
-    clash = set(table["id"]) & set(rows["id"])
-    if clash:
-        raise UsageError(f"{len(clash)} synthetic ids already exist in the table (e.g. {sorted(clash)[0]!r}); "
-                         "give the synth step a new id")
-    table, rows = _with_columns(table, rows.features), _with_columns(rows, table.features)
-    rows = rows.select_columns(table.column_names).cast(table.features)
-    return datasets.concatenate_datasets([table, rows])
-
-
-def _with_columns(table: "datasets.Dataset", features: "datasets.Features") -> "datasets.Dataset":
-    for name, feature in features.items():
-        if name not in table.column_names:
-            table = table.add_column(name, [None] * len(table), feature=feature)
-    return table
+    sample = {"guidance_scale": guidance_scale, "filter_confidence": kept.confidence,
+              "copy_distance": kept.copy_distance, "nearest_real": kept.nearest}
+    return generated_rows(
+        ids=[f"synth:{step_id}:{int(i)}" for i in np.asarray(numbers)], images=images, labels=np.asarray(labels),
+        class_names=class_names, split=split, set_="synthetic", method=method, parameters=dict(parameters),
+        source_step=step_id, seeds=np.asarray(seeds), extra={name: (np.asarray(sample[name]), dtype)
+                                                             for name, dtype in SAMPLE_COLUMNS.items()})

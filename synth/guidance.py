@@ -2,10 +2,15 @@
 
 ``cond = s * grad_{x_t} sum_b log p(y_b | x_t)`` steers each sampling step toward class ``y``:
 
-- **eps form** (any eps-prediction scheduler, DDIM included): ``eps' = eps - sqrt(1 - abar_t) * cond``;
-- **mean form** (ancestral DDPM): ``mu' = mu + Sigma * cond`` with ``Sigma`` the posterior variance.
+- **eps form** (any eps-prediction scheduler, DDIM included), guided-diffusion's ``condition_score``:
+  the UNGUIDED ``x0_hat`` is clipped (when the model clips), ``eps`` re-derived from it, then
+  ``eps' = eps - sqrt(1 - abar_t) * cond`` is stepped with clipping off (:func:`condition_score`);
+  clipping the guided ``x0_hat`` instead would cut the guidance off wherever it leaves [-1, 1];
+- **mean form** (ancestral DDPM), ``condition_mean``: ``mu' = mu + Sigma * cond`` with ``Sigma`` the
+  variance the scheduler samples with (its ``variance_type``).
 
-Components (:data:`GUIDANCE`) differ only in how ``log p(y | x_t)`` is computed:
+Components (:data:`synth.registry.GUIDANCE`, chosen by name) differ in how ``log p(y | x_t)`` is
+computed and in :meth:`ClassifierGuidance.from_inputs`, which builds their classifier:
 ``noisy_classifier`` reads ``x_t`` and the original timestep ``t`` (a classifier trained on noised
 images, :mod:`synth.noisy_classifier`); ``clean_classifier`` applies any registry classifier to the
 predicted clean image ``x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)``, with ``eps`` held
@@ -14,14 +19,19 @@ fixed, so ``d x0_hat / d x_t = 1 / sqrt(abar_t)`` and no gradient flows through 
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from curate.errors import UsageError
-from curate.registry import Registry
+from synth.methods import Guide
+from synth.registry import GUIDANCE
+from synth.scorers import Scorer, model_scorer, weights_digest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from synth.methods import SynthInputs
 
 Schedule = Literal["constant", "linear"]
 Form = Literal["eps", "mean"]
@@ -45,6 +55,20 @@ def eps_form(eps: torch.Tensor, cond: torch.Tensor, *, alpha_bar: torch.Tensor |
     return eps - torch.as_tensor(1.0 - alpha_bar).sqrt().to(eps) * cond.to(eps.dtype)
 
 
+def condition_score(x_t: torch.Tensor, eps: torch.Tensor, cond: torch.Tensor, *, alpha_bar: torch.Tensor | float,
+                    clip_range: float | None) -> torch.Tensor:
+    """guided-diffusion's ``condition_score``: the guided eps, to be stepped with clipping OFF.
+
+    ``x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar)`` is clipped to ``[-clip_range, clip_range]`` (None:
+    no clipping), ``eps`` is re-derived from it, then :func:`eps_form` applies ``cond``.
+    """
+    a = torch.as_tensor(alpha_bar).to(eps)
+    if clip_range is not None:
+        x0 = ((x_t - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-clip_range, clip_range)
+        eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+    return eps_form(eps, cond, alpha_bar=a)
+
+
 def mean_shift(mean: torch.Tensor, cond: torch.Tensor, *, variance: torch.Tensor | float) -> torch.Tensor:
     """``mu + Sigma * cond``: the guided posterior mean (``variance`` scalar or per-element)."""
     return mean + torch.as_tensor(variance).to(mean) * cond.to(mean.dtype)
@@ -62,7 +86,7 @@ def schedule_factor(schedule: Schedule, *, step: int, num_steps: int) -> float:
 class ClassifierGuidance:
     """A guidance component: ``scale``, its ``schedule`` over the sampling steps, and the ``form`` it is applied in.
 
-    Subclasses define :meth:`log_probs`; the pipeline calls :meth:`cond` once per step.
+    Subclasses define :meth:`log_probs` and :meth:`from_inputs`; the pipeline calls :meth:`cond` once per step.
     """
 
     def __init__(self, classifier: nn.Module, *, scale: float = 1.0, schedule: Schedule = "constant",
@@ -81,6 +105,16 @@ class ClassifierGuidance:
     def scale_at(self, step: int, num_steps: int) -> float:
         return self.scale * schedule_factor(self.schedule, step=step, num_steps=num_steps)
 
+    @classmethod
+    def from_inputs(cls, cfg: Any, inputs: "SynthInputs", *, alphas_cumprod: torch.Tensor, seed: int, device: str,
+                    progress: bool) -> Guide:  # pragma: no cover - abstract
+        """Build the component from a synth step's inputs: its classifier (trained here or given), and that
+        classifier as a :class:`~synth.scorers.Scorer` of uint8 images, so the step can keep it from filtering.
+
+        ``cfg`` is the method config: ``guidance_scale``, ``schedule``, ``form`` and the entry's own options.
+        """
+        raise NotImplementedError
+
     def log_probs(self, x_t: torch.Tensor, t: torch.Tensor, *, eps: torch.Tensor,
                   alpha_bar: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -92,20 +126,50 @@ class ClassifierGuidance:
         return classifier_guidance(x_t, y, log_probs=fn, scale=scale)
 
 
-GUIDANCE: Registry[type[ClassifierGuidance]] = Registry("guidance method")
+def _options(cfg: Any) -> dict[str, Any]:
+    return {"scale": cfg.guidance_scale, "schedule": cfg.schedule, "form": cfg.form}
 
 
-@GUIDANCE.register("noisy_classifier")
 class NoisyClassifierGuidance(ClassifierGuidance):
     """``log softmax(classifier(x_t, t))``: the classifier was trained on noised images with ``t`` as input."""
+
+    @classmethod
+    def from_inputs(cls, cfg, inputs, *, alphas_cumprod, seed, device, progress):
+        """Trains a noise-aware classifier here on the real rows (``noisy_steps``, ``noisy_width``, ...)."""
+        from synth.noisy_classifier import save_noisy_classifier_file, train_noisy_classifier
+        from synth.train_diffusion import to_model_space
+
+        clf, losses = train_noisy_classifier(
+            inputs.real_images, inputs.real_labels, alphas_cumprod=alphas_cumprod,
+            num_classes=len(inputs.class_names), steps=cfg.noisy_steps, batch_size=cfg.noisy_batch_size,
+            lr=cfg.noisy_lr, width=cfg.noisy_width, seed=seed, device=device, progress=progress)
+
+        @torch.no_grad()
+        def classify(images):  # the noise-aware classifier at t = 0
+            x = to_model_space(images).to(device)
+            return torch.cat([clf(b, 0).softmax(1) for b in x.split(256)]).cpu().numpy()
+
+        return Guide(component=cls(clf, **_options(cfg)),
+                     scorer=Scorer("noisy_classifier (trained in this step)", weights_digest(clf), classify),
+                     files={"noisy_classifier.safetensors": lambda p: save_noisy_classifier_file(clf, p)},
+                     metrics={"noisy_classifier_loss": round(float(losses[-max(1, len(losses) // 10):].mean()), 4)})
 
     def log_probs(self, x_t, t, *, eps, alpha_bar):
         return F.log_softmax(self.classifier(x_t, t).float(), dim=1)
 
 
-@GUIDANCE.register("clean_classifier")
 class CleanClassifierGuidance(ClassifierGuidance):
     """``log softmax(classifier(x0_hat))``, a classifier of clean images in [-1, 1] (see :class:`PixelClassifier`)."""
+
+    @classmethod
+    def from_inputs(cls, cfg, inputs, *, alphas_cumprod, seed, device, progress):
+        """Wraps the step's classifier (``inputs.classifier`` or ``with.classifier_model``)."""
+        if inputs.classifier is None:
+            raise UsageError("guidance 'clean_classifier' needs a classifier: wire a `train` step to "
+                             "inputs.classifier or name a registry model in with.classifier_model")
+        model = inputs.classifier
+        return Guide(component=cls(PixelClassifier(model).to(device), **_options(cfg)),
+                     scorer=model_scorer(model, name=inputs.classifier_name, device=device))
 
     def log_probs(self, x_t, t, *, eps, alpha_bar):
         a = torch.as_tensor(alpha_bar).to(x_t)

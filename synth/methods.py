@@ -1,10 +1,11 @@
-"""Synth methods: how a `synth` step generates labelled images. Registry :data:`METHODS`.
+"""Synth methods: how a `synth` step generates labelled images. Registry :data:`synth.registry.METHODS`.
 
 A method is a class with a ``Config`` (a subclass of :class:`SynthOptions`, whose fields every
-method shares: counts, filters, splits, feature model) and ``generate(config, inputs, ...)``
-returning :class:`Generated`. The step around it filters, records provenance, writes the new
-table version and measures quality the same way for every method, so Synth II methods
-(class tokens, SSL-conditioned diffusion) only add a class here.
+method shares: counts, filters, splits, feature model), ``prepare(config, inputs, ...)`` returning
+the :class:`Guide` that will steer the samples, and ``generate(config, inputs, guide, ...)``
+returning :class:`Generated`. The step around it keeps the guide's classifier from filtering,
+filters, records provenance, writes the new table version and measures quality the same way for
+every method, so Synth II methods (class tokens, SSL-conditioned diffusion) only add a class here.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 import numpy as np
 
 from curate.config import ConfigValueError, option
-from curate.registry import Registry
+from synth.registry import GUIDANCE
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
+    from synth.scorers import Scorer
     from synth.train_diffusion import DiffusionModel
 
 
@@ -38,9 +40,13 @@ class SynthOptions:
     diffusion_model: str | None = option(
         None, help="a diffusers model folder or hub id, instead of wiring a train_diffusion step to inputs.diffusion")
     filter_model: str | None = option(
-        None, help="registry classifier that filters and scores the samples (null: inputs.classifier, "
-                   "else the method's own classifier)")
+        None, help="registry classifier that filters and scores the samples, instead of a `train` step wired to "
+                   "inputs.filter (null and nothing wired: the pretrained resnet20-cifar for 32x32 samples of the "
+                   "CIFAR-10 classes); never the classifier that guided")
     filter_weights: str | None = option("default", help="weights of filter_model")
+    allow_self_filter: bool = option(
+        False, help="let the guiding classifier filter and score its own samples (inflated; metrics labelled "
+                    "self_scored) when no independent filter is given or it equals the guide")
     min_confidence: float = option(0.5, ge=0, le=1, help="keep samples whose target-class probability is >= this")
     min_copy_distance: float = option(
         0.02, ge=0, le=2, help="drop samples closer than this cosine distance to a real training image")
@@ -50,32 +56,38 @@ class SynthOptions:
 
 @dataclass
 class SynthInputs:
-    """What a method may read: the diffusion model, real training images at its size, classes, a clean classifier."""
+    """What a method may read: the diffusion model, real training images at its size, classes, and a
+    classifier of clean images with its name (``inputs.classifier`` or ``with.classifier_model``)."""
 
     diffusion: "DiffusionModel"
     real_images: np.ndarray
     real_labels: np.ndarray
     class_names: list[str]
-    clean_classifier: Any | None = None
+    classifier: Any | None = None
+    classifier_name: str | None = None
+
+
+@dataclass
+class Guide:
+    """What steers a method's samples: its ``component`` (e.g. a guidance), the steering classifier as a
+    ``scorer`` (None when no classifier steers), and side files ``{name: writer(path)}`` and metrics."""
+
+    component: Any
+    scorer: "Scorer | None"
+    files: dict[str, Callable[["Path"], Any]] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class Generated:
     """Generated samples: uint8 ``images (N, H, W, 3)``, target ``labels (N,)``, sample ``numbers (N,)``,
-    ``seeds (N,)``, per-sample ``guidance_scale (N,)``, an optional classifier of uint8 images -> pred_probs
-    (used to filter when no other is configured), and side files ``{name: writer(path)}``."""
+    ``seeds (N,)`` and per-sample ``guidance_scale (N,)``."""
 
     images: np.ndarray
     labels: np.ndarray
     numbers: np.ndarray
     seeds: np.ndarray
     guidance_scale: np.ndarray
-    classify: Callable[[np.ndarray], np.ndarray] | None = None
-    files: dict[str, Callable[["Path"], Any]] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-METHODS: Registry[type] = Registry("synth method")
 
 
 def plan_samples(class_ids: np.ndarray, *, per_class: int, base_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -95,12 +107,14 @@ class ClassifierGuidanceConfig(SynthOptions):
     sampler: Literal["ddim", "ddpm"] = option("ddim")
     num_inference_steps: int = option(50, gt=0, help="sampling steps (respaced from the training timesteps)")
     clip_sample: bool | None = option(
-        None, help="clip each step's predicted clean image to [-1, 1] (null: as the model was trained); "
-                   "with large guidance scales clipping can pull samples off the target class")
-    classifier: Literal["noisy", "clean"] = option(
-        "noisy", help="noisy: train a timestep-aware classifier here on noised real images; "
-                      "clean: inputs.classifier (or classifier_model) applied to the predicted clean image")
-    classifier_model: str | None = option(None, help="clean guidance: registry classifier when none is wired")
+        None, help="clip each step's UNGUIDED predicted clean image to [-1, 1] before the guidance is applied "
+                   "(guided-diffusion's condition_score; null: as the model was trained)")
+    guidance: str = option(
+        "noisy_classifier", help="guidance method (registry synth.registry.GUIDANCE): noisy_classifier trains a "
+                                 "timestep-aware classifier here on noised real images; clean_classifier applies "
+                                 "inputs.classifier (or classifier_model) to the predicted clean image")
+    classifier_model: str | None = option(
+        None, help="clean_classifier guidance: registry classifier when no `train` step is wired to inputs.classifier")
     classifier_weights: str | None = option("default", help="weights of classifier_model")
     noisy_steps: int = option(300, gt=0, help="training steps of the noise-aware classifier")
     noisy_width: int = option(32, gt=0, help="width of the noise-aware classifier")
@@ -108,6 +122,8 @@ class ClassifierGuidanceConfig(SynthOptions):
     noisy_lr: float = option(1e-3, gt=0)
 
     def __post_init__(self) -> None:
+        if self.guidance not in GUIDANCE:
+            raise ConfigValueError("guidance", GUIDANCE.unknown_message(self.guidance))
         if self.form == "mean" and self.sampler != "ddpm":
             raise ConfigValueError("form", "the mean-shift form needs the ancestral sampler: set sampler: ddpm "
                                            "(or use form: eps)")
@@ -121,55 +137,24 @@ def guidance_sampler(cfg: ClassifierGuidanceConfig, scheduler_config: dict):
     return make_sampler(cfg.sampler, scheduler_config, **overrides)
 
 
-@METHODS.register("classifier_guidance")
 class ClassifierGuidanceMethod:
-    """Dhariwal & Nichol classifier guidance with a noise-aware classifier or a clean one on x0_hat."""
+    """Dhariwal & Nichol classifier guidance; the guidance method (and its classifier) is chosen by name."""
 
     Config = ClassifierGuidanceConfig
 
-    def generate(self, cfg: ClassifierGuidanceConfig, inputs: SynthInputs, *, labels: np.ndarray,
-                 numbers: np.ndarray, seeds: np.ndarray, base_seed: int, device: str, progress: bool) -> Generated:
-        import torch
+    def prepare(self, cfg: ClassifierGuidanceConfig, inputs: SynthInputs, *, base_seed: int, device: str,
+                progress: bool) -> Guide:
+        sampler = guidance_sampler(cfg, inputs.diffusion.scheduler_config)
+        return GUIDANCE.get(cfg.guidance).from_inputs(cfg, inputs, alphas_cumprod=sampler.alphas_cumprod,
+                                                      seed=base_seed, device=device, progress=progress)
 
-        from curate.errors import UsageError
-        from curate.learn import predict_images
-        from synth.guidance import PixelClassifier, create_guidance
-        from synth.noisy_classifier import save_noisy_classifier_file, train_noisy_classifier
+    def generate(self, cfg: ClassifierGuidanceConfig, inputs: SynthInputs, guide: Guide, *, labels: np.ndarray,
+                 numbers: np.ndarray, seeds: np.ndarray, device: str, progress: bool) -> Generated:
         from synth.pipeline import GuidedPipeline
-        from synth.train_diffusion import to_model_space
 
         sampler = guidance_sampler(cfg, inputs.diffusion.scheduler_config)
-        files, metrics, classify = {}, {}, None
-        if cfg.classifier == "noisy":
-            clf, losses = train_noisy_classifier(
-                inputs.real_images, inputs.real_labels, alphas_cumprod=sampler.alphas_cumprod,
-                num_classes=len(inputs.class_names), steps=cfg.noisy_steps, batch_size=cfg.noisy_batch_size,
-                lr=cfg.noisy_lr, width=cfg.noisy_width, seed=base_seed, device=device,
-                progress=progress)
-            files["noisy_classifier.safetensors"] = lambda p: save_noisy_classifier_file(clf, p)
-            metrics["noisy_classifier_loss"] = round(float(losses[-max(1, len(losses) // 10):].mean()), 4)
-            guide = create_guidance("noisy_classifier", clf, scale=cfg.guidance_scale, schedule=cfg.schedule,
-                                    form=cfg.form)
-
-            @torch.no_grad()
-            def classify(images: np.ndarray) -> np.ndarray:  # the noise-aware classifier at t = 0
-                x = to_model_space(images).to(device)
-                return torch.cat([clf(b, 0).softmax(1) for b in x.split(256)]).cpu().numpy()
-        else:
-            if inputs.clean_classifier is None:
-                raise UsageError("classifier 'clean' needs a classifier: wire a `train` step to inputs.classifier "
-                                 "or name a registry model in with.classifier_model")
-            model = inputs.clean_classifier
-            guide = create_guidance("clean_classifier", PixelClassifier(model).to(device), scale=cfg.guidance_scale,
-                                    schedule=cfg.schedule, form=cfg.form)
-
-            def classify(images: np.ndarray) -> np.ndarray:
-                return predict_images(model, images, device=device)
-
-        unet = inputs.diffusion.unet.to(device)
-        pipe = GuidedPipeline(unet, sampler, guide)
+        pipe = GuidedPipeline(inputs.diffusion.unet.to(device), sampler, guide.component)
         images = pipe(labels, num_inference_steps=cfg.num_inference_steps, seeds=seeds, batch_size=cfg.batch_size,
                       progress=progress)
         return Generated(images=images, labels=labels, numbers=numbers, seeds=seeds,
-                         guidance_scale=np.full(len(labels), cfg.guidance_scale, dtype=np.float32),
-                         classify=classify, files=files, metrics=metrics)
+                         guidance_scale=np.full(len(labels), cfg.guidance_scale, dtype=np.float32))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from curate.config import option, to_dict
+from curate.data.table import class_names_of, new_table_version, split_indices
 from curate.steps.base import Role, Step, StepContext
-from curate.data.table import class_names_of, split_indices
+
+log = logging.getLogger(__name__)
 
 DIFFUSION_TYPE = "diffusion_model"
 """Artifact type of a saved diffusion model: a diffusers folder (``unet/``, ``scheduler/``, ``curate.json``)."""
@@ -45,6 +48,10 @@ class TrainDiffusionStep(Step):
     Config = TrainDiffusionConfig
     inputs = {"data": Role(("table",), help="the table version to train on")}
     produces = (DIFFUSION_TYPE,)
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        return f"final loss {metrics['final_loss']:.4g} after {metrics['steps']:,} steps"
 
     def run(self, ctx: StepContext) -> None:
         import numpy as np
@@ -89,21 +96,32 @@ class TrainDiffusionStep(Step):
 
 class SynthStep(Step):
     summary = ("Generate labelled images with a diffusion model (method: classifier_guidance, ...), filter them "
-               "(confidence, near copies), append them as `set: synthetic` rows in a new table version; KID/FID.")
-    version = 1
+               "(confidence of a classifier that did not guide, near copies), append them as `set: synthetic` rows "
+               "in a new table version; KID/FID.")
+    version = 3
     inputs = {
         "data": Role(("table",), help="the table version to extend (and its real rows for filters and KID/FID)"),
         "diffusion": Role((DIFFUSION_TYPE,), optional=True, help="a train_diffusion step (or with.diffusion_model)"),
-        "classifier": Role(("model",), optional=True, help="a `train` step's classifier (clean guidance, filter)"),
+        "classifier": Role(("model",), optional=True,
+                           help="a `train` step's classifier that guides (guidance: clean_classifier)"),
+        "filter": Role(("model",), optional=True,
+                       help="a `train` step's classifier that filters and scores the samples (not the guide)"),
     }
     produces = ("table", "report")
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        return f"kept {metrics['kept']:,} of {metrics['generated']:,} generated"
 
     @classmethod
     def config_class(cls, raw) -> type:
         from curate.config import ConfigValueError
         from curate.errors import UnknownName
-        from synth.methods import METHODS
+        from synth.registry import METHODS
 
+        if raw.get("classifier") in ("noisy", "clean"):  # the option before guidance was chosen by registered name
+            raise ConfigValueError("classifier", f"`classifier: {raw['classifier']}` is now "
+                                                 f"`guidance: {raw['classifier']}_classifier`")
         try:
             return METHODS.get(str(raw.get("method", "classifier_guidance"))).Config
         except UnknownName as exc:
@@ -111,18 +129,24 @@ class SynthStep(Step):
 
     @classmethod
     def config_variants(cls) -> dict[str, type]:
-        from synth.methods import METHODS
+        from synth.registry import METHODS
 
         return {f"method: {name}": METHODS.get(name).Config for name in METHODS.names()}
 
     @classmethod
     def check(cls, config, wired):
+        problems = []
         if config.diffusion_model and "diffusion" in wired:
-            return [("diffusion_model", "give either `with.diffusion_model` or `inputs.diffusion`, not both")]
+            problems.append(("diffusion_model", "give either `with.diffusion_model` or `inputs.diffusion`, not both"))
         if not config.diffusion_model and "diffusion" not in wired:
-            return [("diffusion_model", "wire a train_diffusion step to `inputs.diffusion` or name a diffusers "
-                                        "model folder / hub id in `with.diffusion_model`")]
-        return []
+            problems.append(("diffusion_model", "wire a train_diffusion step to `inputs.diffusion` or name a "
+                                                "diffusers model folder / hub id in `with.diffusion_model`"))
+        if config.filter_model and "filter" in wired:
+            problems.append(("filter_model", "give either `with.filter_model` or `inputs.filter`, not both"))
+        if getattr(config, "classifier_model", None) and "classifier" in wired:
+            problems.append(("classifier_model", "give either `with.classifier_model` or `inputs.classifier`, "
+                                                 "not both"))
+        return problems
 
     def run(self, ctx: StepContext) -> None:
         import time
@@ -131,10 +155,10 @@ class SynthStep(Step):
 
         from curate.data import decode_images
         from curate.errors import UsageError
-        from curate.learn import predict_images
         from curate.models import create_model
-        from synth import filters, quality
-        from synth.methods import METHODS, SynthInputs, plan_samples
+        from synth import filters, quality, scorers
+        from synth.methods import SynthInputs, plan_samples
+        from synth.registry import METHODS
         from synth.train_diffusion import load_diffusion_model
 
         cfg = ctx.config
@@ -148,23 +172,25 @@ class SynthStep(Step):
             raise UsageError(f"the diffusion model was trained on classes {diffusion.class_names[:5]}... but the "
                              f"table's classes are {names[:5]}...; train it on this table")
         size = (diffusion.image_size, diffusion.image_size)
+        candidate = self._filter(ctx, cfg, names, diffusion.image_size, device)  # refuses before any training
         labels_all = np.asarray(table["label"])
         real_rows = split_indices(table, cfg.real_split, where="with.real_split")
         real_images = decode_images(table, real_rows, size=size)
-        clean = self._clean_classifier(ctx, cfg, names)
+        guide_model = _named_model(ctx, "classifier", getattr(cfg, "classifier_model", None),
+                                   getattr(cfg, "classifier_weights", None), names)
+        inputs = SynthInputs(diffusion, real_images, labels_all[real_rows], names, *(guide_model or (None, None)))
         class_ids = self._class_ids(cfg, names)
         base_seed = ctx.seed if cfg.seed is None else cfg.seed
         labels, numbers, seeds = plan_samples(class_ids, per_class=cfg.per_class, base_seed=base_seed)
 
+        method = METHODS.get(cfg.method)()
         started = time.perf_counter()
-        gen = METHODS.get(cfg.method)().generate(
-            cfg, SynthInputs(diffusion, real_images, labels_all[real_rows], names, clean), labels=labels,
-            numbers=numbers, seeds=seeds, base_seed=base_seed, device=device, progress=ctx.progress)
+        guide = method.prepare(cfg, inputs, base_seed=base_seed, device=device, progress=ctx.progress)
+        scorer, scoring = scorers.choose_filter(candidate, guide.scorer, allow_self_filter=cfg.allow_self_filter)
+        gen = method.generate(cfg, inputs, guide, labels=labels, numbers=numbers, seeds=seeds, device=device,
+                              progress=ctx.progress)
         seconds = time.perf_counter() - started
-        filter_model = (create_model(cfg.filter_model, num_classes=len(names), weights=cfg.filter_weights)
-                        if cfg.filter_model else clean)
-        pred_probs = predict_images(filter_model, gen.images, device=device) if filter_model is not None \
-            else gen.classify(gen.images)
+        pred_probs = scorer.classify(gen.images)
 
         feature_model = create_model(cfg.feature_model, num_classes=len(names))
         fake_features = quality.embed_images(feature_model, gen.images, device=device)
@@ -175,23 +201,25 @@ class SynthStep(Step):
             min_copy_distance=cfg.min_copy_distance)
         keep = result.keep
         model_ref = diffusion_in.step_id if diffusion_in else str(cfg.diffusion_model)
+        parameters = {**to_dict(cfg), "diffusion_model": model_ref, "filter_model": scorer.name,
+                      "filter_scoring": scoring}
         rows = filters.synthetic_rows(
-            images=gen.images[keep], labels=gen.labels[keep], numbers=gen.numbers[keep], step_id=ctx.step_id,
-            class_names=names, split=cfg.split, provenance={
-                "synth_method": cfg.method, "synth_step": ctx.step_id, "synth_model": model_ref,
-                "synth_seed": gen.seeds[keep], "synth_guidance_scale": gen.guidance_scale[keep],
-                "synth_confidence": result.confidence[keep], "synth_copy_distance": result.copy_distance[keep],
-                "synth_nearest": result.nearest[keep]})
-        ctx.save_table(filters.append_rows(table, rows))
+            images=gen.images[keep], labels=gen.labels[keep], numbers=gen.numbers[keep], seeds=gen.seeds[keep],
+            step_id=ctx.step_id, class_names=names, split=cfg.split, method=cfg.method, parameters=parameters,
+            guidance_scale=gen.guidance_scale[keep], kept=result.subset(keep))
+        ctx.save_table(new_table_version(table, add=rows, where=f"synth step '{ctx.step_id}'"))
 
-        for name, writer in gen.files.items():
+        for name, writer in guide.files.items():
             ctx.write_file(name, writer)
-        self._sheets(ctx, gen, keep, len(names), cfg.sheet_per_class)
+        self._sheets(ctx, gen, keep, names, cfg)
+        scored = "" if scoring == scorers.INDEPENDENT else f"_{scorers.SELF_SCORED}"  # never an unlabelled self-score
         metrics: dict[str, Any] = {
             "generated": int(len(keep)), **result.counts(),
             "images_per_second": round(len(keep) / seconds, 2),
-            "accuracy": round(float((pred_probs.argmax(1) == gen.labels).mean()), 4),
-            "mean_target_prob": round(float(result.confidence.mean()), 4), **gen.metrics}
+            "filter_model": scorer.name, "filter_scoring": scoring,
+            "guide_model": guide.scorer.name if guide.scorer is not None else None,
+            f"accuracy{scored}": round(float((pred_probs.argmax(1) == gen.labels).mean()), 4),
+            f"mean_target_prob{scored}": round(float(result.confidence.mean()), 4), **guide.metrics}
         if cfg.reference_split is not None:
             ref_rows = split_indices(table, cfg.reference_split, where="with.reference_split")
             ref = quality.embed_images(feature_model, decode_images(table, ref_rows, size=size), device=device)
@@ -200,26 +228,33 @@ class SynthStep(Step):
                 metrics.update(_distances("kept", ref, fake_features[keep]))
             metrics.update(_distances("real", ref, real_features))  # the floor at these counts
         ctx.metrics.update(metrics)
-        ctx.write_json("filter.json", {"numbers": gen.numbers.tolist(), "labels": gen.labels.tolist(),
+        ctx.write_json("filter.json", {"filter_model": scorer.name, "filter_scoring": scoring,
+                                       "numbers": gen.numbers.tolist(), "labels": gen.labels.tolist(),
                                        "reason": result.reason.tolist(),
                                        "confidence": np.round(result.confidence, 4).tolist(),
                                        "copy_distance": np.round(result.copy_distance, 4).tolist()})
 
     @staticmethod
-    def _clean_classifier(ctx: StepContext, cfg, names: list[str]):
-        from curate.models import create_model
-        from curate.steps.options import check_class_names
+    def _filter(ctx: StepContext, cfg, names: list[str], image_size: int, device: str):
+        """The configured filter as a Scorer: inputs.filter, with.filter_model, else the pretrained ResNet-20 where
+        it can judge; None (the guide filters, self-scored) only with allow_self_filter, else a one-line refusal."""
+        from curate.errors import UsageError
+        from synth import scorers
 
-        wired = ctx.maybe_input("classifier")
-        if wired is not None:
-            model = wired.model()
-        elif getattr(cfg, "classifier_model", None):
-            model = create_model(cfg.classifier_model, num_classes=len(names), weights=cfg.classifier_weights,
-                                 class_names=names)
-        else:
-            return None
-        check_class_names(model, names)
-        return model
+        named = _named_model(ctx, "filter", cfg.filter_model, cfg.filter_weights, names)
+        if named is None:
+            refusal = scorers.pretrained_filter_refusal(names, image_size)
+            if refusal is None:
+                named = _named_model(ctx, None, scorers.PRETRAINED_FILTER, "default", names)
+            elif cfg.allow_self_filter:
+                return None
+            else:
+                raise UsageError(scorers.no_filter_message(refusal, image_size))
+        model, name = named
+        if tuple(model.preprocess.size) != (image_size, image_size):
+            log.warning("synth step '%s': the filter %s reads %sx%s images; the %sx%s samples are resized for it",
+                        ctx.step_id, name, *model.preprocess.size, image_size, image_size)
+        return scorers.model_scorer(model, name=name, device=device)
 
     @staticmethod
     def _class_ids(cfg, names: list[str]):
@@ -235,15 +270,40 @@ class SynthStep(Step):
         return np.array([names.index(c) for c in cfg.classes])
 
     @staticmethod
-    def _sheets(ctx: StepContext, gen, keep, num_classes: int, per_class: int) -> None:
-        from synth.quality import class_grid, write_png
+    def _sheets(ctx: StepContext, gen, keep, class_names: list[str], cfg) -> None:
+        from synth.quality import save_sample_sheet
 
-        scale = max(1, 64 // gen.images.shape[1])
-        for name, mask in (("samples", slice(None)), ("kept", keep)):
-            grid = class_grid(gen.images[mask], gen.labels[mask], num_classes=num_classes, per_class=per_class)
-            digest = ctx.write_file(f"{name}.png", lambda p, g=grid: write_png(p, g, scale=scale))
+        kept, made = int(keep.sum()), len(keep)
+        for name, mask, what in (("samples", slice(None), f"all {made} generated ({kept} kept)"),
+                                 ("kept", keep, f"the {kept} kept of {made} generated")):
+            title = f"{cfg.method}, step '{ctx.step_id}': {what}"
+            digest = ctx.write_file(f"{name}.png", lambda p, m=mask, t=title: save_sample_sheet(
+                p, gen.images[m], gen.labels[m], class_names=class_names, per_class=cfg.sheet_per_class, title=t))
             if name == "samples":
                 ctx.add_output("report", {"path": "samples.png", "fingerprint": digest, "kept": "kept.png"})
+
+
+def _named_model(ctx: StepContext, role: str | None, model_name: str | None, weights: str | None,
+                 names: list[str]):
+    """``(model, name)`` from the step wired to ``role``, else the registry model ``model_name``, else None.
+
+    The name says where the weights came from, for provenance: ``convnet (step train_real)``,
+    ``resnet20-cifar (weights default)``.
+    """
+    from curate.models import create_model
+    from curate.steps.options import check_class_names
+
+    wired = ctx.maybe_input(role) if role else None
+    if wired is not None:
+        model = wired.model()
+        name = f"{wired.entry('model').get('model') or 'model'} (step {wired.step_id})"
+    elif model_name:
+        model = create_model(model_name, num_classes=len(names), weights=weights, class_names=names)
+        name = f"{model_name} (weights {weights})"
+    else:
+        return None
+    check_class_names(model, names)
+    return model, name
 
 
 def _distances(prefix: str, reference, features) -> dict[str, float]:

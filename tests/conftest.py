@@ -24,6 +24,19 @@ ONE_TORCH_THREAD = frozenset({"condense", "learn", "relabel", "synth"})
 (no OpenMP barrier stalls), so their tests run with one and restore the count afterwards."""
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need an accelerator: skipped, with the reason, where torch sees none."""
+    gpu_tests = [item for item in items if "gpu" in item.keywords]
+    if not gpu_tests:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a GPU (torch.cuda.is_available() is False)")
+        for item in gpu_tests:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _tiny_models_on_one_torch_thread(request):
     if Path(request.node.path).resolve().relative_to(TESTS).parts[0] not in ONE_TORCH_THREAD:
@@ -35,6 +48,40 @@ def _tiny_models_on_one_torch_thread(request):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class SimulatedCrash(BaseException):
+    """What the ``write_faults`` fixture raises: a BaseException, like a kill, so nothing catches it."""
+
+
+class WriteFaults:
+    """Counts commits of curate's atomic writes and crashes at the ``fail_at``-th one (1-based)."""
+
+    Crash = SimulatedCrash
+
+    def __init__(self, real):
+        self._real = real
+        self.fail_at: int | None = None
+        self.count = 0
+
+    def reset(self, fail_at: int | None) -> None:
+        self.fail_at, self.count = fail_at, 0
+
+    def __call__(self, src, dst):
+        self.count += 1
+        if self.fail_at is not None and self.count == self.fail_at:
+            raise SimulatedCrash(f"simulated crash at commit #{self.count} ({Path(dst).name})")
+        self._real(src, dst)
+
+
+@pytest.fixture
+def write_faults(monkeypatch) -> WriteFaults:
+    """Deterministic crashes at the n-th atomic commit, through the one seam of curate.workspace."""
+    from curate import workspace
+
+    faults = WriteFaults(workspace._replace_into_place)
+    monkeypatch.setattr(workspace, "_replace_into_place", faults)
+    return faults
 
 
 @pytest.fixture(scope="session")

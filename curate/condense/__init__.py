@@ -1,10 +1,13 @@
 """Dataset condensation: distill a labelled image set into a few synthetic images per class.
 
 ``distill(images, labels, method=..., ipc=..., iterations=...)`` runs a registered method
-(``DISTILLERS``: ``dc``, ``dsa``, ``dm``, ``dcc``; ``fyi=True`` adds the FYI plug-in) and
-returns a :class:`SyntheticSet`; ``evaluate`` scores it with the standard protocol and
-``random_baseline`` scores random real images under the same protocol. The matching
-losses (``curate.condense.matching``) and DSA (``curate.condense.dsa``) are pure torch.
+(``DISTILLERS``: ``dc``, ``dsa``, ``dm``, ``dcc``) with the official defaults of its
+published tables, and ``plugins=[...]`` names from ``DISTILL_PLUGINS`` (``["fyi"]``, or
+``fyi=True`` for short); it returns a :class:`SyntheticSet`. ``evaluate`` scores it with the
+official protocol and ``random_baseline`` scores random real images under the same protocol;
+``curate.condense.budgets`` holds the published budgets a "shortened protocol" falls short
+of. The matching losses (``curate.condense.matching``) and DSA (``curate.condense.dsa``) are
+pure torch.
 
 Names are imported on first use, so listing the registries does not import torch.
 """
@@ -20,6 +23,7 @@ _LAZY = {
     "distill": "curate.condense.driver",
     "random_selection": "curate.condense.driver",
     "evaluate": "curate.condense.protocol",
+    "official_phases": "curate.condense.protocol",
     "random_baseline": "curate.condense.protocol",
     "summarize": "curate.condense.protocol",
     "SyntheticSet": "curate.condense.synthetic_set",
@@ -29,7 +33,7 @@ _LAZY = {
     "flip_expand": "curate.condense.fyi",
     "gradient_distance": "curate.condense.matching",
     "mean_embedding_distance": "curate.condense.matching",
-    "distilled_table": "curate.condense.export",
+    "distilled_table": "curate.condense.distilled_table",
 }
 
 __all__ = ["DISTILLERS", "DISTILL_PLUGINS", *_LAZY]

@@ -14,7 +14,7 @@ plug-ins (FYI) hook in. Real images never pass through it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Literal, Sequence
 
 import numpy as np
 import torch
@@ -49,10 +49,10 @@ class RealImages:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, num_classes: int):
         self.images = images
-        self.labels = labels.long().cpu()
         self.num_classes = num_classes
-        order = torch.argsort(self.labels, stable=True)
-        counts = torch.bincount(self.labels, minlength=num_classes)
+        labels = labels.long().cpu()
+        order = torch.argsort(labels, stable=True)
+        counts = torch.bincount(labels, minlength=num_classes)
         self.by_class = list(order.split(counts.tolist()))
 
     @classmethod
@@ -61,10 +61,6 @@ class RealImages:
         x = torch.cat([preprocess(torch.from_numpy(np.ascontiguousarray(images[i:i + chunk])))
                        for i in range(0, len(images), chunk)])
         return cls(x.to(device), torch.as_tensor(np.asarray(labels)), num_classes=num_classes)
-
-    @property
-    def counts(self) -> list[int]:
-        return [len(i) for i in self.by_class]
 
     def sample(self, c: int, n: int, generator: torch.Generator) -> torch.Tensor:
         """``min(n, count)`` distinct random images of class ``c``."""
@@ -109,16 +105,17 @@ class Distiller:
     """Base class of condensation methods; subclasses set ``Config`` and implement :meth:`iteration`."""
 
     Config: ClassVar[type] = DistillerConfig
-    summary: ClassVar[str] = ""
+    # where the synthetic images start unless `init` is given: the official script's `--init` behind the published
+    # tables (DC's main.py defaults to noise; DSA's and DM's commands pass real; DCC always starts from real images)
+    default_init: ClassVar[Literal["real", "noise"]] = "real"
     # memory format of the networks by default: channels-last speeds up CPU forward passes, but
     # GroupNorm's backward is slower in it, so backward-heavy methods keep the contiguous layout
     channels_last: ClassVar[bool] = False
 
-    def __init__(self, config: Any, *, real: RealImages, ipc: int, network: NetworkFactory,
-                 plugins: Sequence[Plugin] = (), device: str = "cpu", chunk: int | None = None):
+    def __init__(self, config: Any, *, real: RealImages, network: NetworkFactory, plugins: Sequence[Plugin] = (),
+                 device: str = "cpu", chunk: int | None = None):
         self.config = config
         self.real = real
-        self.ipc = ipc
         self.network = network
         self.plugins = list(plugins)
         self.device = device

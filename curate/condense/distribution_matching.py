@@ -10,7 +10,7 @@ norm, so this equals the official per-class loop); the real side runs without au
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -19,9 +19,19 @@ from curate.condense.matching import mean_embedding_distance
 from curate.config import option
 
 
+# the official CIFAR-10 scripts' image lr: 1 at IPC 1/10/50, 10 at IPC 100/200/500/1000/1250 (CIFAR-100 keeps 1)
+LR_IMG_SMALL, LR_IMG_LARGE, LARGE_IPC = 1.0, 10.0, 100
+
+
+def default_lr_img(ipc: int) -> float:
+    """DM's image learning rate for ``ipc`` as the official CIFAR-10 commands set it."""
+    return LR_IMG_LARGE if ipc >= LARGE_IPC else LR_IMG_SMALL
+
+
 @dataclass(frozen=True, kw_only=True)
 class DistributionMatchingConfig(DistillerConfig):
-    lr_img: float = option(1.0, gt=0, help="learning rate of the synthetic images (DM: 1; 10 for IPC >= 100)")
+    lr_img: float | None = option(None, gt=0, help="learning rate of the synthetic images (null: 1 below IPC 100, "
+                                                   "10 from IPC 100, as the official CIFAR-10 commands)")
     dsa: bool = option(True, help="differentiable siamese augmentation of real and synthetic batches")
 
 
@@ -29,8 +39,11 @@ class DistributionMatching(Distiller):
     """DM: match per-class mean embeddings of a random frozen network."""
 
     Config = DistributionMatchingConfig
-    summary = "distribution matching (DM)"
     channels_last = True  # the real side is forward-only
+
+    @classmethod
+    def resolve(cls, config: DistributionMatchingConfig, *, ipc: int, iterations: int) -> DistributionMatchingConfig:
+        return config if config.lr_img is not None else replace(config, lr_img=default_lr_img(ipc))
 
     def iteration(self, images: torch.Tensor, labels: torch.Tensor, optimizer: torch.optim.Optimizer,
                   generator: torch.Generator, iteration: int) -> float:

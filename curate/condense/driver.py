@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from curate.condense.base import NetworkFactory, RealImages
 from curate.condense.checkpoint import FILENAME, load_checkpoint, save_checkpoint
-from curate.condense.registry import DISTILL_PLUGINS, DISTILLERS
+from curate.condense.registry import DISTILL_PLUGINS, DISTILLERS, plugin_names
 from curate.condense.synthetic_set import SyntheticSet
 from curate.config import from_mapping, to_dict
 from curate.errors import UsageError
@@ -43,8 +43,9 @@ def distill(
     iterations: int,
     model: str = "convnet",
     model_config: dict[str, Any] | None = None,
-    fyi: bool = False,
-    init: Literal["real", "noise"] = "real",
+    plugins: Sequence[str] = (),
+    fyi: bool | None = None,
+    init: Literal["real", "noise"] | None = None,
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
@@ -60,17 +61,22 @@ def distill(
 
     ``data`` is uint8 images (N, H, W, C) with ``labels`` (N,), or a sample table (its
     ``split`` rows; labels and class names come from the table). ``options`` are the
-    method's own (e.g. ``lr_img``, ``batch_real``, ``dsa``), validated strictly. ``fyi``
-    adds the FYI plug-in. With ``checkpoint_dir``, the state is saved every
-    ``checkpoint_every`` iterations (and at the end) and a matching checkpoint found there
-    is resumed. ``channels_last`` sets the networks' memory format (None: the method's
-    choice) and ``chunk`` how many images go through a network at once (None: 16 on CPU,
-    256 on a GPU, whole batches with BatchNorm); both change speed, not results beyond float
-    rounding.
+    method's own (e.g. ``lr_img``, ``batch_real``, ``dsa``), validated strictly; those left
+    out take the official defaults (some by ``ipc``). ``init`` (None: the method's official
+    default, noise for ``dc`` and real images otherwise) is where the images start.
+    ``plugins`` names entries of ``DISTILL_PLUGINS`` that hook every synthetic batch, in
+    order; ``fyi=True`` is shorthand for listing ``"fyi"``. With ``checkpoint_dir``, the
+    state is saved every ``checkpoint_every`` iterations (and at the end) and a matching
+    checkpoint found there is resumed. ``channels_last`` sets the networks' memory format
+    (None: the method's choice) and ``chunk`` how many images go through a network at once
+    (None: 16 on CPU, 256 on a GPU, whole batches with BatchNorm); both change speed, not
+    results beyond float rounding.
     """
     images, labels, class_names = _training_arrays(data, labels, class_names=class_names, split=split)
-    _check_options(ipc=ipc, iterations=iterations, init=init, checkpoint_every=checkpoint_every)
     cls = DISTILLERS.get(method)
+    init = cls.default_init if init is None else init
+    _check_options(ipc=ipc, iterations=iterations, init=init, checkpoint_every=checkpoint_every)
+    plugin_list = plugin_names(plugins, fyi=fyi)
     config = cls.resolve(from_mapping(cls.Config, options, where=f"`{method}` option"), ipc=ipc,
                          iterations=iterations)
     num_classes = len(class_names) if class_names is not None else int(labels.max()) + 1
@@ -87,15 +93,15 @@ def distill(
     chunk = resolve_chunk(chunk, probe, device)
     images = _sized(images, data, preprocess.size)
     real = RealImages.from_uint8(images, labels, preprocess=preprocess, num_classes=num_classes, device=device)
-    plugins = [DISTILL_PLUGINS.get("fyi")()] if fyi else []
-    distiller = cls(config, real=real, ipc=ipc, network=network, plugins=plugins, device=device, chunk=chunk)
+    hooks = [DISTILL_PLUGINS.get(name)() for name in plugin_list]
+    distiller = cls(config, real=real, network=network, plugins=hooks, device=device, chunk=chunk)
 
     generator = torch.Generator().manual_seed(seed)
     syn_labels = torch.arange(num_classes).repeat_interleave(ipc)
     syn = initial_images(real, ipc=ipc, init=init, generator=generator).to(device).requires_grad_(True)
     optimizer = distiller.optimizer(syn)
     provenance = {
-        "method": method, "ipc": ipc, "fyi": fyi, "iterations": iterations, "seed": seed, "init": init,
+        "method": method, "ipc": ipc, "plugins": plugin_list, "iterations": iterations, "seed": seed, "init": init,
         "model": model, "model_config": dict(model_config or {}), "options": to_dict(config),
         "eval_dsa": distiller.dsa is not None, "dsa_strategy": config.dsa_strategy,
     }
@@ -162,9 +168,9 @@ def random_selection(
     real = RealImages.from_uint8(_sized(images, data, preprocess.size), labels, preprocess=preprocess,
                                  num_classes=num_classes, device="cpu")
     generator = torch.Generator().manual_seed(seed)
-    provenance = {"method": "random", "ipc": ipc, "fyi": False, "iterations": 0, "seed": seed, "init": "real",
-                  "model": model, "model_config": dict(model_config or {}), "options": {}, "eval_dsa": False,
-                  "dsa_strategy": None}
+    provenance = {"method": "random", "ipc": ipc, "plugins": [], "iterations": 0, "seed": seed,
+                  "init": "real", "model": model, "model_config": dict(model_config or {}), "options": {},
+                  "eval_dsa": False, "dsa_strategy": None}
     return SyntheticSet(images=initial_images(real, ipc=ipc, init="real", generator=generator),
                         labels=torch.arange(num_classes).repeat_interleave(ipc), num_classes=num_classes,
                         mean=tuple(preprocess.mean), std=tuple(preprocess.std), class_names=class_names,

@@ -4,53 +4,46 @@ Each run trains a fresh randomly initialized network on the synthetic set alone 
 :func:`curate.learn.fit` (SGD, lr 0.01, momentum 0.9, weight decay 5e-4, batch 256) and
 scores it on the real test images; the hook of the distillation plug-ins is never used
 here. Methods distilled with DSA are evaluated with DSA (per image, one family per
-batch) for 1000 epochs, the others without augmentation for 300 epochs; the lr drops x0.1
-once at half-time (fit's ``halfway`` schedule), as in the official code. Accuracies are reported as mean, sample standard
-deviation and the half-width of the Student-t 95% confidence interval of the mean.
+batch) for E = 1000 epochs, the others without augmentation for E = 300. The schedule is
+the official one (``evaluate_synset``): its loop runs ``range(E + 1)``, so E + 1 epochs,
+and after epoch index ``E // 2 + 1`` the lr drops x0.1 and the SGD optimizer is built
+anew (its momentum buffers start from zero); here that is two ``fit`` calls, each with a
+fresh optimizer. Accuracies are reported as mean, sample standard deviation and the
+half-width of the Student-t 95% confidence interval of the mean.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from curate.condense.base import draw_seed
-from curate.condense.train_data import SyntheticData
+from curate.condense.budgets import PROTOCOL_EPOCHS
 from curate.condense.driver import random_selection
 from curate.condense.dsa import DEFAULT_STRATEGY, DSA
 from curate.condense.synthetic_set import SyntheticSet
+from curate.condense.train_data import SyntheticData
 from curate.errors import UsageError
+from curate.stats import summarize, t_quantile_975  # noqa: F401  (t_quantile_975: re-exported)
 
-PROTOCOL_EPOCHS = {True: 1000, False: 300}  # with / without DSA
-# two-sided 95% Student-t quantiles t(0.975, df) for df = 1..30
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
-
-def t_quantile_975(df: int) -> float:
-    """t(0.975, df): tabulated up to 30, a Cornish-Fisher expansion around 1.96 beyond (error < 1e-4)."""
-    if df < 1:
-        raise UsageError(f"degrees of freedom must be >= 1, got {df}")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = 1.959964
-    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+OFFICIAL = "official"  # evaluate_synset's schedule; any other name is one of fit's lr schedules
+LR_DROP = 0.1
 
 
-def summarize(accuracies: Sequence[float]) -> dict[str, Any]:
-    """``{"mean", "std", "ci95", "runs"}``; with a single run std is 0 and ci95 is None (undefined)."""
-    runs = [float(a) for a in accuracies]
-    if not runs:
-        raise UsageError("no accuracies to summarize")
-    n = len(runs)
-    mean = float(np.mean(runs))
-    std = float(np.std(runs, ddof=1)) if n > 1 else 0.0
-    ci95 = t_quantile_975(n - 1) * std / math.sqrt(n) if n > 1 else None
-    return {"mean": mean, "std": std, "ci95": ci95, "runs": runs}
+def official_phases(epochs: int, lr: float) -> list[tuple[int, float]]:
+    """``evaluate_synset``'s schedule for E = ``epochs``: ``[(n_epochs, lr), ...]``, one fresh SGD optimizer per phase.
+
+    Its loop trains epoch indices 0..E and, after index ``E // 2 + 1``, multiplies the lr
+    by 0.1 and rebuilds the optimizer: ``E // 2 + 2`` epochs at ``lr``, then ``E - E // 2 - 1``
+    at ``lr / 10`` (none when E < 3).
+    """
+    if not isinstance(epochs, int) or epochs < 1:
+        raise UsageError(f"`epochs` must be an integer >= 1, got {epochs!r}")
+    first = min(epochs + 1, epochs // 2 + 2)
+    return [(n, rate) for n, rate in ((first, lr), (epochs + 1 - first, lr * LR_DROP)) if n]
 
 
 def evaluate(
@@ -68,7 +61,7 @@ def evaluate(
     lr: float = 0.01,
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
-    lr_schedule: str = "halfway",
+    lr_schedule: str = OFFICIAL,
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
@@ -78,14 +71,22 @@ def evaluate(
     """Test accuracy of ``runs`` fresh ``model`` networks trained on ``synthetic``: mean, std, ci95, runs.
 
     ``dsa`` (default: the method's protocol, ``synthetic.provenance["eval_dsa"]``) trains with
-    DSA augmentation; ``epochs`` defaults to the protocol's 1000 with DSA and 300 without.
+    DSA augmentation; ``epochs`` (E) defaults to the protocol's 1000 with DSA and 300 without.
+    ``lr_schedule`` ``"official"`` is ``evaluate_synset``'s (:func:`official_phases`: E + 1
+    epochs, lr x0.1 and a fresh optimizer after epoch index E // 2 + 1); another name is one
+    of :func:`curate.learn.fit`'s schedules over E epochs (``"halfway"``: x0.1 at half-time,
+    momentum kept: this module's schedule before it followed the official one).
     ``test_images`` are uint8 (M, H, W, C) with ``test_labels`` (M,). ``channels_last`` is
     passed to ``fit``, and ``chunk`` as its ``micro_batch`` (None: 16 on CPU, 256 on a GPU,
     whole batches with BatchNorm).
     """
     from curate.learn import fit, predict_images
     from curate.learn.chunking import resolve_chunk
+    from curate.learn.fit import LR_SCHEDULES
     from curate.models import create_model
+
+    if lr_schedule != OFFICIAL and lr_schedule not in LR_SCHEDULES:
+        raise UsageError(f"`lr_schedule` must be one of {', '.join((OFFICIAL, *LR_SCHEDULES))}, got {lr_schedule!r}")
 
     test_labels = np.asarray(test_labels)
     if len(test_images) != len(test_labels) or len(test_labels) == 0:
@@ -96,6 +97,8 @@ def evaluate(
     if dsa is None:
         dsa = bool(synthetic.provenance.get("eval_dsa", False))
     epochs = PROTOCOL_EPOCHS[dsa] if epochs is None else epochs
+    phases = official_phases(epochs, lr) if lr_schedule == OFFICIAL else [(epochs, lr)]
+    schedule = "constant" if lr_schedule == OFFICIAL else lr_schedule
     strategy = dsa_strategy or synthetic.provenance.get("dsa_strategy") or DEFAULT_STRATEGY
     augment = DSA(strategy=strategy) if dsa else None
     generator = torch.Generator().manual_seed(seed)
@@ -107,9 +110,10 @@ def evaluate(
             pre = net.preprocess
             x = synthetic.model_input(tuple(pre.mean), tuple(pre.std), tuple(pre.size))
             data = SyntheticData(x, synthetic.labels, num_classes=synthetic.num_classes, augment=augment)
-            fit(net, data, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                lr_schedule=lr_schedule, seed=draw_seed(generator), device=device, progress=False,
-                channels_last=channels_last, micro_batch=resolve_chunk(chunk, net, device))
+            for phase_epochs, phase_lr in phases:  # each fit builds its own optimizer
+                fit(net, data, epochs=phase_epochs, batch_size=batch_size, lr=phase_lr, momentum=momentum,
+                    weight_decay=weight_decay, lr_schedule=schedule, seed=draw_seed(generator), device=device,
+                    progress=False, channels_last=channels_last, micro_batch=resolve_chunk(chunk, net, device))
             probs = predict_images(net, test_images, batch_size=512, device=device)
             accuracies.append(float((probs.argmax(1) == test_labels).mean()))
             bar.update()

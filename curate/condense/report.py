@@ -1,7 +1,8 @@
 """Pictures of a distillation: the synthetic images per class, and the matching loss over iterations.
 
 Both take the output path (write them through ``curate.workspace.atomic_write``) and use
-matplotlib's Agg backend, so they run headless.
+matplotlib's Agg backend, so they run headless. Their default title names the method, its
+plug-ins, IPC and iterations, with ``note`` (e.g. "shortened protocol: ...") on a second line.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def class_grid(synthetic: SyntheticSet, *, columns: int = MAX_COLUMNS) -> tuple[
     return grid, classes
 
 
-def save_class_grid(synthetic: SyntheticSet, path: str | Path, *, title: str | None = None) -> None:
+def save_class_grid(synthetic: SyntheticSet, path: str | Path, *, title: str | None = None,
+                    note: str | None = None) -> None:
     """A PNG of :func:`class_grid` with the class names along the left edge."""
     import matplotlib
 
@@ -51,13 +53,14 @@ def save_class_grid(synthetic: SyntheticSet, path: str | Path, *, title: str | N
     ax.set_xticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
-    ax.set_title(title or _describe(synthetic), fontsize=9)
+    ax.set_title(title or describe(synthetic, note=note), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
 
 
-def save_loss_curve(synthetic: SyntheticSet, path: str | Path, *, title: str | None = None) -> None:
+def save_loss_curve(synthetic: SyntheticSet, path: str | Path, *, title: str | None = None,
+                    note: str | None = None) -> None:
     """A PNG of the matching loss per outer iteration (log scale when it spans a decade or more)."""
     import matplotlib
 
@@ -75,14 +78,17 @@ def save_loss_curve(synthetic: SyntheticSet, path: str | Path, *, title: str | N
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("iteration")
     ax.set_ylabel("matching loss (per class)")
-    ax.set_title(title or _describe(synthetic), fontsize=9)
+    ax.set_title(title or describe(synthetic, note=note), fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)
 
 
-def _describe(synthetic: SyntheticSet) -> str:
+def describe(synthetic: SyntheticSet, *, note: str | None = None) -> str:
+    """``"DM + FYI, IPC 10, 20 iterations"``, and ``note`` on a second line."""
     p = synthetic.provenance
-    fyi = " + FYI" if p.get("fyi") else ""
-    return f"{str(p.get('method', '?')).upper()}{fyi}, IPC {p.get('ipc', '?')}, {p.get('iterations', '?')} iterations"
+    plugins = "".join(f" + {name.upper()}" for name in p.get("plugins", []))
+    method = str(p.get("method", "?")).upper()
+    line = f"{method}{plugins}, IPC {p.get('ipc', '?')}, {p.get('iterations', '?')} iterations"
+    return f"{line}\n{note}" if note else line

@@ -26,7 +26,7 @@ FORMAT = "curate.synthetic_set/1"
 class SyntheticSet:
     """``images`` float32 (N, C, H, W) in the space of ``mean``/``std``; ``labels`` int64 (N,), class-major.
 
-    ``provenance`` records method, ipc, fyi, iterations, seed, init, model and the resolved
+    ``provenance`` records method, ipc, plugins, iterations, seed, init, model and the resolved
     method options (and ``eval_dsa``/``dsa_strategy``: the evaluation protocol the method
     calls for); ``history`` has one row per outer iteration: ``iteration``, ``loss``, ``seconds``.
     """

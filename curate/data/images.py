@@ -85,8 +85,10 @@ def _submit(pool: ThreadPoolExecutor, table: "datasets.Dataset", rows: np.ndarra
     return submit_chunks(pool, functools.partial(_decode_chunk, size=size), rows, data, paths, parts=parts)
 
 
-def _gather(rows: np.ndarray, futures: list[Future], size: tuple[int, int] | None) -> np.ndarray:
-    return _stack(rows, [a for f in futures for a in f.result()], size)
+def _gather(rows: np.ndarray, futures: list[Future], size: tuple[int, int] | None,
+            stack: bool = True) -> np.ndarray | list[np.ndarray]:
+    arrays = [a for f in futures for a in f.result()]
+    return _stack(rows, arrays, size) if stack else arrays
 
 
 def decode_images(
@@ -117,6 +119,7 @@ def iter_image_batches(
     progress: bool = False,
     workers: int | None = None,
     prefetch: bool = True,
+    stack: bool = True,
 ) -> Iterator[dict]:
     """Decoded batches of ``indices`` (all rows by default), in order.
 
@@ -126,6 +129,8 @@ def iter_image_batches(
     on the current one (PIL and torch both release the GIL), which pays when the model
     runs on a GPU; when torch already uses every CPU core, ``prefetch=False`` (decode,
     then compute) is faster because the decode threads would preempt torch's.
+    With ``stack=False`` ``image`` is a list of ``(H_i, W_i, 3)`` arrays, each at its own size
+    unless ``size`` is given, for callers that handle images of mixed sizes themselves.
     """
     from tqdm.auto import tqdm
 
@@ -144,9 +149,9 @@ def iter_image_batches(
                 pending.append((start, _submit(pool, table, rows[start:start + batch_size], size, workers)))
                 if prefetch and len(pending) < 2 and start + batch_size < len(rows):
                     continue
-                yield _batch(pending.popleft(), rows, ids, labels, batch_size, size, bar)
+                yield _batch(pending.popleft(), rows, ids, labels, batch_size, size, stack, bar)
             while pending:
-                yield _batch(pending.popleft(), rows, ids, labels, batch_size, size, bar)
+                yield _batch(pending.popleft(), rows, ids, labels, batch_size, size, stack, bar)
         finally:
             for _, futures in pending:
                 for f in futures:
@@ -154,9 +159,9 @@ def iter_image_batches(
 
 
 def _batch(item: tuple[int, list[Future]], rows: np.ndarray, ids: list[str], labels: np.ndarray,
-           batch_size: int, size: tuple[int, int] | None, bar) -> dict:
+           batch_size: int, size: tuple[int, int] | None, stack: bool, bar) -> dict:
     start, futures = item
     sl = slice(start, start + batch_size)
-    images = _gather(rows[sl], futures, size)
+    images = _gather(rows[sl], futures, size, stack)
     bar.update(len(images))
     return {"index": rows[sl], "id": ids[sl], "image": images, "label": labels[sl]}

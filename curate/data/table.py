@@ -9,6 +9,10 @@ Columns (a ``datasets.Dataset``):
 - ``set`` (string): ``real`` for sources (``distilled`` / ``synthetic`` for later versions);
 - ``path`` (string, optional): the absolute source file of the image.
 
+Steps that change the data (audit apply, condense, synth) write a NEW version through
+:func:`new_table_version`; rows a step generates come from :func:`generated_rows` with the
+:data:`PROVENANCE` columns every producer fills the same way.
+
 Saving: in datasets 5.2, ``Dataset.save_to_disk`` writes through an ``ArrowWriter`` with
 ``embed_local_files=True``, so every path-referenced image is READ from its source file
 and EMBEDDED as bytes in the saved Arrow shards; its ``path`` field is cut to the
@@ -36,6 +40,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 COLUMNS = ("id", "image", "label", "split", "set")
 SETS = ("real", "distilled", "synthetic")
+PROVENANCE = {"method": "string", "parameters": "string", "source_step": "string", "seed": "int64"}
+"""Provenance columns of generated rows, the same for every producer: the method's registered name, its
+settings as JSON, the id of the step that made the row, and the row's seed. Real rows hold nulls."""
 
 
 def table_features(class_names: Sequence[str], *, with_path: bool = False) -> "datasets.Features":
@@ -203,3 +210,102 @@ def split_indices(table: "datasets.Dataset", split: str | None, *, where: str) -
 
 def class_names_of(table: "datasets.Dataset") -> list[str]:
     return list(table.features["label"].names)
+
+
+def generated_rows(
+    *,
+    ids: Sequence[str],
+    images: np.ndarray,
+    labels: "np.ndarray | Sequence[int]",
+    class_names: Sequence[str],
+    split: str,
+    set_: str,
+    method: str,
+    parameters: dict[str, Any],
+    source_step: str,
+    seeds: "int | np.ndarray | Sequence[int]",
+    extra: dict[str, tuple[Any, str]] | None = None,
+) -> "datasets.Dataset":
+    """Rows a step generated (``set_``: distilled or synthetic) with the :data:`PROVENANCE` columns.
+
+    ``parameters`` is stored as sorted JSON, so equal settings compare equal; ``seeds`` is one per row or
+    one for all. ``extra`` adds producer-specific per-row columns as ``{name: (values, dtype)}`` (e.g. a
+    filter's confidence), named so they never collide with the provenance columns.
+    """
+    import json
+
+    import datasets
+
+    rows = make_table(ids=ids, images=images, labels=labels, class_names=class_names, splits=split, set_=set_)
+    n = len(rows)
+    values = {"method": method, "parameters": json.dumps(parameters, sort_keys=True, default=str),
+              "source_step": source_step, "seed": seeds}
+    columns = {name: (values[name], dtype) for name, dtype in PROVENANCE.items()}
+    for name, column in (extra or {}).items():
+        if name in columns or name in rows.column_names:
+            raise ValueError(f"extra column `{name}` collides with a table or provenance column")
+        columns[name] = column
+    for name, (value, dtype) in columns.items():
+        per_row = np.asarray(value).tolist() if np.ndim(value) else [value] * n
+        if len(per_row) != n:
+            raise ValueError(f"column `{name}` has {len(per_row)} values but there are {n} rows")
+        rows = rows.add_column(name, per_row, feature=datasets.Value(dtype))
+    return rows
+
+
+def new_table_version(
+    base: "datasets.Dataset",
+    *,
+    scratch: Path | None = None,
+    keep: "np.ndarray | None" = None,
+    columns: dict[str, tuple["np.ndarray", Any]] | None = None,
+    add: "datasets.Dataset | None" = None,
+    where: str,
+) -> "datasets.Dataset":
+    """A NEW version of ``base``: its rows at ``keep`` (all when None) with ``columns`` set on them
+    (``{name: (values aligned to the kept rows, datasets feature)}``, replacing or adding), then the rows of
+    ``add``; a column one side lacks is null on the other. ``base`` is never modified.
+
+    Rewritten rows stream through a cache file in ``scratch`` (a folder of the calling step that it
+    removes once the version is saved), so a large table is never held in memory and ``datasets`` writes
+    nothing next to the input.
+    """
+    import datasets
+
+    version = base if keep is None else base.select(np.asarray(keep, dtype=np.int64))
+    if columns:
+        features = version.features.copy()
+        for name, (_, feature) in columns.items():
+            features[name] = feature
+
+        def rewrite(batch, indices):
+            return {name: np.asarray(values)[np.asarray(indices)].tolist() for name, (values, _) in columns.items()}
+
+        if scratch is None:
+            raise ValueError("`scratch` is needed to rewrite columns (a folder of the calling step)")
+        Path(scratch).mkdir(parents=True, exist_ok=True)
+        version = version.map(rewrite, batched=True, with_indices=True, features=features,
+                              cache_file_name=str(Path(scratch) / "rows.arrow"), load_from_cache_file=False,
+                              desc="new table version")
+    if add is not None:
+        if add.features["label"].names != version.features["label"].names:
+            raise UsageError(f"{where}: the new rows' classes differ from the table's; make them with the table's "
+                             "class names")
+        clash = set(version["id"]) & set(add["id"])
+        if clash:
+            raise UsageError(f"{where}: {len(clash)} new row ids already exist in the table (e.g. "
+                             f"{sorted(clash)[0]!r}); give the step a new id")
+        version, add = _with_columns(version, add.features), _with_columns(add, version.features)
+        add = add.select_columns(version.column_names).cast(version.features)
+        version = datasets.concatenate_datasets([version, add])
+    validate_table(version, where=where)
+    return version
+
+
+def _with_columns(table: "datasets.Dataset", features: "datasets.Features") -> "datasets.Dataset":
+    """``table`` with a null column for each of ``features`` it lacks."""
+    for name, feature in features.items():
+        if name not in table.column_names:
+            table = table.add_column(name, [None] * len(table), feature=feature)
+    return table
+

@@ -6,7 +6,6 @@ Importing this package does not import ``datasets`` or ``huggingface_hub``.
 from curate.export.card import RunFacts, card_text, run_facts, size_category
 from curate.export.dataset import build_dataset_dict, shard_files, write_export
 from curate.export.hub import push_folder
-from curate.export.runs import ExportResult, export_run
 
-__all__ = ["ExportResult", "RunFacts", "build_dataset_dict", "card_text", "export_run", "push_folder", "run_facts",
+__all__ = ["RunFacts", "build_dataset_dict", "card_text", "push_folder", "run_facts",
            "shard_files", "size_category", "write_export"]

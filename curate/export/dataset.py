@@ -20,6 +20,7 @@ from curate.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
+    import pyarrow as pa
 
 DATA_DIR = "data"
 
@@ -43,7 +44,6 @@ def build_dataset_dict(
     beside the input table, i.e. into another step's folder.
     """
     import datasets
-    import pyarrow as pa
 
     arrow = table.with_format("arrow")[:]
     features = table.features.copy()
@@ -74,14 +74,14 @@ def _list_column(name: str, values, ids, table_ids: np.ndarray) -> "pa.ListArray
     """``values (M, C)`` placed on the table rows of their ``ids`` as float32 lists; null elsewhere."""
     import pyarrow as pa
 
+    from curate.artifacts import locate_ids
+
     values = np.asarray(values, dtype=np.float32)
     ids = np.asarray(ids, dtype=str)
     if values.ndim != 2 or len(values) != len(ids):
         raise UsageError(f"column `{name}` needs a 2-D array with one row per id, got shape {values.shape} "
                          f"for {len(ids)} ids")
-    sorter = np.argsort(ids)
-    at = sorter[np.minimum(np.searchsorted(ids, table_ids, sorter=sorter), max(len(ids) - 1, 0))]
-    found = ids[at] == table_ids if len(ids) else np.zeros(len(table_ids), bool)
+    at, found = locate_ids(table_ids, ids)
     if not found.any():
         raise UsageError(f"none of the {len(ids)} rows of column `{name}` belong to the table's samples")
     aligned = np.where(found[:, None], values[at], 0.0).astype(np.float32)

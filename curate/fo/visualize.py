@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 
+from curate.artifacts import locate_ids
 from curate.fo.database import connect
 from curate.fo.fields import ID_FIELD, check_field_name
 
@@ -62,9 +63,7 @@ def compute_embeddings_plot(
     else:
         samples = dataset.select_by(ID_FIELD, ids.tolist())
         order = np.asarray(samples.values(ID_FIELD), dtype=str)
-    # row of each sample (in collection order) in ``embeddings``
-    sorter = np.argsort(ids)
-    rows = sorter[np.searchsorted(ids, order, sorter=sorter)]
+    rows, _ = locate_ids(order, ids)  # row of each sample (in collection order) in ``embeddings``
 
     if brain_key in dataset.list_brain_runs():
         dataset.delete_brain_run(brain_key)

@@ -1,8 +1,8 @@
 """Training, prediction and embedding: the one training loop and the model batch functions.
 
 ``fit`` trains any curate model on a :class:`TrainData`; ``PredictFn`` and ``EmbedFn`` are
-the batch functions every executor runs; ``cross_val_pred_probs`` gives out-of-fold
-probabilities for audits.
+the batch functions every executor runs; ``cross_val_pred_probs`` (cross-trained models) and
+``cross_val_probe`` (a linear or k-NN probe on embeddings) give out-of-fold probabilities for audits.
 """
 
 from curate.learn.augment import Augment
@@ -13,18 +13,25 @@ from curate.learn.embed import EmbedFn, embed
 from curate.learn.fit import FitResult, fit, learning_rate
 from curate.learn.mixing import MIXERS, Mixer, create_mixer
 from curate.learn.predict import PredictFn, predict, predict_images
+from curate.learn.probe import PROBES, KnnProbe, LinearProbe, Probe, create_probe, cross_val_probe
 
 __all__ = [
     "MIXERS",
+    "PROBES",
     "ArrayData",
     "Augment",
     "EmbedFn",
     "FitResult",
+    "KnnProbe",
+    "LinearProbe",
     "Mixer",
     "PredictFn",
+    "Probe",
     "TrainData",
     "create_mixer",
+    "create_probe",
     "cross_val_pred_probs",
+    "cross_val_probe",
     "embed",
     "fit",
     "learning_rate",

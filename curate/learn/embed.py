@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -44,12 +44,15 @@ def embed(
     normalize: bool = False,
     device: str = "auto",
     progress: bool = True,
+    executor: Callable[..., dict[str, np.ndarray]] | None = None,
 ) -> np.ndarray:
-    """``embeddings`` (N, D) of the table's rows ``indices`` (all rows by default), in that order.
+    """``embeddings (N, D) of the table's rows ``indices`` (all rows by default), in that order.
 
     Images are decoded at the model's input size. The model is left in eval mode on ``device``.
+    ``executor`` runs the batch function (signature of :func:`curate.execute.local.run_batches`, the
+    default; see :data:`curate.execute.EXECUTORS`).
     """
     fn = EmbedFn(model, device=device, normalize=normalize)
-    out = run_batches(fn, table, batch_size=batch_size, indices=indices, size=model.preprocess.size,
-                      progress=progress)
+    out = (executor or run_batches)(fn, table, batch_size=batch_size, indices=indices, size=model.preprocess.size,
+                                    progress=progress)
     return out["embeddings"]

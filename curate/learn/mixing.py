@@ -34,7 +34,7 @@ class Mixer(Protocol):
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
-MIXERS: Registry[Callable[..., Mixer]] = Registry("mixer")
+MIXERS: Registry[Callable[..., Mixer]] = Registry("mixer", entry_point_group="curate.mixers")
 
 
 @MIXERS.register("none")

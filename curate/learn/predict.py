@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
@@ -32,14 +32,17 @@ def predict(
     batch_size: int = 256,
     device: str = "auto",
     progress: bool = True,
+    executor: Callable[..., dict[str, np.ndarray]] | None = None,
 ) -> np.ndarray:
-    """``pred_probs`` (N, K) of the table's rows ``indices`` (all rows by default), in that order.
+    """``pred_probs (N, K) of the table's rows ``indices`` (all rows by default), in that order.
 
     Images are decoded at the model's input size. The model is left in eval mode on ``device``.
+    ``executor`` runs the batch function (signature of :func:`curate.execute.local.run_batches`, the
+    default; see :data:`curate.execute.EXECUTORS`).
     """
     fn = PredictFn(model, device=device)
-    out = run_batches(fn, table, batch_size=batch_size, indices=indices, size=model.preprocess.size,
-                      progress=progress)
+    out = (executor or run_batches)(fn, table, batch_size=batch_size, indices=indices, size=model.preprocess.size,
+                                    progress=progress)
     return out["pred_probs"]
 
 

@@ -24,10 +24,13 @@ class CurateModel(nn.Module):
     ``num_features`` (D of ``features``), ``class_names`` (K names or None), ``cfg``
     (the model options that rebuild it, saved by ``save_model``) and ``preprocess``.
     A registered class may name bundled ``default_weights``; ``create_model`` loads
-    them for ``weights="default"``.
+    them for ``weights="default"``. ``head_trained`` says whether the classifier head holds
+    trained weights for ``class_names`` (``create_model`` sets it): a backbone with a new head
+    predicts noise, so steps that read the head's probabilities refuse one that is not.
     """
 
     default_weights: ClassVar[Path | None] = None
+    head_trained: bool = False
 
     name: str
     num_classes: int

@@ -194,6 +194,8 @@ def build_hf_model(source: str, *, num_classes: int, pretrained: bool, config: d
         head = nn.Linear(_feature_dim(pooling, backbone_config, backbone), num_classes)
     prep = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in preprocess.items()}) \
         if preprocess is not None else _preprocess_from(source, hf_config)
-    return HFModel(backbone=backbone, head=head, pooling=pooling, preprocess=prep,
-                   class_names=_class_names(hf_config, num_classes) if kept else None,
-                   cfg={"config": hf_config.to_dict(), "preprocess": prep.to_dict()})
+    model = HFModel(backbone=backbone, head=head, pooling=pooling, preprocess=prep,
+                    class_names=_class_names(hf_config, num_classes) if kept else None,
+                    cfg={"config": hf_config.to_dict(), "preprocess": prep.to_dict()})
+    model.head_trained = pretrained and kept
+    return model

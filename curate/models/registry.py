@@ -80,16 +80,18 @@ def _head_prefix(model: CurateModel) -> str:
     return next(n for n, m in model.named_modules() if m is head) + "."
 
 
-def _load_default_weights(model: CurateModel, path: Path) -> None:
-    """Load bundled weights; a head of another class count is left new (backbone transfer)."""
+def _load_default_weights(model: CurateModel, path: Path) -> bool:
+    """Load bundled weights; a head of another class count is left new (backbone transfer).
+    Returns whether the head was loaded."""
     state = read_state_dict(path)
     head = _head_prefix(model)
     bundled_k = state[head + "weight"].shape[0] if head + "weight" in state else model.num_classes
     skip = head if bundled_k != model.num_classes else None
     if skip:
-        logger.info("%s: bundled weights have a %d-class head; loading the backbone only, the %d-class head is new",
-                    path.name, bundled_k, model.num_classes)
+        logger.info("%s: bundled weights have a %d-class head; loading the backbone only, the %d-class head is new "
+                    "(untrained)", path.name, bundled_k, model.num_classes)
     load_state(model, state, source=path, skip_prefix=skip)
+    return skip is None
 
 
 def create_model(name: str, *, num_classes: int = 10, weights: str | Path | None = "default",
@@ -102,6 +104,12 @@ def create_model(name: str, *, num_classes: int = 10, weights: str | Path | None
     Default weights whose head has another class count than ``num_classes`` load as a
     backbone with a new head. ``seed`` makes the random init deterministic without
     touching the global RNG. ``cfg`` holds the model's own options (e.g. ``width=64``).
+
+    ``model.head_trained`` records whether the head holds trained weights for these classes:
+    True when default weights bring a head of ``num_classes`` classes whose own class names
+    (if it has any) equal ``class_names``, or when ``weights`` is a file (a saved model's
+    head belongs to the names saved with it); False for a new head or a random init.
+    Prefix resolvers set it for their default weights (``hf:``: the checkpoint's head kept).
     """
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise UsageError(f"`num_classes` must be an integer >= 1, got {num_classes!r}")
@@ -113,14 +121,18 @@ def create_model(name: str, *, num_classes: int = 10, weights: str | Path | None
             model = entry(source, num_classes=num_classes, pretrained=default, **cfg)
         else:
             model = entry(num_classes=num_classes, **cfg)
-            if default and model.default_weights is not None:
-                _load_default_weights(model, model.default_weights)
+            model.head_trained = bool(default and model.default_weights is not None
+                                      and _load_default_weights(model, model.default_weights))
     if weights is not None and not default:
         load_weights(model, weights)
+        model.head_trained = True
     if class_names is not None:
         if len(class_names) != num_classes:
             raise UsageError(f"`class_names` has {len(class_names)} names but `num_classes` is {num_classes}")
-        model.class_names = [str(c) for c in class_names]
+        names = [str(c) for c in class_names]
+        if default and model.class_names is not None and list(model.class_names) != names:
+            model.head_trained = False  # the bundled head scores other classes than these
+        model.class_names = names
     model.name = name
     return model.eval()
 

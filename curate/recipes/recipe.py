@@ -17,9 +17,9 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
-from curate.config import ConfigValueError, option, parse_config
+from curate.config import CommandLineValue, ConfigValueError, option, parse_config
 from curate.errors import Problem, RecipeError, UnknownName
-from curate.recipes.yaml_lines import line_of, load_yaml
+from curate.recipes.yaml_lines import line_of, load_value, load_yaml
 from curate.registry import did_you_mean
 from curate.steps.base import STEPS, Step, create_step
 
@@ -34,7 +34,19 @@ class Defaults:
 
     device: Literal["auto", "cpu", "cuda"] = option("auto", help="where models run")
     seed: int = option(0, ge=0, help="base seed; part of every step's cache key")
-    executor: Literal["local", "ray"] = option("local", help="how batch functions run")
+    executor: Literal["local", "ray"] = option("local", help="how batch functions run (only local exists yet)")
+    threads: int | Literal["auto"] = option("auto", help="torch CPU threads; auto: every CPU this process may use "
+                                                         "(see curate.threads)")
+
+    def __post_init__(self) -> None:
+        from curate.execute import EXECUTORS
+
+        if self.threads != "auto" and self.threads < 1:
+            raise ConfigValueError("threads", f"must be 'auto' or a whole number >= 1, got {self.threads}")
+
+        if self.executor not in EXECUTORS:
+            raise ConfigValueError("executor", f"the '{self.executor}' executor is not available yet (batch work "
+                                               f"runs in this process); use executor: local")
 
 
 @dataclass
@@ -56,6 +68,7 @@ class Recipe:
     description: str = ""
     path: Path | None = None
     text: str = ""
+    base_dir: Path | None = None  # where its relative input paths resolve
 
     def step(self, step_id: str) -> PlannedStep:
         for s in self.steps:
@@ -83,14 +96,18 @@ def parse_override(text: str) -> Override:
     if not sep or len(parts) < 2 or not all(parts):
         raise RecipeError(Problem(f"expected STEP.FIELD=VALUE (e.g. train.epochs=3), got {text!r}", file="--set"))
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_value(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return Override(parts, value, text)
+    return Override(parts, CommandLineValue(value) if isinstance(value, str) else value, text)
 
 
-def load_recipe(path: str | Path, *, overrides: Sequence[str | Override] = ()) -> Recipe:
-    """Read and validate a recipe file; raises :class:`RecipeError` listing every problem."""
+def load_recipe(path: str | Path, *, overrides: Sequence[str | Override] = (), base_dir: str | Path | None = None
+                ) -> Recipe:
+    """Read and validate a recipe file; raises :class:`RecipeError` listing every problem.
+
+    Relative input paths in it resolve against its folder (or ``base_dir``, e.g. for a run's saved
+    copy of a recipe that lived elsewhere)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -98,7 +115,8 @@ def load_recipe(path: str | Path, *, overrides: Sequence[str | Override] = ()) -
         raise RecipeError(Problem("recipe file not found", file=str(path))) from None
     except OSError as exc:
         raise RecipeError(Problem(f"cannot read recipe: {exc.strerror}", file=str(path))) from None
-    return parse_recipe(text, filename=str(path), overrides=overrides, path=path)
+    return parse_recipe(text, filename=str(path), overrides=overrides, path=path,
+                        base_dir=Path(base_dir) if base_dir is not None else None)
 
 
 def parse_recipe(
@@ -107,15 +125,19 @@ def parse_recipe(
     filename: str = "<recipe>",
     overrides: Sequence[str | Override] = (),
     path: Path | None = None,
+    base_dir: Path | None = None,
 ) -> Recipe:
     data, lines = load_yaml(text, filename=filename)
     ovs = [parse_override(o) if isinstance(o, str) else o for o in overrides]
-    return _Validator(filename, data, lines, ovs).build(text=text, path=path)
+    if base_dir is None:
+        base_dir = path.resolve().parent if path is not None else Path.cwd()
+    return _Validator(filename, data, lines, ovs, base_dir).build(text=text, path=path)
 
 
 class _Validator:
-    def __init__(self, filename: str, data: Any, lines: dict, overrides: list[Override]):
+    def __init__(self, filename: str, data: Any, lines: dict, overrides: list[Override], base_dir: Path):
         self.filename = filename
+        self.base_dir = base_dir
         self.data = data
         self.lines = lines
         self.overrides = overrides
@@ -174,7 +196,7 @@ class _Validator:
             self.problem("`steps` must be a non-empty list of steps", ("steps",))
             steps_raw = []
         defaults_raw = self._apply_overrides(steps_raw)
-        defaults, problems = parse_config(Defaults, defaults_raw)
+        defaults, problems = parse_config(Defaults, defaults_raw, base_dir=self.base_dir)
         for fld, msg in problems:
             key = fld.split(".")[0] if fld else None
             self.problem(msg, ("defaults", key) if key else ("defaults",), field=f"defaults.{fld}" if fld else "defaults")
@@ -193,6 +215,7 @@ class _Validator:
             description=str(data.get("description") or ""),
             path=path,
             text=text,
+            base_dir=self.base_dir,
         )
 
     def _steps(self, steps_raw: list) -> list[PlannedStep]:
@@ -252,7 +275,7 @@ class _Validator:
         except ConfigValueError as exc:
             self.problem(str(exc), base + ("with", exc.field), step=label, field=f"with.{exc.field}")
             return None
-        config, problems = parse_config(cls, with_raw)
+        config, problems = parse_config(cls, with_raw, base_dir=self.base_dir)
         for fld, msg in problems:
             parts = tuple(re.split(r"[.\[\]]+", fld.strip("]"))) if fld else ()
             parts = tuple(int(p) if p.isdigit() else p for p in parts)

@@ -3,11 +3,14 @@
 :func:`load_yaml` returns plain Python data plus a map from key paths such as
 ``("steps", 2, "with", "epochs")`` to 1-based line numbers, so validation errors
 can point at the line a user has to fix. Duplicate keys are errors (safe_load
-would silently keep the last one).
+would silently keep the last one). Numbers read as a person writes them: YAML 1.1
+(PyYAML) takes ``1e-3`` and ``5E2`` for strings, :class:`RecipeLoader` reads them as
+floats as YAML 1.2 does.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -17,8 +20,27 @@ from curate.errors import Problem, RecipeError
 Path_ = tuple[Any, ...]
 
 
+class RecipeLoader(yaml.SafeLoader):
+    """``safe_load`` semantics, plus floats in exponent form without a dot or exponent sign (``1e-3``, ``2E5``)."""
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def load_value(text: str) -> Any:
+    """One YAML value (a ``--set`` override's right-hand side) read as a recipe reads it."""
+    loader = RecipeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_yaml(text: str, *, filename: str) -> tuple[Any, dict[Path_, int]]:
-    loader = yaml.SafeLoader(text)
+    loader = RecipeLoader(text)
     try:
         try:
             node = loader.get_single_node()
@@ -35,7 +57,7 @@ def load_yaml(text: str, *, filename: str) -> tuple[Any, dict[Path_, int]]:
         loader.dispose()
 
 
-def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, lines: dict[Path_, int], filename: str) -> Any:
+def _build(loader: RecipeLoader, node: yaml.Node, path: Path_, lines: dict[Path_, int], filename: str) -> Any:
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
         out: dict[Any, Any] = {}

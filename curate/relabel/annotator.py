@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-ANNOTATORS: Registry[Callable[..., Any]] = Registry("annotator")
+ANNOTATORS: Registry[Callable[..., Any]] = Registry("annotator", entry_point_group="curate.annotators")
 
 
 def dense_logits(model: nn.Module, features: torch.Tensor, *, input_size: tuple[int, int]) -> torch.Tensor:

@@ -10,10 +10,12 @@ outputs through the :class:`StepContext`; it holds no algorithm itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 from curate import artifacts, workspace
 from curate.registry import Registry
@@ -72,7 +74,7 @@ class Step:
     def is_intact(cls, manifest: Mapping[str, Any], step_dir: Path) -> bool:
         """Whether a completed step's outputs still exist (checked before skipping it): its files, and
         the FiftyOne dataset, fields, plots and views it recorded in ``fiftyone.json`` if it wrote one."""
-        if not all((Path(step_dir) / e["path"]).exists() for e in manifest.get("outputs", {}).values() if "path" in e):
+        if not outputs_exist(manifest, step_dir):
             return False
         record = Path(step_dir) / FIFTYONE_RECORD
         if FIFTYONE_RECORD not in manifest.get("files", []) and not record.is_file():
@@ -81,8 +83,35 @@ class Step:
 
         return recorded_outputs_intact(record)
 
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str | None:
+        """The step's main result in a few words, from the metrics it recorded (the end-of-run summary and
+        the run's index page show it): a result such as a held-out accuracy, never a config value echoed
+        back. None shows nothing; a missing metric (an older manifest) shows nothing too."""
+        return None
+
+    @classmethod
+    def show_in_fiftyone(cls, dataset: Any, step: "Input") -> dict[str, Any] | None:
+        """Write this step's results into the run's FiftyOne dataset from its own saved outputs.
+
+        Returns what was written (``fields``, ``views``, ``brain_keys`` and counts) for the step's
+        ``fiftyone.json`` record. Kinds that show nothing in the App leave this as it is; those that do
+        override it and are called through :func:`curate.fo.runs.show_step` (never directly), right
+        after they run and again whenever the ``fiftyone`` step (re)mirrors the run.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def shows_in_fiftyone(cls) -> bool:
+        return cls.show_in_fiftyone.__func__ is not Step.show_in_fiftyone.__func__  # type: ignore[attr-defined]
+
     def run(self, ctx: "StepContext") -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def outputs_exist(manifest: Mapping[str, Any], step_dir: Path) -> bool:
+    """Whether every output file a step manifest lists is still in its folder."""
+    return all((Path(step_dir) / e["path"]).exists() for e in manifest.get("outputs", {}).values() if "path" in e)
 
 
 STEPS: Registry[type[Step]] = Registry("step kind", entry_point_group="curate.steps")
@@ -195,6 +224,25 @@ class StepContext:
 
     def add_output(self, type_: str, entry: dict[str, Any]) -> None:
         self.outputs[type_] = entry
+
+    @contextlib.contextmanager
+    def scratch(self) -> Iterator[Path]:
+        """A temporary folder inside this step's folder (e.g. for ``datasets`` cache files), removed after."""
+        folder = self.path(".scratch")
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def as_input(self) -> Input:
+        """This running step as an :class:`Input` (what later steps and FiftyOne writers see of it)."""
+        from curate.config import to_dict
+
+        manifest = {"id": self.step_id, "kind": self.kind, "config": to_dict(self.config), "outputs": self.outputs,
+                    "files": self.files, "metrics": self.metrics}
+        return Input(self.step_id, self.dir, manifest)
 
     def torch_device(self) -> str:
         from curate.learn.device import resolve_device

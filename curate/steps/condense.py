@@ -5,12 +5,15 @@ splits), the float synthetic set (``synthetic.safetensors``, what ``evaluate`` r
 per-class image grid, the loss curve, the loss history, and the evaluation of the
 distilled set against random real images at the same IPC under the same protocol.
 Distillation checkpoints live in ``checkpoints/``, so a killed run resumes where it stopped.
+A run with fewer iterations or evaluation epochs than the method's published budget
+(:mod:`curate.condense.budgets`) is marked "shortened protocol" in its metrics, its
+evaluation report and its figure titles.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from curate.config import option
 from curate.steps.base import Role, Step, StepContext
@@ -22,7 +25,8 @@ class EvaluateOptions:
     """The standard protocol: fresh networks trained on the distilled set, scored on real test images."""
 
     runs: int = option(3, ge=0, help="fresh networks per evaluated set (0: no evaluation)")
-    epochs: int | None = option(None, gt=0, help="training epochs per network (null: 1000 with DSA, 300 without)")
+    epochs: int | None = option(None, gt=0, help="the protocol's epochs E per network (null: 1000 with DSA, 300 "
+                                                 "without); the official loop trains E + 1, lr x0.1 after E//2 + 1")
     split: str = option("test", help="real rows to score on")
     model: str | None = option(None, help="evaluation network (null: the distillation model)")
     model_config: dict[str, Any] | None = option(None, help="its options (null: the distillation model's)")
@@ -36,8 +40,12 @@ class CondenseConfig:
     method: str = option("dm", help="distiller (curate.condense.DISTILLERS): dc, dsa, dm, dcc")
     ipc: int = option(10, gt=0, help="synthetic images per class")
     iterations: int = option(100, ge=0, help="outer iterations of the method")
-    fyi: bool = option(False, help="FYI plug-in: flipped copies of the synthetic batch enter every network")
-    init: Literal["real", "noise"] = option("real", help="start from random real images or from noise")
+    plugins: tuple[str, ...] = option((), help="names of distillation plug-ins (curate.condense.DISTILL_PLUGINS, "
+                                               "e.g. fyi) that hook every synthetic batch, in order")
+    fyi: bool | None = option(None, help="shorthand: true adds fyi to plugins (false with fyi listed is an error)")
+    init: Literal["real", "noise"] | None = option(None, help="start from random real images or from noise (null: "
+                                                              "the method's official default: noise for dc, real "
+                                                              "for dsa, dm, dcc)")
     model: str = option("convnet", help="registry model the method draws fresh random networks of")
     model_config: dict[str, Any] = option(default_factory=dict, help="its options, e.g. {width: 64}")
     options: dict[str, Any] = option(default_factory=dict, help="the method's own options (lr_img, batch_real, ...)")
@@ -50,23 +58,32 @@ class CondenseConfig:
 
 class CondenseStep(Step):
     summary = "Distill the training split (DC, DSA, DM, DCC; FYI plug-in) and evaluate it against random selection."
-    version = 1
+    version = 2  # 2: official init/lr defaults and evaluation schedule, `plugins`, shortened-protocol marks
     Config = CondenseConfig
     inputs = {"data": Role(("table",), help="the table version to condense")}
     produces = ("table", "synthetic_set", "report")
 
     @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        made = f"{metrics['rows']:,} images ({metrics['ipc']}/class)"
+        if metrics.get("accuracy") is None:
+            return f"{made}, not evaluated"
+        random = metrics.get("random_accuracy")
+        versus = f" vs {random:.2%} for random real images" if random is not None else ""
+        shortened = f", {metrics['protocol']}" if metrics.get("protocol_shortfall") else ""
+        return f"accuracy {metrics['accuracy']:.2%}{versus}; {made}{shortened}"
+
+    @classmethod
     def check(cls, config: CondenseConfig, wired) -> list[tuple[str | None, str]]:
         from curate.condense import DISTILLERS
+        from curate.condense.registry import plugin_problems
         from curate.config import parse_config
-        from curate.registry import did_you_mean
 
+        problems: list[tuple[str | None, str]] = list(plugin_problems(config.plugins, fyi=config.fyi))
         if config.method not in DISTILLERS:
-            names = DISTILLERS.names()
-            return [("method", f"unknown distiller '{config.method}'{did_you_mean(config.method, names)}; "
-                               f"known: {', '.join(names)}")]
-        _, problems = parse_config(DISTILLERS.get(config.method).Config, config.options, prefix="options.")
-        return problems
+            return [("method", DISTILLERS.unknown_message(config.method)), *problems]
+        _, option_problems = parse_config(DISTILLERS.get(config.method).Config, config.options, prefix="options.")
+        return option_problems + problems
 
     def run(self, ctx: StepContext) -> None:
         import numpy as np
@@ -88,8 +105,8 @@ class CondenseStep(Step):
             check_chunk(cfg.chunk, self._evaluation_model(cfg, len(names))[0], name="chunk")
         images = decode_images(table, idx, size=size)
         synthetic = distill(images, labels, method=cfg.method, ipc=cfg.ipc, iterations=cfg.iterations,
-                            model=cfg.model, model_config=cfg.model_config, fyi=cfg.fyi, init=cfg.init,
-                            seed=ctx.seed, device=ctx.torch_device(), progress=ctx.progress,
+                            model=cfg.model, model_config=cfg.model_config, plugins=cfg.plugins, fyi=cfg.fyi,
+                            init=cfg.init, seed=ctx.seed, device=ctx.torch_device(), progress=ctx.progress,
                             checkpoint_dir=ctx.path("checkpoints"), checkpoint_every=cfg.checkpoint_every,
                             chunk=cfg.chunk, class_names=names, **cfg.options)
 
@@ -97,19 +114,36 @@ class CondenseStep(Step):
         ctx.add_output("synthetic_set", {"path": "synthetic.safetensors", "fingerprint": digest,
                                          "rows": len(synthetic), "method": cfg.method, "ipc": cfg.ipc})
         ctx.save_table(distilled_table(synthetic, table, step_id=ctx.step_id, replaces=cfg.split))
-        grid = ctx.write_file("grid.png", lambda p: save_class_grid(synthetic, p))
-        ctx.write_file("loss.png", lambda p: save_loss_curve(synthetic, p))
+        budget = self._budget(cfg, synthetic)
+        grid = ctx.write_file("grid.png", lambda p: save_class_grid(synthetic, p, note=budget["shortfall"]))
+        ctx.write_file("loss.png", lambda p: save_loss_curve(synthetic, p, note=budget["shortfall"]))
         ctx.add_output("report", {"path": "grid.png", "fingerprint": grid, "loss_curve": "loss.png"})
         ctx.write_json("history.json", synthetic.history)
 
         if cfg.evaluate.runs:  # first, so the run summary's key metrics are the accuracies
-            self._evaluate(ctx, table, synthetic, images, labels)
-        ctx.metrics.update(rows=len(synthetic), method=cfg.method, ipc=cfg.ipc, fyi=cfg.fyi,
-                           iterations=cfg.iterations)
+            self._evaluate(ctx, table, synthetic, images, labels, budget)
+        ctx.metrics.update(rows=len(synthetic), method=cfg.method, ipc=cfg.ipc,
+                           plugins=synthetic.provenance["plugins"], init=synthetic.provenance["init"],
+                           iterations=cfg.iterations, protocol=budget["label"],
+                           protocol_shortfall=budget["shortfall"], paper_iterations=budget["paper_iterations"],
+                           paper_eval_epochs=budget["paper_eval_epochs"])
         if synthetic.history:
             seconds = [row["seconds"] for row in synthetic.history]
             ctx.metrics.update(final_loss=round(synthetic.history[-1]["loss"], 6),
                                seconds_per_iteration=round(float(np.mean(seconds)), 3))
+
+    @staticmethod
+    def _budget(cfg: CondenseConfig, synthetic) -> dict[str, Any]:
+        """The run against the method's published budget: label, shortfall (None: none) and the budget."""
+        from curate.condense.budgets import PROTOCOL_EPOCHS, SHORTENED, paper_budget, shortfall
+
+        dsa = bool(synthetic.provenance["eval_dsa"])
+        eval_epochs = (cfg.evaluate.epochs or PROTOCOL_EPOCHS[dsa]) if cfg.evaluate.runs else None
+        budget = paper_budget(cfg.method, eval_dsa=dsa)
+        short = shortfall(cfg.method, iterations=cfg.iterations, eval_epochs=eval_epochs, eval_dsa=dsa)
+        label = "no published budget" if budget is None else SHORTENED if short else "paper budget"
+        return {"label": label, "shortfall": short, "paper_iterations": budget and budget.iterations,
+                "paper_eval_epochs": budget and budget.eval_epochs}
 
     @staticmethod
     def _evaluation_model(cfg: CondenseConfig, num_classes: int):
@@ -120,7 +154,7 @@ class CondenseStep(Step):
         model_config = cfg.evaluate.model_config if cfg.evaluate.model_config is not None else cfg.model_config
         return create_model(model, num_classes=num_classes, weights=None, **model_config), model, model_config
 
-    def _evaluate(self, ctx: StepContext, table, synthetic, images, labels) -> None:
+    def _evaluate(self, ctx: StepContext, table, synthetic, images, labels, budget: dict[str, Any]) -> None:
         import numpy as np
 
         from curate.condense import evaluate, random_baseline
@@ -136,8 +170,10 @@ class CondenseStep(Step):
         dsa = bool(synthetic.provenance["eval_dsa"])
         protocol = dict(model=model, model_config=model_config, runs=ev.runs, epochs=ev.epochs, dsa=dsa,
                         dsa_strategy=synthetic.provenance["dsa_strategy"], batch_size=ev.batch_size, lr=ev.lr,
-                        seed=ctx.seed, device=ctx.torch_device(), progress=ctx.progress, chunk=cfg.chunk)
-        report: dict[str, Any] = {"protocol": {k: v for k, v in protocol.items() if k not in ("device", "progress")}}
+                        lr_schedule="official", seed=ctx.seed, device=ctx.torch_device(), progress=ctx.progress,
+                        chunk=cfg.chunk)
+        report: dict[str, Any] = {"protocol": {k: v for k, v in protocol.items() if k not in ("device", "progress")},
+                                  "budget": budget}
         report["distilled"] = evaluate(synthetic, test_images, test_labels, **protocol)
         if ev.baseline:
             report["random"] = random_baseline(images, labels, test_images, test_labels, ipc=cfg.ipc, **protocol)

@@ -6,6 +6,10 @@ an embeddings plot (brain key ``<step>_viz``) per wired ``embed`` step. What it 
 recorded in the step's ``fiftyone.json``, its metrics, and ``<run>/fiftyone.json``
 (read by ``curate app`` and ``curate clean``). Fields, plots and views it wrote on an
 earlier run and no longer writes are removed, so the dataset matches the recipe.
+
+Then it shows every other completed step of the run that has App output (audits, duplicates,
+indexes, label maps: :func:`curate.fo.runs.show_completed_steps`), so the App is complete
+whether this step runs first or last.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ class FiftyOneConfig:
 
 class FiftyOneStep(Step):
     kind = "fiftyone"
-    version = 2
+    version = 3
     summary = "Mirror the sample table, predictions and embeddings plots into a FiftyOne dataset for the App"
     Config = FiftyOneConfig
     inputs = {
@@ -48,10 +52,12 @@ class FiftyOneStep(Step):
                             help="predict steps; each becomes a Classification field named after the step"),
         "embeddings": Role(("embeddings",), many=True, optional=True,
                            help="embed steps; each becomes an embeddings plot in the App"),
-        "label_maps": Role(("label_maps",), many=True, optional=True,
-                           help="relabel steps; multi-labels, a top-class heatmap and `multi_label_candidates`"),
     }
     produces = ()
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        return f"{metrics['samples']:,} samples in dataset '{metrics['dataset']}'"
 
     @classmethod
     def check(cls, config: Any, wired: Mapping[str, list[str]]) -> list[tuple[str | None, str]]:
@@ -96,15 +102,13 @@ class FiftyOneStep(Step):
         unmatched: dict[str, int] = {}
         for inp in ctx.inputs_of("predictions"):
             self._add_predictions(dataset, inp, table_ids, class_names, ctx, written, unmatched)
-        for inp in ctx.inputs_of("label_maps"):
-            self._add_label_maps(dataset, inp, class_names, written)
         if cfg.visualization != "none":
             for inp in ctx.inputs_of("embeddings"):
                 self._add_plot(dataset, inp, table_ids, ctx, written, unmatched)
 
         previous = runs.read_run_record(ctx.run_dir)
         if previous is not None and (previous.get("dataset"), previous.get("step")) == (name, ctx.step_id):
-            _remove_stale(dataset, previous, written)
+            runs.remove_outputs(dataset, previous, keep=written)
         # a URI with a password stays in the recipe only; `curate app` then needs FIFTYONE_DATABASE_URI
         uri = cfg.database_uri if cfg.database_uri and database.redact(cfg.database_uri) == cfg.database_uri else None
         record = {
@@ -117,20 +121,9 @@ class FiftyOneStep(Step):
         }
         runs.write_run_record(ctx.run_dir, record)
         ctx.write_json(FIFTYONE_RECORD, record)
-        ctx.metrics.update({**record, "unmatched_ids": unmatched, "seconds": round(time.monotonic() - started, 2)})
-
-    @staticmethod
-    def _add_label_maps(dataset, inp: Input, class_names, written) -> None:
-        from curate.fo.fields import field_key
-        from curate.relabel.fiftyone import add_label_maps
-        from curate.relabel.storage import LabelMapStore
-
-        entry = inp.entry("label_maps")
-        store = LabelMapStore(inp.dir / entry["path"])
-        added = add_label_maps(dataset, store, prefix=field_key(inp.step_id), threshold=entry.get("threshold", 0.25),
-                               class_names=class_names)
-        written["fields"] += added["fields"]
-        written["views"] += added["views"]
+        shown = runs.show_completed_steps(ctx.run_dir, exclude=ctx.step_id)
+        ctx.metrics.update({**record, "unmatched_ids": unmatched, "steps_shown": sorted(s for s, r in shown.items() if r),
+                            "seconds": round(time.monotonic() - started, 2)})
 
     @staticmethod
     def _add_predictions(dataset, inp: Input, table_ids, class_names, ctx: StepContext, written, unmatched) -> None:
@@ -182,18 +175,3 @@ def _matched(inp: Input, type_: str, table_ids: np.ndarray, unmatched: dict[str,
         log.warning("step '%s': %d of %d `%s` rows have ids not in the table; they are not shown",
                     inp.step_id, int((~keep).sum()), len(ids), type_)
     return np.asarray(values)[keep], ids[keep]
-
-
-def _remove_stale(dataset, previous: dict[str, Any], written: dict[str, list[str]]) -> None:
-    """Drop fields, plots and views an earlier run of this step wrote and this one did not."""
-    schema = dataset.get_field_schema()
-    for field in set(previous.get("fields", [])) - set(written["fields"]):
-        if field in schema:
-            dataset.delete_sample_field(field)
-    runs = set(dataset.list_brain_runs())
-    for key in set(previous.get("brain_keys", [])) - set(written["brain_keys"]):
-        if key in runs:
-            dataset.delete_brain_run(key)
-    for view in set(previous.get("views", [])) - set(written["views"]):
-        if dataset.has_saved_view(view):
-            dataset.delete_saved_view(view)

@@ -12,44 +12,48 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from curate.config import option
-from curate.steps.base import FIFTYONE_RECORD, Input, Role, Step, StepContext
+from curate.steps.base import Input, Role, Step, StepContext
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
-_IVF_KNOBS = ("nlist", "nprobe", "m_pq", "train_size")
+_KIND_OPTIONS = ("nlist", "nprobe", "m_pq", "train_size", "hnsw_m", "ef_construction", "ef_search")
 
 
 @dataclass(frozen=True, kw_only=True)
 class IndexConfig:
-    kind: Literal["auto", "flat", "ivf", "ivfpq", "hnsw"] = option(
-        "auto", help="auto: exact (flat) below 200,000 rows, IVF above; ivf/ivfpq: inverted lists (+PQ codes)")
+    kind: str = option("auto", help="auto: exact (flat) below 200,000 rows, IVF above; or an index kind of "
+                                    "curate.index.INDEX_KINDS: flat, hnsw, ivf, ivfpq (inverted lists + PQ codes)")
     metric: Literal["cosine", "l2"] = option("cosine", help="distances: 1 - cos (cosine) or Euclidean (l2)")
+    recall: float | None = option(0.95, gt=0, le=1, help="recall@10 target: approximate kinds set ef_search/nprobe "
+                                  "to the smallest value reaching it on held rows (null: manual knobs)")
     nlist: int | None = option(None, gt=0, help="ivf/ivfpq (and auto above 200,000 rows) cells (null: ~4 sqrt(N))")
-    nprobe: int | None = option(None, gt=0, help="ivf/ivfpq cells searched per query (null: nlist/128, at least 8)")
+    nprobe: int | None = option(None, gt=0, help="ivf/ivfpq cells searched per query (null: calibrated to `recall`, "
+                                                 "or nlist/128 and at least 8 without one; a value wins)")
     m_pq: int | None = option(None, gt=0, help="ivfpq bytes per vector (must divide the dimension)")
     train_size: int | None = option(None, gt=0, help="ivf/ivfpq k-means training rows (null: 64 per cell)")
-    hnsw_m: int = option(32, gt=0, help="hnsw links per node")
-    ef_construction: int = option(40, gt=0, help="hnsw build-time candidate list")
-    ef_search: int = option(64, gt=0, help="hnsw query-time candidate list (keep >= k)")
+    hnsw_m: int | None = option(None, gt=0, help="hnsw links per node (null: 32)")
+    ef_construction: int | None = option(None, gt=0, help="hnsw build-time candidate list (null: 80)")
+    ef_search: int | None = option(None, gt=0, help="hnsw query-time candidate list (null: calibrated to `recall`, "
+                                                    "or 64 without one; a value wins)")
     fiftyone: bool = option(True, help="register a `faiss` similarity run in the run's FiftyOne dataset, if any")
 
     def build_options(self) -> dict[str, Any]:
-        """Keyword options of ``build_index`` for this kind (knobs of other kinds are not passed)."""
-        options: dict[str, Any] = {"kind": self.kind, "metric": self.metric}
-        if self.kind == "hnsw":
-            options.update(hnsw_m=self.hnsw_m, ef_construction=self.ef_construction, ef_search=self.ef_search)
-        options.update({k: getattr(self, k) for k in _IVF_KNOBS if getattr(self, k) is not None})
+        """Keyword options of ``build_index`` (:meth:`IndexStep.check` refused knobs of another kind)."""
+        options: dict[str, Any] = {"kind": self.kind, "metric": self.metric, "recall": self.recall}
+        options.update({k: getattr(self, k) for k in _KIND_OPTIONS if getattr(self, k) is not None})
         return options
 
 
 class IndexStep(Step):
     summary = "FAISS similarity index of every embedded row (real, distilled, synthetic); App similarity search."
-    version = 1
+    version = 3  # 3: recall target, calibrated ef_search/nprobe
     Config = IndexConfig
     inputs = {
         "data": Role(("table",), help="the table version to index (every row with an embedding)"),
@@ -58,19 +62,17 @@ class IndexStep(Step):
     produces = ("index",)
 
     @classmethod
-    def check(cls, config: IndexConfig, wired: Mapping[str, list[str]]) -> list[tuple[str | None, str]]:
-        if config.kind in ("ivf", "ivfpq", "auto"):  # auto uses the IVF knobs when it picks IVF (never PQ)
-            return [("m_pq", "m_pq applies to kind 'ivfpq'")] if config.kind != "ivfpq" and config.m_pq else []
-        return [(k, f"{k} applies to kind 'ivf' or 'ivfpq', not '{config.kind}'")
-                for k in _IVF_KNOBS if getattr(config, k) is not None]
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        return f"{metrics['rows']:,} rows, {metrics['kind']} {metrics['metric']}"
 
     @classmethod
-    def external_fingerprint(cls, config: IndexConfig, *, run_dir: Path) -> str | None:
-        """The run's FiftyOne dataset (created later or replaced): the brain run must follow it."""
-        from curate.fo.runs import read_run_record
+    def check(cls, config: IndexConfig, wired: Mapping[str, list[str]]) -> list[tuple[str | None, str]]:
+        from curate.index.kinds import INDEX_KINDS, misplaced_options
 
-        record = read_run_record(run_dir) if config.fiftyone else None
-        return None if record is None else f"fiftyone:{record['dataset']}"
+        if config.kind != "auto" and config.kind not in INDEX_KINDS:
+            return [("kind", f"{INDEX_KINDS.unknown_message(config.kind)} (or 'auto')")]
+        # auto uses the IVF knobs when it picks IVF (never PQ)
+        return misplaced_options(config.kind, [k for k in _KIND_OPTIONS if getattr(config, k) is not None])
 
     def run(self, ctx: StepContext) -> None:
         import hashlib
@@ -90,7 +92,7 @@ class IndexStep(Step):
         meta = {
             "step": ctx.step_id,
             "embed_step": emb.step_id,
-            "model": producing_model(emb, ctx.run_dir),
+            "model": producing_model(emb),
             "table": {"step": data.step_id, "fingerprint": data.entry("table")["fingerprint"]},
             "embeddings": {"step": emb.step_id, "fingerprint": emb.entry("embeddings")["fingerprint"]},
             "columns": columns,
@@ -110,8 +112,20 @@ class IndexStep(Step):
         ctx.metrics.update(rows=len(index), dim=index.dim, kind=index.kind, metric=index.metric,
                            sets={s: sets.count(s) for s in sorted(set(sets))},
                            rows_without_embedding=int(len(table) - len(rows)), embeddings_not_in_table=unknown,
-                           build_seconds=round(build_seconds, 3))
-        ctx.metrics["fiftyone"] = register_in_fiftyone(ctx, path) if cfg.fiftyone else None
+                           build_seconds=round(build_seconds, 3), **index.recall_metrics(cfg.recall))
+
+    @classmethod
+    def show_in_fiftyone(cls, dataset, step: Input) -> dict[str, Any]:
+        """The saved index as the `faiss` brain run ``<step id>`` of the run's dataset (App: sort by
+        similarity), joined on ``curate_id``."""
+        from curate.fo.fields import field_key
+        from curate.index.fiftyone_backend import register_index
+
+        key = field_key(step.step_id)
+        results = register_index(dataset, key, step.dir / step.entry("index")["path"], id_field="curate_id")
+        log.info("registered brain run '%s' (faiss, %d samples) in FiftyOne dataset '%s'", key,
+                 results.total_index_size, dataset.name)
+        return {"brain_keys": [key], "searchable_rows": results.total_index_size}
 
 
 def aligned_embeddings(table, emb: Input) -> tuple["np.ndarray", "np.ndarray", int]:
@@ -119,16 +133,11 @@ def aligned_embeddings(table, emb: Input) -> tuple["np.ndarray", "np.ndarray", i
     are not in the table; no overlap at all is a usage error."""
     import numpy as np
 
+    from curate.artifacts import locate_ids
     from curate.errors import UsageError
 
     values, ids = emb.array("embeddings")
-    ids = np.asarray(ids, dtype=str)
-    table_ids = np.asarray(table["id"], dtype=str)
-    sorter = np.argsort(ids)
-    found = np.searchsorted(ids, table_ids, sorter=sorter)
-    found = np.minimum(found, len(ids) - 1)
-    emb_rows = sorter[found]
-    has = ids[emb_rows] == table_ids
+    emb_rows, has = locate_ids(np.asarray(table["id"], dtype=str), ids)
     if not has.any():
         raise UsageError(f"none of the {len(ids)} embeddings of step '{emb.step_id}' belong to rows of the table; "
                          "embed this table version (wire the embed step's `data` to the same table)")
@@ -140,41 +149,6 @@ def aligned_embeddings(table, emb: Input) -> tuple["np.ndarray", "np.ndarray", i
     return rows, np.asarray(values[emb_rows[rows]], dtype=np.float32), unknown
 
 
-def producing_model(emb: Input, run_dir: Path) -> str | None:
-    """Name of the model an embed step used: its `with.model`, else the trained model it was given."""
-    from curate import workspace
-
-    config = emb.manifest.get("config", {})
-    if config.get("model"):
-        return config["model"]
-    for ref in emb.manifest.get("inputs", {}).get("model", []):
-        trained = workspace.read_manifest(Path(run_dir) / ref["step"])
-        if trained is not None:
-            return trained.get("outputs", {}).get("model", {}).get("model")
-    return None
-
-
-def register_in_fiftyone(ctx: StepContext, index_path: Path) -> dict[str, Any] | None:
-    """Register the saved index as the `faiss` brain run `<step id>` of the run's dataset, if the run has one."""
-    from curate.fo import database
-    from curate.fo.fields import field_key
-    from curate.fo.runs import read_run_record
-
-    record = read_run_record(ctx.run_dir)
-    if record is None:
-        return None
-    from curate.index.fiftyone_backend import register_index
-
-    database.configure(record.get("database_uri"))
-    fo = database.connect()
-    dataset = fo.load_dataset(record["dataset"])
-    key = field_key(ctx.step_id)
-    results = register_index(dataset, key, index_path, id_field="curate_id")
-    written = {"dataset": record["dataset"], "database_uri": record.get("database_uri"), "brain_keys": [key],
-               "searchable_rows": results.total_index_size}
-    ctx.write_json(FIFTYONE_RECORD, written)
-    log.info("registered brain run '%s' (faiss, %d samples) in FiftyOne dataset '%s'", key,
-             results.total_index_size, record["dataset"])
-    return written
-
-
+def producing_model(emb: Input) -> str | None:
+    """Name of the model an embed step recorded (a registry name, or the trained model's)."""
+    return emb.entry("embeddings").get("model", {}).get("name")

@@ -14,7 +14,8 @@ class ModelOptions:
     """A registry model: name, weights and extra constructor options."""
 
     model: str | None = option(None, help="registry model name (convnet, resnet20-cifar, hf:<id-or-path>, ...)")
-    weights: str | None = option("default", help="'default' (bundled if any), null (random init) or a weights path")
+    weights: str | None = option("default", help="'default' (bundled if any), null (random init) or a weights path",
+                                 path=True)
     model_config: dict[str, Any] = option(default_factory=dict, help="extra options for the model constructor")
 
 
@@ -69,13 +70,19 @@ class MixOptions:
         return create_mixer("resizemix", scale=self.mix_scale, prob=self.mix_prob)
 
 
+def model_spec(options: ModelOptions, *, class_names: list[str], seed: int, default: str | None = None
+               ) -> dict[str, Any]:
+    """What rebuilds the configured registry model anywhere (``curate.artifacts.load_recorded_model``):
+    steps record it beside the arrays they compute, so a query or a worker uses the same model."""
+    return {"name": options.model or default, "weights": options.weights, "config": dict(options.model_config),
+            "class_names": list(class_names), "seed": seed}
+
+
 def build_model(options: ModelOptions, *, class_names: list[str], seed: int, default: str | None = None):
     """Create the configured registry model for this table's classes, checking pretrained class names."""
-    from curate.models import create_model
+    from curate.artifacts import load_recorded_model
 
-    name = options.model or default
-    model = create_model(name, num_classes=len(class_names), weights=options.weights, class_names=class_names,
-                         seed=seed, **options.model_config)
+    model = load_recorded_model(model_spec(options, class_names=class_names, seed=seed, default=default))
     check_class_names(model, class_names)
     return model
 
@@ -96,3 +103,15 @@ def require_one_model(config: ModelOptions, wired: dict[str, list[str]]) -> list
     if not config.model and "model" not in wired:
         return [("model", "name a registry model in `with.model` or wire a `train` step to `inputs.model`")]
     return []
+
+
+def require_trained_head(model, class_names: list[str], *, output: str, fixes: str) -> None:
+    """Refuse a model whose classifier head was never trained for these classes (a new head attached to a
+    pretrained backbone, or a random init): what it outputs would be noise."""
+    from curate.errors import UsageError
+
+    if not getattr(model, "head_trained", False):
+        shown = ", ".join(class_names[:3]) + (", ..." if len(class_names) > 3 else "")
+        raise UsageError(f"model '{model.name}' has an untrained {model.num_classes}-class head for these classes "
+                         f"({shown}), so its {output} would be noise; {fixes}")
+

@@ -4,19 +4,20 @@ Outputs: ``label_maps`` (a folder of top-k safetensors shards + ``index.json``, 
 :mod:`curate.relabel.storage`), ``pred_probs`` (the annotator's global softmax, the
 ``soft`` targets of `train`), ``label_scores`` (each class's share of the image) and
 ``multi_labels`` (``label_scores >= threshold``), aligned to the annotated rows.
-An interrupted annotation resumes: finished shards are kept.
+An interrupted annotation resumes: finished shards are kept. In the run's FiftyOne dataset it
+shows each image's multi-labels, a heatmap of its top class and the ``multi_label_candidates``
+view (:mod:`curate.relabel.fiftyone`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping
 
 from curate.config import option
 from curate.data.table import class_names_of, split_indices
-from curate.steps.base import Role, Step, StepContext
-from curate.steps.options import ModelOptions, build_model, check_class_names, require_one_model
+from curate.steps.base import Input, Role, Step, StepContext
+from curate.steps.options import ModelOptions, build_model, check_class_names, require_one_model, require_trained_head
 
 MAPS_DIR = "label_maps"
 
@@ -31,17 +32,23 @@ class RelabelConfig(ModelOptions):
     batch_size: int = option(256, gt=0)
     shard_size: int = option(4096, gt=0, help="images per stored shard (the unit of resuming)")
     split: str | None = option("train", help="rows to annotate (null: all)")
+    fiftyone: bool = option(True, help="multi-labels, top-class heatmaps and a view in the run's FiftyOne dataset")
 
 
 class RelabelStep(Step):
     summary = "Annotate images with top-k label maps (ReLabel) and global multi-labels, with a classifier."
-    version = 1
+    version = 2
     Config = RelabelConfig
     inputs = {
         "data": Role(("table",), help="the table version to annotate"),
         "model": Role(("model",), optional=True, help="a trained annotator (instead of with.model)"),
     }
-    produces = ("label_maps", "pred_probs")
+    produces = ("label_maps", "pred_probs", "label_scores", "multi_labels")
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        return (f"{metrics['mean_classes_per_image']:.2f} classes/image, {metrics['multi_label_share']:.1%} "
+                f"multi-label ({metrics['map']} maps)")
 
     @classmethod
     def check(cls, config: RelabelConfig, wired):
@@ -60,6 +67,9 @@ class RelabelStep(Step):
         trained = ctx.maybe_input("model")
         model = trained.model() if trained else build_model(cfg, class_names=names, seed=ctx.seed)
         check_class_names(model, names)
+        require_trained_head(model, names, output="label maps", fixes=(
+            "train an annotator on this table (a `train` step wired to `inputs.model`) or name a model trained on "
+            "these classes"))
         annotator = create_annotator(cfg.annotator, model, resolution=cfg.resolution, top_k=cfg.top_k,
                                      device=ctx.torch_device())
         what = {k: v for k, v in to_dict(cfg).items() if k not in ("threshold", "batch_size")}
@@ -89,9 +99,13 @@ class RelabelStep(Step):
         if done.images_per_s is not None:
             ctx.metrics["images_per_s"] = round(done.images_per_s, 1)
 
+    @classmethod
+    def show_in_fiftyone(cls, dataset, step: Input) -> dict[str, Any]:
+        """``<key>_labels``, ``<key>_map`` and the ``multi_label_candidates`` view, from the stored maps."""
+        from curate.fo.fields import field_key
+        from curate.relabel.fiftyone import add_label_maps
+        from curate.relabel.storage import LabelMapStore
 
-def relabel_run(run_dir: str | Path, *, overrides: Sequence[str] = (), force: bool = False, progress: bool = True):
-    """``curate relabel RUN``: run (or with ``force`` rerun) the run's `relabel` steps and what they need."""
-    from curate.recipes.runner import run_steps_of_kind
-
-    return run_steps_of_kind(run_dir, ["relabel"], overrides=overrides, force=force, progress=progress)
+        entry = step.entry("label_maps")
+        return add_label_maps(dataset, LabelMapStore(step.dir / entry["path"]), prefix=field_key(step.step_id),
+                              threshold=entry.get("threshold", 0.25))

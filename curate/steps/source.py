@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -13,6 +14,11 @@ class SourceStep(Step):
     summary = "Load a data source (demo, imagefolder, hf, npz) into the sample table."
     version = 1
     produces = ("table",)
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        splits = ", ".join(f"{name} {n:,}" for name, n in metrics["splits"].items())
+        return f"{metrics['rows']:,} rows, {metrics['classes']} classes ({splits})"
 
     @classmethod
     def config_class(cls, raw: Mapping[str, Any]) -> type:
@@ -31,6 +37,19 @@ class SourceStep(Step):
         from curate.data import SOURCES, source_config_class
 
         return {f"kind: {name}": source_config_class(name) for name in SOURCES.names()}
+
+    @classmethod
+    def check(cls, config: Any, wired: Mapping[str, list[str]]) -> list[tuple[str | None, str]]:
+        """Input paths must exist at validation time (relative ones were resolved against the recipe's folder)."""
+        problems = []
+        for field in dataclasses.fields(config):
+            value = getattr(config, field.name)
+            local = isinstance(value, Path) or (field.metadata.get("path") and isinstance(value, str)
+                                                and value.startswith(("/", "~", ".")))
+            if local and not Path(value).expanduser().exists():
+                problems.append((field.name, f"'{value}' does not exist (relative paths resolve against the "
+                                             "recipe file's folder; on the command line, against the current one)"))
+        return problems
 
     @classmethod
     def external_fingerprint(cls, config: Any, *, run_dir: Path) -> str | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from curate import artifacts, config
+from curate.recipes.runner import execute_step
 from curate.steps.base import Input, StepContext
 
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -49,7 +50,7 @@ def run_step(step_cls, run_dir: Path, step_id: str, inputs: dict[str, list[Input
     ctx = StepContext(step_id=step_id, kind=step_cls.kind, run_dir=run_dir, dir=run_dir / step_id,
                       config=config.from_mapping(step_cls.Config, cfg), inputs=inputs, progress=False)
     ctx.dir.mkdir(parents=True, exist_ok=True)
-    step_cls().run(ctx)
+    execute_step(step_cls, ctx)
     return ctx
 
 

@@ -89,6 +89,47 @@ def test_min_runs_over_all_common_ancestors_in_a_dag():
         ClassHierarchy(edges, ["x", "nowhere"])
 
 
+def test_ancestor_depth_is_the_depth_of_the_closest_common_ancestor():
+    """Hand-built DAG. x and y meet at p (distance 2, depth 1) before root (distance 3). u and v meet
+    at s and at t at distance 2 each: the deeper one (s, depth 2) counts. m and n share no ancestor."""
+    edges = [("root", "a"), ("a", "b"), ("b", "x"), ("root", "y"), ("p", "x"), ("p", "y"), ("root", "p"),
+             ("root", "q"), ("q", "s"), ("root", "t"), ("s", "u"), ("t", "u"), ("s", "v"), ("t", "v"),
+             ("r1", "m"), ("r2", "n")]
+    h = ClassHierarchy(edges, ["x", "y", "u", "v", "m", "n"])
+    assert h.depths.tolist() == [2, 1, 2, 2, 1, 1]  # x: root-p-x is shorter than root-a-b-x
+    assert (h.distance(0, 1), h.ancestor_depths[0, 1], h.closest_common_ancestor(0, 1)) == (2, 1, "p")
+    assert (h.distance(2, 3), h.ancestor_depths[2, 3], h.closest_common_ancestor(2, 3)) == (2, 2, "s")
+    assert h.distance(4, 5) == h.ancestor_depths[4, 5] == -1 and h.closest_common_ancestor(4, 5) is None
+    np.testing.assert_array_equal(np.diagonal(h.ancestor_depths), h.depths)  # a class is its own ancestor
+    np.testing.assert_array_equal(h.ancestor_depths, h.ancestor_depths.T)
+    with pytest.raises(ValueError, match="reach no root"):
+        ClassHierarchy([("c1", "c2"), ("c2", "c1")], ["c1"])
+
+
+def test_ancestor_depths_on_wordnet(hierarchy, imagenet):
+    names = load_classes(imagenet / "classes" / "class_info.json").names
+    tabby, tiger_cat, dough, bagel = (names.index(n) for n in ("tabby", "tiger cat", "dough", "bagel"))
+    assert hierarchy.ancestor_depths[tabby, tiger_cat] > hierarchy.ancestor_depths[dough, bagel] > 0
+    # on a tree the common-ancestor depth is (depth a + depth b - distance) / 2; WordNet is nearly a tree
+    d, a = hierarchy.depths.astype(int), hierarchy.ancestor_depths.astype(int)
+    tree = (d[:, None] + d[None, :] - hierarchy.distances) / 2
+    assert (a == tree).mean() > 0.9 and (a >= 0).all()
+
+
+def test_real_scores_and_class_confusion_loaders(imagenet, tmp_path):
+    from audits.imagenet import load_class_confusion, load_real_scores
+
+    scores = load_real_scores(imagenet / "real" / "scores.npz")
+    assert len(scores) == 184_962 and all(0 <= v <= 1 for v in list(scores.values())[:1000])
+    assert (41206, 615) in scores  # ILSVRC2012_val_00041207.JPEG, label 615: file number - 1
+    wnids = load_classes(imagenet / "classes" / "class_info.json").wnids
+    counts = load_class_confusion(imagenet / "mistakes" / "class_confusion_wnids.json", wnids)
+    np.testing.assert_array_equal(counts, counts.T)
+    assert counts.sum() == 2 * 545 and (counts > 0).sum() == 2 * 481
+    with pytest.raises(ValueError, match="not one of the 1000 classes"):
+        load_class_confusion(imagenet / "mistakes" / "class_confusion_synsets.json", wnids)
+
+
 def test_loaders(imagenet):
     real = load_real_labels(imagenet / "real" / "real.json")
     val = load_val_labels(imagenet / "val_labels.txt")

@@ -39,8 +39,13 @@ def test_audit_writes_fields_and_views_sorted_for_review(review):
     flagged = issues[issues["flagged"]]
     written = ctx.metrics["fiftyone"]
     assert written["samples"] == 200 and written["missing"] == 0
-    assert set(written["fields"]) >= {"audit_score", "audit_issue", "audit_suggested", "audit_category",
-                                      "audit_severity", "audit_candidates"}
+    assert set(written["fields"]) >= {"audit_score", "audit_issue", "audit_suggested", "audit_suggested_category",
+                                      "audit_suggested_severity", "audit_candidates"}
+    # CIFAR names are no wnids: uncalibrated rules, and the App's field descriptions say so
+    assert ctx.metrics["categorizer"] == "rules"
+    for name in ("category", "severity"):
+        assert dataset.get_field(f"audit_suggested_{name}").description == \
+            f"suggested {name}; agreement with human labels not measured (uncalibrated rules)"
     assert set(dataset.list_saved_views()) == set(written["views"])
 
     view = dataset.load_saved_view("audit_label_issues")

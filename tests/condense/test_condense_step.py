@@ -22,7 +22,7 @@ steps:
       method: dm
       ipc: 2
       iterations: 3
-      fyi: true
+      plugins: [fyi]
       model_config: {width: 8, depth: 2}
       options: {batch_real: 4}
       checkpoint_every: 1
@@ -31,7 +31,13 @@ steps:
 """
 
 
-def test_condense_recipe_writes_a_distilled_table_version_and_its_evaluation(tmp_path):
+def test_condense_recipe_writes_a_distilled_table_version_and_its_evaluation(tmp_path, monkeypatch):
+    import curate.condense.report as report
+
+    notes = []
+    describe = report.describe
+    monkeypatch.setattr(report, "describe", lambda synthetic, note=None: notes.append(note) or describe(
+        synthetic, note=note))
     result = run_recipe(parse_recipe(RECIPE, filename="tiny.yaml"), workdir=tmp_path, progress=False)
     step = tmp_path / "tiny-condense" / "distilled"
     manifest = json.loads((step / "step.json").read_text())
@@ -43,7 +49,9 @@ def test_condense_recipe_writes_a_distilled_table_version_and_its_evaluation(tmp
     distilled = table.filter(lambda row: row["set"] == "distilled")
     assert len(distilled) == 20 and distilled[0]["id"] == "distilled:distilled:0"
     assert set(distilled["split"]) == {"train"} and distilled[0]["method"] == "dm"
-    assert distilled[0]["ipc"] == 2 and distilled[0]["fyi"] is True and distilled[0]["iterations"] == 3
+    parameters = json.loads(distilled[0]["parameters"])
+    assert parameters["ipc"] == 2 and parameters["plugins"] == ["fyi"] and parameters["iterations"] == 3
+    assert distilled[0]["source_step"] == "distilled" and distilled[0]["seed"] == 0
     real = table.filter(lambda row: row["set"] == "real")
     assert len(real) == 40 and set(real["split"]) == {"test"} and real[0]["method"] is None
     assert np.asarray(distilled[0]["image"]).shape == (32, 32, 3)
@@ -58,9 +66,17 @@ def test_condense_recipe_writes_a_distilled_table_version_and_its_evaluation(tmp
     metrics = result.outcome("distilled").metrics
     assert 0 <= metrics["accuracy"] <= 1 and 0 <= metrics["random_accuracy"] <= 1
     assert metrics["accuracy_ci95"] is not None and metrics["eval_runs"] == 2
+    assert metrics["plugins"] == ["fyi"] and metrics["init"] == "real"
+    # 3 of DM's 20,000 iterations and 2 of its 1,000 evaluation epochs: marked in metrics.json, report, figures
+    shortened = "shortened protocol: 3 of 20,000 iterations, 2 of 1,000 evaluation epochs"
+    assert metrics["protocol"] == "shortened protocol" and metrics["protocol_shortfall"] == shortened
+    assert (metrics["paper_iterations"], metrics["paper_eval_epochs"]) == (20000, 1000)
+    assert json.loads((step / "metrics.json").read_text())["protocol"] == "shortened protocol"
+    assert notes == [shortened, shortened]  # the titles of grid.png and loss.png
     evaluation = json.loads((step / "evaluation.json").read_text())
     assert len(evaluation["distilled"]["runs"]) == 2 and evaluation["protocol"]["dsa"] is True
-    assert evaluation["protocol"]["chunk"] == 3
+    assert evaluation["protocol"]["chunk"] == 3 and evaluation["protocol"]["lr_schedule"] == "official"
+    assert evaluation["budget"]["shortfall"] == shortened
 
     again = run_recipe(parse_recipe(RECIPE, filename="tiny.yaml"), workdir=tmp_path, progress=False)
     assert again.outcome("distilled").state == "skipped"
@@ -75,6 +91,16 @@ def test_bad_method_and_method_options_fail_validation_with_their_lines():
         parse_recipe(bad, filename="tiny.yaml")
     with pytest.raises(RecipeError, match=r"tiny.yaml:\d+: step 'distilled' with.chunk"):
         parse_recipe(RECIPE.replace("chunk: 3", "chunk: 0"), filename="tiny.yaml")
+
+
+def test_plugins_are_validated_at_recipe_load_and_fyi_stays_a_shorthand():
+    with pytest.raises(RecipeError, match=r"tiny.yaml:\d+: step 'distilled' with.plugins\[0\]: unknown distillation "
+                                          r"plug-in 'fyo' \(did you mean 'fyi'\?\); known: fyi"):
+        parse_recipe(RECIPE.replace("plugins: [fyi]", "plugins: [fyo]"), filename="tiny.yaml")
+    with pytest.raises(RecipeError, match=r"step 'distilled' with.fyi: `fyi: false` contradicts `plugins`"):
+        parse_recipe(RECIPE.replace("plugins: [fyi]", "plugins: [fyi]\n      fyi: false"), filename="tiny.yaml")
+    parse_recipe(RECIPE.replace("plugins: [fyi]", "fyi: true"), filename="tiny.yaml")
+    parse_recipe(RECIPE.replace("plugins: [fyi]", "plugins: [fyi]\n      fyi: true"), filename="tiny.yaml")
 
 
 def test_a_chunk_the_evaluation_network_cannot_take_fails_before_distilling(tmp_path):

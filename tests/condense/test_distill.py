@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from curate import workspace
 from curate.condense import DISTILLERS, distill, random_selection
 from curate.condense.base import NetworkFactory, RealImages
 from curate.condense.checkpoint import FILENAME
@@ -28,7 +27,7 @@ def probe_loss(method: str, synthetic, images, labels, options: dict) -> float:
     real = RealImages.from_uint8(images, labels, preprocess=factory.build(0).preprocess, num_classes=classes,
                                  device="cpu")
     cls = DISTILLERS.get(method)
-    distiller = cls(cls.resolve(cls.Config(**options), ipc=1, iterations=1), real=real, ipc=1, network=factory)
+    distiller = cls(cls.resolve(cls.Config(**options), ipc=1, iterations=1), real=real, network=factory)
     losses = [distiller.matching_loss(factory.build(100 + s), synthetic.images, synthetic.labels,
                                       torch.Generator().manual_seed(s)) for s in range(4)]
     return float(torch.stack(losses).mean().detach())
@@ -53,7 +52,7 @@ def _toy_distillers(classes: int):
     factory = NetworkFactory("convnet", classes, TINY_NET, "cpu")
     real = RealImages.from_uint8(images, labels, preprocess=factory.build(0).preprocess, num_classes=classes,
                                  device="cpu")
-    kwargs = dict(real=real, ipc=2, network=factory)
+    kwargs = dict(real=real, network=factory)
     dc = GradientMatching(GradientMatching.resolve(GradientMatchingConfig(batch_real=6), ipc=2, iterations=4),
                           **kwargs)
     dcc = ContrastiveGradientMatching(ContrastiveConfig(batch_real=6, outer_loop=1, inner_loop=0, outer_warmup=0),
@@ -102,17 +101,15 @@ def test_dcc_warm_up_truth_table_and_loop_tables():
     ("dsa", {"outer_loop": 2, "inner_loop": 1}),  # DSA draws, inner-loop fit, FYI hook
     ("dm", {}),
 ])
-def test_resume_from_checkpoint_equals_an_uninterrupted_run(method, options, tmp_path):
+def test_resume_from_checkpoint_equals_an_uninterrupted_run(method, options, tmp_path, write_faults):
     images, labels = textures(per_class=6, classes=3)
     kwargs = dict(method=method, ipc=2, iterations=4, fyi=True, model_config=TINY_NET, progress=False, seed=3,
                   batch_real=6, **options)
     reference = distill(images, labels, **kwargs)
-    workspace.FAULTS.reset(3)  # the run dies while writing its third checkpoint (after iteration 3)
-    try:
-        with pytest.raises(workspace.InjectedFault):
-            distill(images, labels, checkpoint_dir=tmp_path, checkpoint_every=1, **kwargs)
-    finally:
-        workspace.FAULTS.reset(None)
+    write_faults.reset(3)  # the run dies while writing its third checkpoint (after iteration 3)
+    with pytest.raises(write_faults.Crash):
+        distill(images, labels, checkpoint_dir=tmp_path, checkpoint_every=1, **kwargs)
+    write_faults.reset(None)
     resumed = distill(images, labels, checkpoint_dir=tmp_path, checkpoint_every=1, **kwargs)
     assert torch.equal(resumed.images, reference.images)
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in reference.history]

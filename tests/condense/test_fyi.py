@@ -79,3 +79,52 @@ def test_fyi_changes_the_result_and_evaluation_never_calls_the_hook(monkeypatch)
     result = evaluate(flipped, images, labels, model_config=TINY_NET, runs=1, epochs=2, progress=False)
     assert spy.calls == []
     assert 0 <= result["mean"] <= 1 and np.isfinite(result["mean"])
+
+
+def test_plugins_list_and_fyi_shorthand_run_the_same_hook_and_are_recorded():
+    images, labels = textures(per_class=4, classes=2)
+    kwargs = dict(method="dm", ipc=1, iterations=2, model_config=TINY_NET, progress=False, batch_real=4)
+    listed = distill(images, labels, plugins=["fyi"], **kwargs)
+    short = distill(images, labels, fyi=True, **kwargs)
+    both = distill(images, labels, fyi=True, plugins=["fyi"], **kwargs)
+    assert torch.equal(listed.images, short.images) and torch.equal(listed.images, both.images)
+    assert listed.provenance["plugins"] == short.provenance["plugins"] == ["fyi"]
+    plain = distill(images, labels, **kwargs)
+    assert plain.provenance["plugins"] == []
+    assert distill(images, labels, fyi=False, **kwargs).provenance["plugins"] == []
+
+
+def test_plugin_names_are_checked_before_any_work():
+    from curate.errors import UsageError
+
+    images, labels = textures(per_class=2, classes=2)
+    kwargs = dict(method="dm", ipc=1, iterations=1, model_config=TINY_NET, progress=False)
+    with pytest.raises(UsageError, match=r"unknown distillation plug-in 'fyo' \(did you mean 'fyi'\?\); known: fyi"):
+        distill(images, labels, plugins=["fyo"], **kwargs)
+    with pytest.raises(UsageError, match="`fyi: false` contradicts `plugins` \\['fyi'\\]"):
+        distill(images, labels, plugins=["fyi"], fyi=False, **kwargs)
+    with pytest.raises(UsageError, match="plug-in 'fyi' is listed twice"):
+        distill(images, labels, plugins=["fyi", "fyi"], **kwargs)
+    with pytest.raises(UsageError, match="`plugins` must be a list of names, got the string 'fyi'"):
+        distill(images, labels, plugins="fyi", **kwargs)
+
+
+def test_plugins_hook_every_batch_in_the_order_listed(monkeypatch):
+    from curate.condense import DISTILL_PLUGINS
+
+    order = []
+
+    def recorder(name):
+        class Record:
+            def __call__(self, images, labels):
+                order.append(name)
+                return images, labels
+
+        return Record
+
+    monkeypatch.setitem(DISTILL_PLUGINS._entries, "first", recorder("first"))
+    monkeypatch.setitem(DISTILL_PLUGINS._entries, "second", recorder("second"))
+    images, labels = textures(per_class=2, classes=2)
+    distill(images, labels, method="dm", ipc=1, iterations=2, model_config=TINY_NET, progress=False,
+            plugins=["second", "first"])
+    assert order == ["second", "first"] * 2

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from curate.condense import SyntheticSet, distill, evaluate, random_baseline, summarize
+from curate.condense import SyntheticSet, distill, evaluate, random_baseline, random_selection, summarize
 from curate.condense.train_data import SyntheticData
 from curate.condense.dsa import DSA
-from curate.condense.protocol import t_quantile_975
+from curate.condense.protocol import official_phases, t_quantile_975
 from curate.learn import fit
 from curate.models import create_model
 
@@ -59,7 +59,7 @@ def test_evaluation_follows_the_methods_protocol_by_default(monkeypatch):
     real_fit = learn.fit
 
     def spy_fit(model, data, **kwargs):
-        seen.append((data.augment is not None, kwargs["epochs"], id(model), kwargs["lr_schedule"]))
+        seen.append((data.augment is not None, kwargs["epochs"], kwargs["lr"], id(model), kwargs["lr_schedule"]))
         return real_fit(model, data, **{**kwargs, "epochs": 1})
 
     monkeypatch.setattr(learn, "fit", spy_fit)  # evaluate imports fit when called
@@ -69,9 +69,11 @@ def test_evaluation_follows_the_methods_protocol_by_default(monkeypatch):
     evaluate(dm, images, labels, model_config=TINY_NET, runs=2, progress=False)
     plain = SyntheticSet(images=dm.images, labels=dm.labels, num_classes=2, mean=dm.mean, std=dm.std)
     evaluate(plain, images, labels, model_config=TINY_NET, runs=1, progress=False)
-    assert [s[:2] for s in seen] == [(True, 1000), (True, 1000), (False, 300)]
-    assert len({s[2] for s in seen}) == 3
-    assert {s[3] for s in seen} == {"halfway"}  # lr x0.1 once at half-time, as the official evaluation
+    # E + 1 epochs in two phases, the second at a tenth of the lr: 502 + 499 with DSA, 152 + 149 without
+    dsa_run, plain_run = [(True, 502, 0.01), (True, 499, 0.001)], [(False, 152, 0.01), (False, 149, 0.001)]
+    assert [s[:2] + (pytest.approx(s[2]),) for s in seen] == dsa_run * 2 + plain_run
+    assert len({s[3] for s in seen}) == 3  # a fresh network per run, trained on in both phases
+    assert {s[4] for s in seen} == {"constant"}
 
 
 def test_evaluation_trains_in_chunks_except_batchnorm_networks(monkeypatch):
@@ -90,7 +92,7 @@ def test_evaluation_trains_in_chunks_except_batchnorm_networks(monkeypatch):
     chunked = random_baseline(images, labels, images, labels, ipc=6, model_config=TINY_NET, chunk=4, **options)
     whole = random_baseline(images, labels, images, labels, ipc=6, model_config=TINY_NET, chunk=1000, **options)
     random_baseline(images, labels, images, labels, ipc=2, model_config={**TINY_NET, "norm": "batchnorm"}, **options)
-    assert micro_batches == [4, 1000, None]
+    assert micro_batches == [4, 4, 1000, 1000, None, None]  # two phases each
     assert chunked["runs"] == whole["runs"]  # the same accuracy up to float rounding on 12 images
 
 
@@ -112,3 +114,66 @@ def test_model_input_renormalizes_for_another_model():
     x = result.model_input(*imagenet, (32, 32))
     back = x * torch.tensor(imagenet[1]).view(1, 3, 1, 1) + torch.tensor(imagenet[0]).view(1, 3, 1, 1)
     assert torch.allclose(back, result.pixels(), atol=1e-5)
+
+
+def official_epoch_lrs(epochs: int, lr: float) -> list[float]:
+    """The lr of each epoch of ``utils.evaluate_synset`` (VICO-UoE/DatasetCondensation), transcribed loop for loop."""
+    lrs = []
+    for ep in range(epochs + 1):
+        lrs.append(lr)
+        if ep in [epochs // 2 + 1]:
+            lr *= 0.1
+    return lrs
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 3, 4, 7, 10, 300, 1000])
+def test_official_phases_give_each_epoch_the_official_lr(epochs):
+    phases = official_phases(epochs, 0.01)
+    per_epoch = [rate for n, rate in phases for _ in range(n)]
+    assert per_epoch == pytest.approx(official_epoch_lrs(epochs, 0.01))
+    if epochs >= 3:  # the drop falls after epoch index E//2 + 1: full lr there, a tenth from the next epoch on
+        assert per_epoch[epochs // 2 + 1] == pytest.approx(0.01)
+        assert per_epoch[epochs // 2 + 2] == pytest.approx(0.001)
+        assert len(phases) == 2  # the optimizer is rebuilt exactly once, at the drop
+    assert official_phases(300, 0.01) == [(152, 0.01), (149, pytest.approx(0.001))]
+
+
+def test_evaluation_trains_exactly_as_the_official_loop(monkeypatch):
+    """Full-batch SGD (no augmentation): the trained weights equal a transcription of ``evaluate_synset``, whose
+    optimizer is rebuilt at the drop (momentum buffers back to zero), and differ from fit's ``halfway`` schedule."""
+    import curate.models
+
+    nets, initial = [], []
+    real_create = curate.models.create_model
+
+    def capture(*args, **kwargs):
+        net = real_create(*args, **kwargs)
+        nets.append(net)
+        initial.append({k: v.clone() for k, v in net.state_dict().items()})
+        return net
+
+    images, labels = textures(per_class=4, classes=2)
+    chosen = random_selection(images, labels, ipc=4, seed=0, model_config=TINY_NET)
+    monkeypatch.setattr(curate.models, "create_model", capture)
+    options = dict(model_config=TINY_NET, runs=1, epochs=6, lr=0.05, dsa=False, progress=False, device="cpu")
+    evaluate(chosen, images, labels, **options)
+    evaluate(chosen, images, labels, lr_schedule="halfway", **options)
+    assert all(torch.equal(initial[0][k], initial[1][k]) for k in initial[0])  # the same seed, the same network
+
+    reference = real_create("convnet", num_classes=2, weights=None, **TINY_NET)
+    reference.load_state_dict(initial[0])
+    x, y = chosen.images, chosen.labels
+    lr = 0.05
+    optimizer = torch.optim.SGD(reference.parameters(), lr=lr, momentum=0.9, weight_decay=0.0005)
+    for ep in range(6 + 1):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(reference(x), y).backward()
+        optimizer.step()
+        if ep in [6 // 2 + 1]:
+            lr *= 0.1
+            optimizer = torch.optim.SGD(reference.parameters(), lr=lr, momentum=0.9, weight_decay=0.0005)
+    official, halfway = (dict(net.named_parameters()) for net in nets)
+    for name, value in reference.named_parameters():
+        torch.testing.assert_close(official[name], value, rtol=1e-5, atol=1e-6)
+    gap = max(float((halfway[n] - v).detach().abs().max()) for n, v in reference.named_parameters())
+    assert gap > 1e-3

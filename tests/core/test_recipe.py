@@ -79,3 +79,73 @@ def test_overrides_use_the_same_validator():
 def test_missing_file_is_one_line(tmp_path):
     with pytest.raises(RecipeError, match="nope.yaml: recipe file not found"):
         load_recipe(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("written,value", [("1e-3", 1e-3), ("5E-2", 5e-2), ("2e5", 2e5), ("1.5e3", 1500.0),
+                                           ("0.05", 0.05), (".5", 0.5)])
+def test_every_float_a_person_writes_is_a_number_in_the_recipe_and_in_overrides(written, value):
+    """YAML 1.1 reads ``1e-3`` as a string; recipes read it (and --set values) as the number it is."""
+    text = TOY_RECIPE.replace("scale: 2.0", f"scale: {written}")
+    assert parse_recipe(text, filename="r.yaml").step("scaled").config.scale == value
+    plan = parse_recipe(TOY_RECIPE, filename="r.yaml", overrides=[f"scaled.scale={written}"])
+    assert plan.step("scaled").config.scale == value
+
+
+def test_words_that_look_almost_like_numbers_stay_strings():
+    from curate.recipes.yaml_lines import load_value
+
+    assert [load_value(t) for t in ("1e", "e3", "1e-", "v1e3")] == ["1e", "e3", "1e-", "v1e3"]
+
+
+FOLDER_RECIPE = """\
+name: mine
+steps:
+  - id: source
+    uses: source
+    with: {kind: imagefolder, path: pics}
+"""
+
+
+def test_relative_input_paths_resolve_against_the_recipe_folder_and_set_values_against_the_cwd(tmp_path,
+                                                                                              monkeypatch):
+    (tmp_path / "project" / "pics").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "pics").mkdir(parents=True)
+    recipe = tmp_path / "project" / "r.yaml"
+    recipe.write_text(FOLDER_RECIPE)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert load_recipe(recipe).step("source").config.path == tmp_path / "project" / "pics"
+    overridden = load_recipe(recipe, overrides=["source.path=pics"]).step("source").config.path
+    assert overridden == tmp_path / "elsewhere" / "pics"
+
+
+def test_validate_reports_a_missing_source_path_with_its_line_and_field(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(FOLDER_RECIPE)
+    with pytest.raises(RecipeError) as err:
+        load_recipe(recipe)
+    [line] = str(err.value).splitlines()
+    assert line.startswith(f"{recipe}:5: step 'source' with.path: '{tmp_path / 'pics'}' does not exist")
+    assert "relative paths resolve against the recipe file's folder" in line
+
+
+def test_a_run_saved_recipe_keeps_resolving_against_the_original_folder(tmp_path, monkeypatch):
+    """`curate audit RUN` & co. reload the run's saved copy of the recipe: its relative paths still resolve
+    against the folder of the original recipe, not against the run directory."""
+    import json
+
+    from curate.recipes import run_recipe
+    from curate.recipes.runner import run_steps_of_kind
+    from PIL import Image
+    import numpy as np
+
+    for cls in ("a", "b"):
+        (tmp_path / "project" / "pics" / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((4, 4, 3), 40 * i, np.uint8)).save(tmp_path / "project" / "pics" / cls / f"{i}.png")
+    recipe = tmp_path / "project" / "r.yaml"
+    recipe.write_text(FOLDER_RECIPE)
+    monkeypatch.chdir(tmp_path)
+    result = run_recipe(recipe, workdir=tmp_path / "runs", progress=False)
+    assert json.loads((result.run_dir / "run.json").read_text())["recipe_dir"] == str(tmp_path / "project")
+    again = run_steps_of_kind(result.run_dir, ["source"], progress=False)
+    assert again.outcome("source").state == "skipped"

@@ -66,14 +66,12 @@ def test_failure_is_step_failed_and_leaves_no_manifest(tmp_path):
 
 
 @pytest.mark.parametrize("fail_at", [3, 8, 10])
-def test_crash_mid_run_resumes_to_identical_result(tmp_path, fail_at):
+def test_crash_mid_run_resumes_to_identical_result(tmp_path, fail_at, write_faults):
     reference = run(tmp_path / "ref")
-    workspace.FAULTS.reset(fail_at)
-    try:
-        with pytest.raises(workspace.InjectedFault):
-            run(tmp_path / "crash")
-    finally:
-        workspace.FAULTS.reset(None)
+    write_faults.reset(fail_at)
+    with pytest.raises(write_faults.Crash):
+        run(tmp_path / "crash")
+    write_faults.reset(None)
     resumed = run(tmp_path / "crash")
     # writes: run.json, recipe.yaml, then numbers: 3 parts, values.npy, metrics.json, step.json (#8)
     expected_numbers = "skipped" if fail_at > 8 else "ran"
@@ -113,3 +111,19 @@ def test_run_steps_of_kind_reruns_from_saved_recipe(tmp_path):
     assert states(again) == {"numbers": "skipped", "scaled": "ran"}
     with pytest.raises(UsageError, match="has no 'toy_fail' step"):
         run_steps_of_kind(result.run_dir, ["toy_fail"], progress=False)
+
+
+def test_a_step_writing_an_undeclared_output_type_is_refused(tmp_path):
+    """The artifact contract: outputs not in the kind's ``produces`` fail the step and leave no manifest."""
+    from curate.steps.base import STEPS
+
+    import toy_steps
+
+    class Sneaky(toy_steps.ToyNumbers):
+        produces = ()
+
+    STEPS.register("toy_sneaky", Sneaky)
+    text = TOY_RECIPE.replace("uses: toy_numbers", "uses: toy_sneaky").split("  - id: scaled")[0]
+    with pytest.raises(StepFailed, match=r"wrote `pred_probs` but declares only nothing in `produces`"):
+        run(tmp_path, text)
+    assert workspace.read_manifest(tmp_path / "toy" / "numbers") is None

@@ -19,15 +19,12 @@ def test_atomic_write_replaces_and_returns_digest(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["x.txt"]  # no temp files left
 
 
-def test_fault_hook_keeps_old_content(tmp_path):
+def test_a_crash_at_the_commit_keeps_old_content(tmp_path, write_faults):
     target = tmp_path / "x.npy"
     workspace.write_npy(target, np.arange(3))
-    workspace.FAULTS.reset(1)
-    try:
-        with pytest.raises(workspace.InjectedFault):
-            workspace.write_npy(target, np.arange(5))
-    finally:
-        workspace.FAULTS.reset(None)
+    write_faults.reset(1)
+    with pytest.raises(write_faults.Crash):
+        workspace.write_npy(target, np.arange(5))
     assert np.load(target).tolist() == [0, 1, 2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]
 
@@ -65,3 +62,15 @@ def test_lock_names_holder_pid(tmp_path):
     with workspace.run_lock(tmp_path):  # the kernel released the dead holder's lock
         pass
     assert os.path.exists(tmp_path / ".lock")
+
+
+def test_a_crash_while_committing_a_folder_keeps_the_previous_folder(tmp_path, write_faults):
+    target = tmp_path / "table"
+    with workspace.atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("old")
+    write_faults.reset(1)
+    with pytest.raises(write_faults.Crash):
+        with workspace.atomic_dir(target) as tmp:
+            (tmp / "a.txt").write_text("new")
+    assert (target / "a.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table"]

@@ -51,6 +51,16 @@ def test_size_resizes_and_mismatch_is_an_error(tmp_path):
     assert decode_images(table, size=(5, 3)).shape == (2, 5, 3, 3)
 
 
+def test_unstacked_batches_keep_each_image_at_its_own_size(tmp_path):
+    """`stack=False`: mixed sizes come back as a list of arrays, in row order, without resizing."""
+    pictures = [Image.fromarray(np.full((h, w, 3), v, np.uint8)) for h, w, v in ((4, 6, 1), (8, 12, 2), (4, 6, 3))]
+    table = _file_table(tmp_path, pictures)
+    batches = list(iter_image_batches(table, batch_size=2, stack=False))
+    images = [image for b in batches for image in b["image"]]
+    assert [im.shape for im in images] == [(4, 6, 3), (8, 12, 3), (4, 6, 3)]
+    assert [int(im[0, 0, 0]) for im in images] == [1, 2, 3] and all(im.dtype == np.uint8 for im in images)
+
+
 def test_indices_pick_rows_in_the_given_order():
     table, images = _array_table(7)
     np.testing.assert_array_equal(decode_images(table, [6, 0, 3]), images[[6, 0, 3]])

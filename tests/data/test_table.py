@@ -106,3 +106,50 @@ def test_validate_sees_through_select():
     validate_table(table.select([0, 1, 2]), where="view")
     with pytest.raises(UsageError, match="sample 's3'"):
         validate_table(table.select([3]), where="view")
+
+
+def _generated(ids, **overrides):
+    from curate.data.table import generated_rows
+
+    kwargs = dict(ids=ids, images=rng.integers(0, 256, size=(len(ids), 8, 8, 3), dtype=np.uint8),
+                  labels=np.arange(len(ids)) % 3, class_names=["a", "b", "c"], split="train", set_="synthetic",
+                  method="m", parameters={"b": 2, "a": 1}, source_step="gen", seeds=np.arange(len(ids)) + 10)
+    kwargs.update(overrides)
+    return generated_rows(**kwargs)
+
+
+def test_generated_rows_carry_the_same_provenance_columns_for_every_producer():
+    from curate.data.table import PROVENANCE
+
+    rows = _generated(["g0", "g1"], extra={"filter_confidence": (np.array([0.5, 0.25]), "float32")})
+    assert set(PROVENANCE) <= set(rows.column_names) and rows["set"] == ["synthetic"] * 2
+    assert rows["parameters"] == ['{"a": 1, "b": 2}'] * 2  # sorted JSON: equal settings compare equal
+    assert rows["seed"] == [10, 11] and rows["source_step"] == ["gen", "gen"] and rows["filter_confidence"] == [0.5, 0.25]
+    with pytest.raises(ValueError, match="collides"):
+        _generated(["g0"], extra={"seed": ([1], "int64")})
+
+
+def test_new_table_version_keeps_rows_rewrites_columns_appends_rows_and_leaves_the_base_alone(tmp_path):
+    from curate.data.table import new_table_version
+
+    base = _table(6)
+    before = base.to_dict()
+    version = new_table_version(
+        base, keep=np.array([0, 2, 5]), scratch=tmp_path / "scratch",
+        columns={"label": (np.array([2, 2, 2]), base.features["label"]),
+                 "review": (np.array(["x", "", "y"]), datasets.Value("string"))},
+        add=_generated(["g0", "g1"]), where="test")
+    assert version["id"] == ["s0", "s2", "s5", "g0", "g1"]
+    assert version["label"][:3] == [2, 2, 2] and version["review"] == ["x", "", "y", None, None]
+    assert version["method"] == [None, None, None, "m", "m"] and version["set"][-2:] == ["synthetic"] * 2
+    assert base.to_dict() == before and "review" not in base.column_names
+
+
+def test_new_table_version_refuses_clashing_ids_and_other_classes():
+    from curate.data.table import new_table_version
+
+    base = _table(3)
+    with pytest.raises(UsageError, match="1 new row ids already exist.*'s1'"):
+        new_table_version(base, add=_generated(["s1"]), where="step 'x'")
+    with pytest.raises(UsageError, match="classes differ"):
+        new_table_version(base, add=_generated(["g0"], class_names=["a", "b", "z"]), where="step 'x'")

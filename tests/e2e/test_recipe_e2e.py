@@ -7,7 +7,6 @@ import pytest
 from click.testing import CliRunner
 from safetensors.numpy import load_file
 
-from curate import workspace
 from curate.cli import cli
 from curate.recipes import parse_recipe, run_recipe
 from curate.recipes.bundled import bundled_recipe
@@ -69,19 +68,17 @@ def test_cli_run_writes_every_artifact_and_second_run_skips(tmp_path):
     assert second.output.count("up to date, skipped") == 6
 
 
-def test_crash_in_training_resumes_to_identical_result(tmp_path):
+def test_crash_in_training_resumes_to_identical_result(tmp_path, write_faults):
     plan = parse_recipe(SMALL, filename="small.yaml")
     reference = run_recipe(plan, workdir=tmp_path / "ref", progress=False)
     # count the writes of an uninterrupted run, then crash at one near the end (inside `train` or `embed`)
-    workspace.FAULTS.reset(10_000)
+    write_faults.reset(None)
     run_recipe(plan, workdir=tmp_path / "count", progress=False)
-    total = workspace.FAULTS.count
-    workspace.FAULTS.reset(total - 6)
-    try:
-        with pytest.raises(workspace.InjectedFault):
-            run_recipe(plan, workdir=tmp_path / "crash", progress=False)
-    finally:
-        workspace.FAULTS.reset(None)
+    total = write_faults.count
+    write_faults.reset(total - 6)
+    with pytest.raises(write_faults.Crash):
+        run_recipe(plan, workdir=tmp_path / "crash", progress=False)
+    write_faults.reset(None)
     resumed = run_recipe(plan, workdir=tmp_path / "crash", progress=False)
     states = {o.id: o.state for o in resumed.outcomes}
     assert states["cifar"] == states["teacher"] == states["oof"] == "skipped"

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from curate import artifacts, config
+from curate.recipes.runner import execute_step
 from curate.steps.base import Input, StepContext
 
 DEMO = Path(__file__).resolve().parents[2] / "curate" / "data" / "demo" / "cifar10_demo.npz"
@@ -69,8 +70,9 @@ def inputs(tmp_path: Path, table, embeddings, *, embed_ids=None):
     ids = np.asarray(table["id"]) if embed_ids is None else np.asarray(embed_ids)
     rows = [list(table["id"]).index(i) for i in ids]
     aligned = {"step": "source", "fingerprint": entry["fingerprint"], "split": None}
-    emb = Input("embed", run / "embed", {"kind": "embed", "config": {"model": "pooled-pixels"}, "outputs": {
-        "embeddings": artifacts.save_array(run / "embed", "embeddings", embeddings[rows], ids, aligned_to=aligned)}})
+    entry = artifacts.save_array(run / "embed", "embeddings", embeddings[rows], ids, aligned_to=aligned)
+    entry["model"] = {"name": "pooled-pixels"}
+    emb = Input("embed", run / "embed", {"kind": "embed", "outputs": {"embeddings": entry}})
     return run, data, emb
 
 
@@ -78,7 +80,7 @@ def run_step(step_cls, run: Path, step_id: str, inputs: dict, **cfg) -> StepCont
     ctx = StepContext(step_id=step_id, kind=step_cls.kind or step_id, run_dir=run, dir=run / step_id,
                       config=config.from_mapping(step_cls.Config, cfg), inputs=inputs, progress=False)
     (run / step_id).mkdir(parents=True, exist_ok=True)
-    step_cls().run(ctx)
+    execute_step(step_cls, ctx)
     return ctx
 
 
@@ -200,6 +202,7 @@ def test_configs_refuse_knobs_of_another_kind_and_equal_splits():
     auto = config.from_mapping(IndexConfig, {"kind": "auto", "nlist": 8, "nprobe": 2})  # used when auto picks IVF
     assert IndexStep.check(auto, {}) == []
     assert IndexStep.check(config.from_mapping(IndexConfig, {"kind": "auto", "m_pq": 8}), {})[0][0] == "m_pq"
-    assert config.from_mapping(IndexConfig, {"kind": "flat"}).build_options() == {"kind": "flat", "metric": "cosine"}
+    assert config.from_mapping(IndexConfig, {"kind": "flat"}).build_options() == {"kind": "flat", "metric": "cosine",
+                                                                                  "recall": 0.95}
     with pytest.raises(config.ConfigError, match="reference_split: must differ from query_split"):
         config.from_mapping(DuplicatesConfig, {"query_split": "train"})

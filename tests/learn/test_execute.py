@@ -70,16 +70,49 @@ def test_an_empty_selection_is_a_usage_error(table_and_images):
         run_batches(Recorder(), table, batch_size=4, indices=np.array([], dtype=np.int64), progress=False)
 
 
-def test_executors_registry_names_local():
-    assert EXECUTORS.get("local") is run_batches
+@pytest.mark.parametrize("name", EXECUTORS.names())
+def test_executor_contract_every_selected_row_once_in_selection_order(name, table_and_images):
+    """Every registered executor: one setup, each selected row exactly once, outputs in selection order,
+    the same for any batch size (a new executor is tested by registering it)."""
+    table, images = table_and_images
+    run = EXECUTORS.get(name)
+    picked = np.array([20, 3, 7, 0, 11, 12, 5])
+    outputs = []
+    for batch_size in (1, 3, 64):
+        fn = Recorder()
+        out = run(fn, table, batch_size=batch_size, indices=picked, size=None, progress=False)
+        assert fn.setups == 1
+        np.testing.assert_array_equal(out["row"], picked)
+        np.testing.assert_array_equal(out["pixels"], images[picked].reshape(len(picked), -1).sum(1))
+        outputs.append(out)
+    assert all(np.array_equal(o["pixels"], outputs[0]["pixels"]) for o in outputs)
 
 
-def test_choosing_ray_without_it_installed_gives_the_install_hint():
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("ray is installed")
-    with pytest.raises(UsageError, match=r"pip install 'curate-toolkit\[ray\]'"):
-        EXECUTORS.get("ray")
+def test_predict_and_embed_run_their_batch_function_through_the_given_executor(table_and_images):
+    from curate.learn import embed, predict
+    from curate.models import create_model
+
+    table, _ = table_and_images
+    calls = []
+
+    def counting(fn, table, **kwargs):
+        calls.append(type(fn).__name__)
+        return run_batches(fn, table, **kwargs)
+
+    model = create_model("convnet", num_classes=3, weights=None, width=8, depth=1, seed=0)
+    probs = predict(model, table, batch_size=8, device="cpu", progress=False, executor=counting)
+    vectors = embed(model, table, batch_size=8, device="cpu", progress=False, executor=counting)
+    assert calls == ["PredictFn", "EmbedFn"] and probs.shape == (23, 3) and len(vectors) == 23
+    np.testing.assert_allclose(probs, predict(model, table, batch_size=8, device="cpu", progress=False), atol=1e-6)
+
+
+def test_a_recipe_naming_an_executor_that_does_not_exist_yet_fails_validation():
+    from curate.errors import RecipeError
+    from curate.recipes import parse_recipe
+
+    text = "name: r\ndefaults: {executor: ray}\nsteps:\n  - {id: s, uses: source, with: {kind: demo}}\n"
+    with pytest.raises(RecipeError) as err:
+        parse_recipe(text, filename="r.yaml")
+    assert str(err.value).splitlines() == [
+        "r.yaml:2: defaults.executor: the 'ray' executor is not available yet (batch work runs in this process); "
+        "use executor: local"]

@@ -123,3 +123,13 @@ def test_missing_processor_config_falls_back_to_imagenet_stats(hf_checkpoints, t
     assert model.preprocess == Preprocess(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), size=(16, 16))
     assert "no preprocessor_config.json" in caplog.text
     assert json.loads((source / "config.json").read_text())["model_type"] == "vit"
+
+
+def test_head_trained_only_when_the_checkpoint_head_is_kept_for_its_own_classes(hf_checkpoints):
+    path = hf_checkpoints["resnet"]
+    assert create_model(f"hf:{path}", num_classes=3).head_trained is True
+    assert create_model(f"hf:{path}", num_classes=3, class_names=["cat", "dog", "owl"]).head_trained is True
+    assert create_model(f"hf:{path}", num_classes=3, class_names=["a", "b", "c"]).head_trained is False
+    assert create_model(f"hf:{path}", num_classes=7, seed=0).head_trained is False
+    assert create_model(f"hf:{path}", num_classes=3, weights=None, seed=0).head_trained is False
+    assert create_model(f"hf:{hf_checkpoints['vit']}", num_classes=5, seed=0).head_trained is False  # no head

@@ -56,3 +56,37 @@ def test_load_model_on_a_folder_without_config_is_a_usage_error(tmp_path):
 def test_importing_curate_models_does_not_import_transformers():
     code = "import sys, curate.models; sys.exit('transformers' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# --- head_trained: whether the classifier head was trained for these classes ---------------------
+
+CIFAR = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@pytest.mark.parametrize(("kwargs", "trained"), [
+    ({"num_classes": 10}, True),                                          # bundled CIFAR-10 head
+    ({"num_classes": 10, "class_names": CIFAR}, True),                    # ... for a table of these names
+    ({"num_classes": 3, "class_names": ["cat", "dog", "owl"]}, False),    # backbone + new 3-class head
+    ({"num_classes": 10, "class_names": [f"c{i}" for i in range(10)]}, False),  # 10 classes, other names
+    ({"num_classes": 10, "class_names": CIFAR[::-1]}, False),             # CIFAR names in another order
+    ({"num_classes": 10, "weights": None}, False),                        # random init
+])
+def test_resnet20_head_is_trained_only_for_cifar10_classes(kwargs, trained):
+    assert create_model("resnet20-cifar", seed=0, **kwargs).head_trained is trained
+
+
+def test_a_model_without_bundled_weights_has_an_untrained_head():
+    assert create_model("convnet", width=8, depth=1, seed=0).head_trained is False
+
+
+def test_weights_from_a_file_and_a_saved_model_count_as_trained(tmp_path):
+    """A saved (e.g. trained) model reloads with a trained head for the names saved with it, even where
+    the architecture's bundled head would be for other classes."""
+    names = [f"c{i}" for i in range(10)]
+    model = create_model("resnet20-cifar", weights=None, class_names=names, seed=0)
+    assert model.head_trained is False
+    save_model(model, tmp_path)
+    loaded = load_model(tmp_path)
+    assert loaded.head_trained is True and loaded.class_names == names
+    again = create_model("resnet20-cifar", weights=tmp_path / "weights.safetensors", class_names=names)
+    assert again.head_trained is True

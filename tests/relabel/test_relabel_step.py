@@ -107,7 +107,25 @@ def test_soft_or_relabel_targets_need_a_relabel_step_wired():
 
 
 def test_relabel_with_a_flatten_head_model_fails_with_what_to_use_instead(tmp_path):
-    text = RECIPE.replace("with: {model: resnet20-cifar, shard_size: 16, threshold: 0.2}",
-                          "with: {model: convnet, model_config: {width: 8, depth: 2}}")
-    with pytest.raises(UsageError, match="step 'maps': model 'convnet' has a head over .* globally pooled model"):
-        run_recipe(parse_recipe(text, filename="tiny.yaml"), workdir=tmp_path, only=["maps"], progress=False)
+    """A trained ConvNet (head over the flattened map) wired as the annotator is refused in one line."""
+    text = RECIPE.split("  - id: maps")[0] + """\
+  - id: convnet
+    uses: train
+    inputs: {data: cifar}
+    with: {model: convnet, model_config: {width: 8, depth: 2}, epochs: 1, batch_size: 16}
+  - id: maps
+    uses: relabel
+    inputs: {data: cifar, model: convnet}
+"""
+    with pytest.raises(UsageError, match="step 'maps': model 'convnet' has a head over .* globally pooled model") \
+            as err:
+        run_recipe(parse_recipe(text, filename="tiny.yaml"), workdir=tmp_path, progress=False)
+    assert "\n" not in str(err.value)
+
+
+def test_an_annotator_with_an_untrained_head_is_refused(tmp_path):
+    """A randomly initialised annotator (as a new head on other classes) would annotate noise: refused in one line."""
+    text = RECIPE.split("  - id: relabel")[0].replace("model: resnet20-cifar,", "model: resnet20-cifar, weights: null,")
+    with pytest.raises(UsageError, match=r"untrained 10-class head .* so its label maps would be noise") as err:
+        run_recipe(parse_recipe(text, filename="tiny.yaml"), workdir=tmp_path, progress=False)
+    assert "\n" not in str(err.value)

@@ -1,12 +1,15 @@
 """Filters and provenance: planted copies and low-confidence samples are dropped; provenance survives reload."""
 
+import json
+
 import datasets
 import numpy as np
 import pytest
 
 from curate.data import make_table, validate_table
 from curate.errors import UsageError
-from synth.filters import LOW_CONFIDENCE, NEAR_COPY, PROVENANCE, append_rows, filter_samples, synthetic_rows
+from curate.data.table import PROVENANCE, new_table_version
+from synth.filters import LOW_CONFIDENCE, NEAR_COPY, SAMPLE_COLUMNS, FilterResult, filter_samples, synthetic_rows
 
 RNG = np.random.default_rng(0)
 NAMES = ["cat", "dog"]
@@ -38,13 +41,18 @@ def _real_table(n=6):
 
 def _synthetic(step="synth", numbers=(0, 3)):
     k = len(numbers)
+    kept = FilterResult(keep=np.ones(k, bool), reason=np.full(k, "kept"), confidence=np.array([0.8, 0.7][:k]),
+                        copy_distance=np.array([0.3, 0.2][:k]), nearest=np.array(["real/1", "real/2"][:k]))
     return synthetic_rows(
         images=RNG.integers(0, 256, size=(k, 8, 8, 3), dtype=np.uint8), labels=np.array([1, 0][:k]),
-        numbers=np.array(numbers), step_id=step, class_names=NAMES, split="train",
-        provenance={"synth_method": "classifier_guidance", "synth_step": step, "synth_model": "ddpm",
-                    "synth_seed": np.array([11, 12][:k]), "synth_guidance_scale": np.full(k, 2.0),
-                    "synth_confidence": np.array([0.8, 0.7][:k]), "synth_copy_distance": np.array([0.3, 0.2][:k]),
-                    "synth_nearest": np.array(["real/1", "real/2"][:k])})
+        numbers=np.array(numbers), seeds=np.array([11, 12][:k]), step_id=step, class_names=NAMES, split="train",
+        method="classifier_guidance", parameters={"diffusion_model": "ddpm", "filter_model": "convnet (step judge)",
+                                                  "filter_scoring": "independent"},
+        guidance_scale=np.full(k, 2.0), kept=kept)
+
+
+def append_rows(table, rows):
+    return new_table_version(table, add=rows, where="test")
 
 
 def test_provenance_survives_the_new_table_version_and_reload(tmp_path):
@@ -59,23 +67,20 @@ def test_provenance_survives_the_new_table_version_and_reload(tmp_path):
     assert loaded["id"][-2:] == ["synth:synth:0", "synth:synth:3"]
     assert loaded["set"] == ["real"] * 6 + ["synthetic"] * 2
     assert loaded["split"][-2:] == ["train", "train"] and loaded["label"][-2:] == [1, 0]
-    assert loaded["synth_seed"] == [None] * 6 + [11, 12]
-    assert loaded["synth_guidance_scale"][-1] == 2.0 and loaded["synth_nearest"][-2:] == ["real/1", "real/2"]
-    assert set(PROVENANCE) <= set(loaded.column_names)
+    assert loaded["seed"] == [None] * 6 + [11, 12] and loaded["source_step"][-1] == "synth"
+    assert loaded["guidance_scale"][-1] == 2.0 and loaded["nearest_real"][-2:] == ["real/1", "real/2"]
+    assert loaded["filter_confidence"] == [None] * 6 + [pytest.approx(0.8), pytest.approx(0.7)]
+    assert json.loads(loaded["parameters"][-1])["filter_model"] == "convnet (step judge)"
+    assert loaded["parameters"][:6] == [None] * 6
+    assert set(PROVENANCE) | set(SAMPLE_COLUMNS) <= set(loaded.column_names)
     assert np.asarray(loaded[-1]["image"]).shape == (8, 8, 3)
 
 
 def test_a_second_synth_version_appends_to_the_first_and_ids_cannot_clash():
     table = append_rows(append_rows(_real_table(), _synthetic("a")), _synthetic("b", numbers=(0,)))
-    assert table["synth_step"][-3:] == ["a", "a", "b"]
+    assert table["source_step"][-3:] == ["a", "a", "b"]
     with pytest.raises(UsageError, match="already exist"):
         append_rows(table, _synthetic("b", numbers=(0,)))
-
-
-def test_provenance_columns_are_checked():
-    with pytest.raises(UsageError, match="missing"):
-        synthetic_rows(images=np.zeros((1, 8, 8, 3), np.uint8), labels=np.array([0]), numbers=np.array([0]),
-                       step_id="s", class_names=NAMES, split="train", provenance={"synth_method": "x"})
 
 
 def test_provenance_survives_export_to_parquet_and_reload(tmp_path):
@@ -87,5 +92,6 @@ def test_provenance_survives_export_to_parquet_and_reload(tmp_path):
                                   split="train", cache_dir=str(tmp_path / "cache"))
     synthetic = train.filter(lambda s: s == "synthetic", input_columns="set")
     assert synthetic["id"] == ["synth:synth:0", "synth:synth:3"]
-    assert synthetic["synth_seed"] == [11, 12] and synthetic["synth_method"] == ["classifier_guidance"] * 2
-    assert synthetic["synth_nearest"] == ["real/1", "real/2"]
+    assert synthetic["seed"] == [11, 12] and synthetic["method"] == ["classifier_guidance"] * 2
+    assert synthetic["nearest_real"] == ["real/1", "real/2"]
+    assert [json.loads(p)["filter_scoring"] for p in synthetic["parameters"]] == ["independent"] * 2

@@ -1,4 +1,5 @@
-"""The train_diffusion and synth steps end to end in a tiny recipe: new table version, provenance, compare."""
+"""The train_diffusion and synth steps end to end in tiny recipes: new table version, provenance, compare,
+and the filter that keeps and scores the samples: never the guide unless the recipe opts in."""
 
 import json
 
@@ -19,11 +20,16 @@ steps:
     uses: train_diffusion
     inputs: {data: cifar}
     with: {image_size: 8, block_out_channels: [4, 8], steps: 3, batch_size: 4, checkpoint_every: 2}
+  - id: sieve
+    uses: train
+    inputs: {data: cifar}
+    with: {model: convnet, model_config: {width: 8, depth: 1, im_size: 8}, epochs: 1, batch_size: 16}
   - id: gen
     uses: synth
-    inputs: {data: cifar, diffusion: ddpm}
+    inputs: {data: cifar, diffusion: ddpm, filter: sieve}
     with:
       method: classifier_guidance
+      guidance: noisy_classifier
       per_class: 1
       guidance_scale: 1.0
       num_inference_steps: 2
@@ -43,10 +49,25 @@ steps:
     uses: compare
     inputs: {runs: [real, augmented]}
 """
+NOISY_GUIDE = "noisy_classifier (trained in this step)"
+
+
+def _variant(tmp_path, *, wiring="{data: cifar, diffusion: ddpm, filter: sieve}", extra="", size=8,
+             guidance="noisy_classifier"):
+    """Run the recipe up to the synth step with other wiring / options; returns (metrics, synthetic rows)."""
+    text = TINY.replace("inputs: {data: cifar, diffusion: ddpm, filter: sieve}", f"inputs: {wiring}")
+    text = text.replace("guidance: noisy_classifier", f"guidance: {guidance}")
+    text = text.replace("image_size: 8,", f"image_size: {size},")
+    text = text.replace("      min_copy_distance: 0.0\n", "      min_copy_distance: 0.0\n" + extra)
+    result = run_recipe(parse_recipe(text, filename="tiny.yaml"), workdir=tmp_path, progress=False,
+                        only=["cifar", "ddpm", "sieve", "gen"])
+    table = datasets.load_from_disk(str(tmp_path / "synth_tiny" / "gen" / "table"))
+    return result.outcome("gen").metrics, table.filter(lambda s: s == "synthetic", input_columns="set")
 
 
 def test_tiny_synth_recipe_appends_synthetic_rows_and_compares(tmp_path):
-    """Every generated sample passes the open filters, lands as a synthetic row with provenance, and trains."""
+    """Every generated sample passes the open filters, lands as a synthetic row with provenance, and trains;
+    the wired `train` step filters and scores, and provenance and metrics name it."""
     plan = parse_recipe(TINY, filename="tiny.yaml")
     result = run_recipe(plan, workdir=tmp_path, progress=False)
     run = tmp_path / "synth_tiny"
@@ -60,10 +81,17 @@ def test_tiny_synth_recipe_appends_synthetic_rows_and_compares(tmp_path):
     synthetic = table.filter(lambda s: s == "synthetic", input_columns="set")
     assert synthetic["id"] == [f"synth:gen:{n}" for n in range(10)]
     assert synthetic["label"] == list(range(10)) and set(synthetic["split"]) == {"train"}
-    assert set(synthetic["synth_model"]) == {"ddpm"} and len(set(synthetic["synth_seed"])) == 10
+    parameters = [json.loads(p) for p in synthetic["parameters"]]
+    assert {p["diffusion_model"] for p in parameters} == {"ddpm"} and len(set(synthetic["seed"])) == 10
+    assert {p["filter_model"] for p in parameters} == {"convnet (step sieve)"}
+    assert {p["filter_scoring"] for p in parameters} == {"independent"} and set(synthetic["method"]) == {
+        "classifier_guidance"}
     assert np.asarray(synthetic[0]["image"]).shape == (8, 8, 3)
     gen = result.outcome("gen").metrics
     assert gen["kept"] == 10 and {"kid_all", "fid_all", "kid_real", "accuracy", "images_per_second"} <= set(gen)
+    assert gen["filter_model"] == "convnet (step sieve)" and gen["filter_scoring"] == "independent"
+    assert gen["guide_model"] == NOISY_GUIDE
+    assert json.loads((run / "gen" / "filter.json").read_text())["filter_model"] == "convnet (step sieve)"
     assert (run / "gen" / "samples.png").is_file() and (run / "gen" / "noisy_classifier.safetensors").is_file()
     assert result.outcome("augmented").metrics["train_rows"] == result.outcome("real").metrics["train_rows"] + 10
     assert {"real", "augmented"} <= set(result.outcome("compare").metrics)
@@ -71,9 +99,82 @@ def test_tiny_synth_recipe_appends_synthetic_rows_and_compares(tmp_path):
     assert {o.state for o in again.outcomes} == {"skipped"}
 
 
-def test_synth_needs_a_diffusion_model_and_a_known_method():
-    bad = TINY.replace("inputs: {data: cifar, diffusion: ddpm}", "inputs: {data: cifar}")
+def test_the_default_filter_is_the_pretrained_resnet20_for_32px_cifar_samples(tmp_path):
+    """Nothing wired, CIFAR-10 classes, 32x32 samples: resnet20-cifar filters, and each row's filter_confidence is
+    its target-class probability on that row's image (not the guide's)."""
+    from curate.learn import predict_images
+    from curate.models import create_model
+
+    metrics, synthetic = _variant(tmp_path, wiring="{data: cifar, diffusion: ddpm}", size=32)
+    assert metrics["filter_model"] == "resnet20-cifar (weights default)" and metrics["filter_scoring"] == "independent"
+    assert {json.loads(p)["filter_model"] for p in synthetic["parameters"]} == {"resnet20-cifar (weights default)"}
+    images = np.stack([np.asarray(im) for im in synthetic["image"]])
+    probs = predict_images(create_model("resnet20-cifar", num_classes=10), images, device="cpu")
+    np.testing.assert_allclose(synthetic["filter_confidence"], probs[np.arange(10), synthetic["label"]], atol=1e-5)
+
+
+def test_without_an_independent_filter_the_step_refuses_in_one_line(tmp_path):
+    """8x8 samples: the pretrained ResNet-20 cannot judge them, nothing is wired, no opt-in -> one clear line."""
+    with pytest.raises(UsageError, match="no independent filter classifier") as err:
+        _variant(tmp_path, wiring="{data: cifar, diffusion: ddpm}")
+    message = str(err.value)
+    assert "\n" not in message and "inputs.filter" in message and "allow_self_filter" in message
+    assert "8x8" in message and "im_size: 8" in message
+    assert not (tmp_path / "synth_tiny" / "gen" / "noisy_classifier.safetensors").exists()  # refused before training
+
+
+def test_allow_self_filter_labels_the_metrics_and_rows_self_scored(tmp_path):
+    metrics, synthetic = _variant(tmp_path, wiring="{data: cifar, diffusion: ddpm}",
+                                  extra="      allow_self_filter: true\n")
+    assert metrics["filter_scoring"] == "self_scored"
+    assert metrics["filter_model"] == metrics["guide_model"] == NOISY_GUIDE
+    assert {"accuracy_self_scored", "mean_target_prob_self_scored"} <= set(metrics)
+    assert "accuracy" not in metrics and "mean_target_prob" not in metrics  # no unlabelled self-score
+    parameters = [json.loads(p) for p in synthetic["parameters"]]
+    assert {p["filter_scoring"] for p in parameters} == {"self_scored"}
+    assert {p["filter_model"] for p in parameters} == {NOISY_GUIDE}
+
+
+def test_a_filter_that_is_the_guide_is_refused_unless_opted_in(tmp_path):
+    """Clean guidance by the `sieve` step's classifier, filtered by the same step: refused; with the opt-in the
+    samples are kept and labelled self-scored."""
+    wiring = "{data: cifar, diffusion: ddpm, classifier: sieve, filter: sieve}"
+    with pytest.raises(UsageError, match="is the classifier that guided"):
+        _variant(tmp_path, wiring=wiring, guidance="clean_classifier")
+    metrics, synthetic = _variant(tmp_path, wiring=wiring, guidance="clean_classifier",
+                                  extra="      allow_self_filter: true\n")
+    assert metrics["filter_scoring"] == "self_scored" and metrics["guide_model"] == "convnet (step sieve)"
+    assert {json.loads(p)["filter_scoring"] for p in synthetic["parameters"]} == {"self_scored"}
+
+
+def test_synth_needs_a_diffusion_model_and_known_method_and_guidance():
+    bad = TINY.replace("inputs: {data: cifar, diffusion: ddpm, filter: sieve}", "inputs: {data: cifar, filter: sieve}")
     with pytest.raises(UsageError, match="diffusion"):
         parse_recipe(bad, filename="bad.yaml")
     with pytest.raises(UsageError, match="method"):
         parse_recipe(TINY.replace("method: classifier_guidance", "method: clasifier_guidance"), filename="bad.yaml")
+    with pytest.raises(UsageError, match="guidance.*did you mean 'noisy_classifier'"):
+        parse_recipe(TINY.replace("guidance: noisy_classifier", "guidance: nosy_classifier"), filename="bad.yaml")
+    with pytest.raises(UsageError, match="`classifier: noisy` is now `guidance: noisy_classifier`"):
+        parse_recipe(TINY.replace("guidance: noisy_classifier", "classifier: noisy"), filename="old.yaml")
+    with pytest.raises(UsageError, match="filter_model"):
+        parse_recipe(TINY.replace("      guidance: noisy_classifier\n",
+                                  "      guidance: noisy_classifier\n      filter_model: resnet20-cifar\n"),
+                     filename="bad.yaml")
+
+
+@pytest.mark.parametrize("name", ["full.yaml", "synth_small.yaml"])
+def test_shipped_recipes_filter_with_a_classifier_that_did_not_guide(name):
+    """Their samples are 16x16, where the pretrained ResNet-20 cannot judge: each synth step wires a `train` step
+    trained at 16x16 to inputs.filter and guides with the noise-aware classifier, chosen by name."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "recipes" / name
+    plan = parse_recipe(path.read_text(), filename=name)
+    synth = [s for s in plan.steps if s.kind == "synth"]
+    assert synth
+    for step in synth:
+        assert step.config.guidance == "noisy_classifier" and not step.config.allow_self_filter
+        (filter_id,) = step.inputs["filter"]
+        sieve = next(s for s in plan.steps if s.id == filter_id)
+        assert sieve.kind == "train" and sieve.config.model_config["im_size"] == 16

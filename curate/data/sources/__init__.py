@@ -36,7 +36,7 @@ class Source:
         return None
 
 
-SOURCES: Registry[type[Source]] = Registry("data source")
+SOURCES: Registry[type[Source]] = Registry("data source", entry_point_group="curate.sources")
 SOURCES.register("demo", "curate.data.sources.demo:DemoSource")
 SOURCES.register("imagefolder", "curate.data.sources.imagefolder:ImageFolderSource")
 SOURCES.register("hf", "curate.data.sources.hf:HFSource")

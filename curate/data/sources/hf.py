@@ -99,7 +99,8 @@ class HFSource(Source):
     @dataclass(frozen=True, kw_only=True)
     class Config:
         kind: Literal["hf"] = "hf"
-        path: str = option(help="Hub dataset id, or a local folder (save_to_disk output, image folder, parquet)")
+        path: str = option(help="Hub dataset id, or a local folder (save_to_disk output, image folder, parquet)",
+                           path=True)
         split: str | tuple[str, ...] | None = option(None, help="split(s) to load (default: all)")
         image_column: str = option("image", help="column with an Image() feature")
         label_column: str = option("label", help="column with a ClassLabel, integer or string label")

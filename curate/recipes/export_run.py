@@ -1,4 +1,8 @@
-"""``curate export RUN``: run a run's export steps, then optionally push the result to the Hub."""
+"""``curate export RUN``: run a run's export steps, then optionally push the result to the Hub.
+
+It lives with the runner (the edge ring) because it runs steps; the export itself is in
+:mod:`curate.export`, which never imports the runner.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from pathlib import Path
 
 from curate import workspace
 from curate.errors import UsageError
+from curate.recipes.runner import run_steps_of_kind
 
 
 @dataclass(frozen=True)
@@ -22,7 +27,6 @@ def export_run(run_dir: str | Path, *, push_to: str | None = None, private: bool
     """Run (or reuse) the run's ``export`` steps; with ``push_to`` upload the export to that Hub
     dataset repo (the run must have exactly one export step)."""
     from curate.export.hub import push_folder
-    from curate.recipes.runner import run_steps_of_kind
 
     run_dir = Path(run_dir)
     outcome = run_steps_of_kind(run_dir, ["export"], progress=progress)
