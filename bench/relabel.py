@@ -1,6 +1,10 @@
 """ReLabel on CIFAR-10: one-hot vs global soft vs localized (LabelPooling) targets, plain, with CutMix and with ResizeMix.
 
-Run (the README's shortened protocol: about 70 minutes on one CPU core)::
+Run (the README's shortened protocol on a shared 2-core CPU: about 45 minutes on one thread)::
+
+    python bench/relabel.py --epochs 5 --seeds 0 1 2 --width 8 --annotator-epochs 6 --resnet56-rows half --threads 1
+
+Longer protocol (the previous README table's budgets, not rerun since paper mixing became the default)::
 
     python bench/relabel.py --epochs 30 --seeds 0 1 2 --width 32 --annotator-epochs 60 --threads 1
 
@@ -48,19 +52,18 @@ from curate.learn import ArrayData, Augment, fit, predict_images
 from curate.learn.mixing import CutMix, ResizeMix
 from curate.models import create_model
 from curate.relabel import LabelMapStore, ResizedCrop, ResizedCropData, annotate, create_annotator, multi_labels
+from curate.stats import summarize
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESNET56 = SHARED / "models" / "cifar10_resnet_akamaster" / "resnet56.safetensors"
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 def interval(values: list[float]) -> str:
-    """``mean +- half-width`` of the 95% t-interval, in percent."""
-    mean = 100 * float(np.mean(values))
-    if len(values) < 2:
-        return f"{mean:.1f} (n=1)"
-    half = T975.get(len(values) - 1, 1.96) * 100 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
-    return f"{mean:.1f} +- {half:.1f}"
+    """``mean +- half-width`` of the 95% t-interval (:func:`curate.stats.summarize`), in percent."""
+    stats = summarize(values)
+    if stats["ci95"] is None:
+        return f"{100 * stats['mean']:.1f} (n=1)"
+    return f"{100 * stats['mean']:.1f} +- {100 * stats['ci95']:.1f}"
 
 
 def load(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -189,6 +192,9 @@ def main() -> None:
     parser.add_argument("--annotator-model", default="resnet20-cifar",
                         help="globally pooled model trained on one half (a flatten-head ConvNet has no dense map)")
     parser.add_argument("--annotator-epochs", type=int, default=60)
+    parser.add_argument("--resnet56-rows", default="all", choices=["all", "half"],
+                        help="images the resnet56 setting annotates and trains students on: all 4,660, or the "
+                             "2,330 of the honest setting's second half (same student images in both columns)")
     parser.add_argument("--settings", nargs="+", default=["resnet56", "half"], choices=["resnet56", "half"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
@@ -209,14 +215,16 @@ def main() -> None:
     timing = None
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        first, second = split_halves(labels)
         if "resnet56" in args.settings:
-            print("resnet56: pretrained ResNet-56 (saw all of CIFAR-10 train) annotates the 4,660 train images")
+            rows = np.arange(len(labels)) if args.resnet56_rows == "all" else second
+            print(f"resnet56: pretrained ResNet-56 (saw all of CIFAR-10 train) annotates {len(rows):,} train images "
+                  f"({args.resnet56_rows}); students train on those")
             annotator = create_model("resnet56-cifar", num_classes=10, weights=RESNET56)
-            maps, probs, _ = label_maps(annotator, images, labels, args, folder, "resnet56")
-            compare("resnet56", args, images, labels, maps, probs, test, results)
-            timing = (images, labels, maps)
+            maps, probs, _ = label_maps(annotator, images[rows], labels[rows], args, folder, "resnet56")
+            compare("resnet56", args, images[rows], labels[rows], maps, probs, test, results)
+            timing = (images[rows], labels[rows], maps)
         if "half" in args.settings:
-            first, second = split_halves(labels)
             print(f"half: {args.annotator_model} trained {args.annotator_epochs} epochs on {len(first)} images "
                   f"annotates the other {len(second)}; students train on those")
             annotator = create_model(args.annotator_model, num_classes=10, weights=None, seed=0)

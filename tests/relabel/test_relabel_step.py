@@ -108,15 +108,10 @@ def test_soft_or_relabel_targets_need_a_relabel_step_wired():
 
 def test_relabel_with_a_flatten_head_model_fails_with_what_to_use_instead(tmp_path):
     """A trained ConvNet (head over the flattened map) wired as the annotator is refused in one line."""
-    text = RECIPE.split("  - id: maps")[0] + """\
-  - id: convnet
-    uses: train
-    inputs: {data: cifar}
-    with: {model: convnet, model_config: {width: 8, depth: 2}, epochs: 1, batch_size: 16}
-  - id: maps
-    uses: relabel
-    inputs: {data: cifar, model: convnet}
-"""
+    annotator = ("  - {id: convnet, uses: train, inputs: {data: cifar},\n"
+                 "     with: {model: convnet, model_config: {width: 8, depth: 2}, epochs: 1, batch_size: 16}}\n")
+    maps = "  - {id: maps, uses: relabel, inputs: {data: cifar, model: convnet}}\n"
+    text = RECIPE.split("  - id: maps")[0] + annotator + maps
     with pytest.raises(UsageError, match="step 'maps': model 'convnet' has a head over .* globally pooled model") \
             as err:
         run_recipe(parse_recipe(text, filename="tiny.yaml"), workdir=tmp_path, progress=False)
