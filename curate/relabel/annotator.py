@@ -7,7 +7,10 @@ shard and writes the label-map folder of :mod:`curate.relabel.storage`; finished
 are kept across interruptions and never recomputed.
 
 ``dense_classifier`` (the default) applies the classifier head at every location of
-``forward_features`` (:func:`dense_logits`). Its output per image: ``scores`` float16 and
+``forward_features`` (:func:`dense_logits`): ReLabel's 1x1 convolution, which exists only
+for a head over a globally pooled feature (CNNs with average pooling, ViTs). A head over
+the flattened map (the ConvNet) has a weight per position, so it is refused rather than
+approximated. Its output per image: ``scores`` float16 and
 ``classes`` uint16 (k, h, w), the top-k logits of each location; ``global_probs`` (K,),
 the softmax of the model's own logits (the "soft" global target); ``label_scores`` (K,),
 each class's share of the image (:func:`curate.relabel.maps.area_scores`), the pooled
@@ -50,30 +53,26 @@ def dense_logits(model: nn.Module, features: torch.Tensor, *, input_size: tuple[
 
     - map (B, C, h, w) and a head over C (global average pooling): the head as a 1x1
       convolution, ``L[:, y, x] = W F[:, y, x] + b``;
-    - map and a head over the flattened map (ConvNet): each location's share of the
-      logit, ``L[:, y, x] = h w W[:, :, y, x] F[:, y, x] + b``, so the spatial mean is the
-      logit (only at the input size the head was built for);
     - ViT tokens (B, L, D): the head over each patch token (DINOv2's CLS + mean-patch head
       as CLS part + that token; CLIP's layernorm and projection first), on the grid of
       ``input_size`` / patch size.
 
     With average pooling and the mean-patch heads the spatial mean equals the model's logits.
+    A head over the flattened map (ConvNet) is refused: splitting its position-specific
+    weights into per-location logits is not a classifier applied at each location.
     """
     own = getattr(model, "dense_logits", None)
     if callable(own):
         return own(features)
     head = model.classifier_head
     if features.ndim == 4:
-        b, c, h, w = features.shape
-        if head.in_features == c:
-            out = torch.einsum("bchw,kc->bkhw", features, head.weight)
-        elif head.in_features == c * h * w:
-            weight = head.weight.view(-1, c, h, w)
-            out = torch.einsum("bchw,kchw->bkhw", features, weight) * (h * w)
-        else:
-            raise UsageError(f"model '{getattr(model, 'name', '?')}' has a head over {head.in_features} features, "
-                             f"but its feature map is {c}x{h}x{w}; a head over a flattened map runs only at the "
-                             f"input size it was built for ({tuple(model.preprocess.size)})")
+        _, c, h, w = features.shape
+        if head.in_features != c:
+            raise UsageError(f"model '{getattr(model, 'name', '?')}' has a head over {head.in_features} features of "
+                             f"its {c}x{h}x{w} feature map (a flattened map: a weight per position), so it has no "
+                             "classifier to apply at each location as ReLabel's 1x1 convolution; annotate with a "
+                             "globally pooled model (e.g. resnet20-cifar, resnet56-cifar or a ViT)")
+        out = torch.einsum("bchw,kc->bkhw", features, head.weight)
         return out + head.bias.view(1, -1, 1, 1) if head.bias is not None else out
     if features.ndim == 3:
         return _token_logits(model, features, input_size)
