@@ -1,13 +1,14 @@
 """The Ray executor: the same batch function over Ray Data on a pool of actors, outputs in row order.
 
-The selection is cut into shards of ``shard_size`` rows. Their stored image bytes (not decoded pixels)
-go to the cluster as Arrow blocks of one batch each; ``map_batches`` runs the batch function on a fixed pool of
-``workers`` actors, each of which calls ``setup()`` once (the model loads once per worker, not per batch)
-and decodes its own images. The driver gathers each shard's rows as they come back, in any order, checks
-that a finished shard holds each of its rows exactly once, writes it atomically (with ``shard_dir``) and
-merges the shards in row order. A rerun with the same ``signature`` reuses the shards already written. A
-worker that dies is restarted and its batch retried by Ray (``max_retries``); a batch's output counts only
-once it completed, so a retry never duplicates rows. Ray is an optional extra, imported only here.
+The selection is cut into shards of ``shard_size`` rows. Their stored image bytes (not decoded pixels) go
+to the cluster as Arrow blocks of whole batches (a block is one task); ``map_batches`` runs the batch
+function on a fixed pool of ``workers`` actors, each of which calls ``setup()`` once (the model loads once per
+worker, not per batch) and decodes its own images. The driver gathers each shard's rows as they come back, in
+any order, checks that a finished shard holds each of its rows exactly once, writes it atomically (with
+``shard_dir``) and merges the shards in row order. A rerun with the same ``signature`` reuses the shards
+already written. A worker that dies is restarted and its batch retried by Ray (``max_retries``); a task's
+output counts only once it completed, so a retry never duplicates rows. Ray is an optional extra, imported
+only here.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import importlib.util
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 
 INSTALL = "pip install 'curate-toolkit[ray]'"
 SHARD, POSITION = "__shard", "__position"
+BLOCKS_PER_WORKER = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,7 +121,8 @@ class RayExecutor:
         o = self.options
         self.record: dict[str, Any] = {"name": "ray", "address": o.address or os.environ.get("RAY_ADDRESS") or
                                        "local", "workers": o.workers, "num_cpus": o.num_cpus, "num_gpus": o.num_gpus,
-                                       "shard_size": o.shard_size, "shards": 0, "shards_reused": 0, "startup_s": 0.0}
+                                       "shard_size": o.shard_size, "shards": 0, "shards_reused": 0, "tasks": 0,
+                                       "startup_s": 0.0}
 
     @staticmethod
     def unavailable() -> str | None:
@@ -164,15 +168,24 @@ class RayExecutor:
 
         self._check_resources(ray)
         ray.data.DataContext.get_current().enable_progress_bars = progress
-        # a block per batch: the unit Ray hands to an idle worker, so every worker stays busy
-        blocks = [_block(table, number, rows[start:start + batch_size], start)
-                  for number, rows in shards for start in range(0, len(rows), batch_size)]
+        # a block is one task: whole batches, at least BLOCKS_PER_WORKER of them per worker so that every worker
+        # stays busy to the end, and no more (each task costs scheduling and a round trip)
+        total = sum(len(rows) for _, rows in shards)
+        step = batch_size * max(1, total // (o.workers * BLOCKS_PER_WORKER * batch_size))
+        blocks = [_block(table, number, rows[start:start + step], start)
+                  for number, rows in shards for start in range(0, len(rows), step)]
+        self.record["tasks"] += len(blocks)
         dataset = ray.data.from_arrow(blocks)
-        mapped = dataset.map_batches(
-            _Worker, fn_constructor_kwargs={"fn": fn, "size": size, "threads": max(1, int(o.num_cpus))},
-            batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=min(o.workers, len(blocks))),
-            num_cpus=o.num_cpus, num_gpus=o.num_gpus or None, max_restarts=o.max_retries,
-            max_task_retries=o.max_retries)
+        with warnings.catch_warnings():
+            # Ray 2.60 takes the actors' restarts only as extra remote args (deprecated for 2.64, no named
+            # parameter yet; its default is to restart and retry forever, which hangs on a batch that always
+            # kills its worker)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            mapped = dataset.map_batches(
+                _Worker, fn_constructor_kwargs={"fn": fn, "size": size, "threads": max(1, int(o.num_cpus))},
+                batch_size=batch_size, batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=min(o.workers, len(blocks))), num_cpus=o.num_cpus,
+                num_gpus=o.num_gpus or None, max_restarts=o.max_retries, max_task_retries=o.max_retries)
         expected = {number: len(rows) for number, rows in shards}
         parts: dict[int, list[dict[str, np.ndarray]]] = {number: [] for number in expected}
         got = dict.fromkeys(expected, 0)
@@ -211,3 +224,4 @@ def _in_order(parts: list[dict[str, np.ndarray]], rows: int, number: int) -> dic
 
 run_batches = RayExecutor()
 """The Ray executor with default options and no shard folder (what :data:`curate.execute.EXECUTORS` holds)."""
+
