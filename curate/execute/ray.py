@@ -20,7 +20,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -198,6 +198,18 @@ class RayExecutor:
                 got[number] += int(mask.sum())
                 if got[number] >= expected[number]:
                     yield int(number), _in_order(parts.pop(number), expected[number], int(number))
+
+    def map_tasks(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """``fn`` over ``items`` as Ray tasks of ``num_cpus``/``num_gpus`` each (retried like batches), results
+        in item order: parallel work that is not batches of table rows, e.g. filling index shards."""
+        o = self.options
+        self.record["startup_s"] = round(self.record["startup_s"] + connect(o.address), 3)
+        import ray
+
+        self._check_resources(ray)
+        remote = ray.remote(num_cpus=o.num_cpus, num_gpus=o.num_gpus or None, max_retries=o.max_retries)(fn)
+        self.record["tasks"] += len(items)
+        return ray.get([remote.remote(item) for item in items])
 
     def _check_resources(self, ray) -> None:
         o = self.options

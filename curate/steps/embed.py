@@ -60,7 +60,7 @@ class EmbedStep(Step):
             check_class_names(model, spec["class_names"])
         start = time.perf_counter()
         vectors = embed(model, table, indices=idx, batch_size=cfg.batch_size, normalize=cfg.normalize,
-                        device=ctx.torch_device(), progress=ctx.progress, executor=ctx.executor(cfg.executor))
+                        device=ctx.device, progress=ctx.progress, executor=ctx.executor(cfg.executor))
         seconds = time.perf_counter() - start
         ids = np.asarray(table["id"])[idx]
         entry = ctx.save_array("embeddings", vectors.astype(np.float32), ids, table=data, split=cfg.split)

@@ -122,7 +122,8 @@ class PredictStep(Step):
         require_trained_head(model, names, output="pred_probs", fixes=(
             "train it (a `train` step wired to `inputs.model`), cross-train it out of fold (`folds: 5`), or "
             "probe an embed step's vectors (`probe: linear` with `inputs.embeddings`)"))
-        return predict(model, table, indices=idx, batch_size=cfg.batch_size, device=ctx.torch_device(),
+        # the device resolves where the model runs (a Ray worker may have the GPU the driver lacks)
+        return predict(model, table, indices=idx, batch_size=cfg.batch_size, device=ctx.device,
                        progress=ctx.progress, executor=ctx.executor(cfg.executor))
 
     def _out_of_fold(self, ctx: StepContext, table, idx, names):

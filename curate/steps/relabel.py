@@ -71,7 +71,7 @@ class RelabelStep(Step):
             "train an annotator on this table (a `train` step wired to `inputs.model`) or name a model trained on "
             "these classes"))
         annotator = create_annotator(cfg.annotator, model, resolution=cfg.resolution, top_k=cfg.top_k,
-                                     device=ctx.torch_device())
+                                     device=ctx.device)  # resolved where the model runs
         what = {k: v for k, v in to_dict(cfg).items() if k not in ("threshold", "batch_size", "executor")}
         signature = signature_of({"config": what, "table": data.entry("table")["fingerprint"], "seed": ctx.seed,
                                   "model": trained.entry("model")["fingerprint"] if trained else None})
