@@ -56,3 +56,52 @@ def test_shards_filled_on_ray_workers_merge_to_the_same_index(vectors, ray_clust
     local = build_sharded_index(x, shards=4, kind="ivf", ids=ids, nlist=24, nprobe=4)
     assert executor.record["tasks"] == 4
     np.testing.assert_array_equal(on_ray.search_rows(x[::50], 10)[1], local.search_rows(x[::50], 10)[1])
+
+
+SHARDED_RECIPE = """\
+name: sharded
+steps:
+  - id: cifar
+    uses: source
+    with: {kind: demo, limit_per_class: 6}
+  - id: embed
+    uses: embed
+    inputs: {data: cifar}
+    with: {model: resnet20-cifar}
+  - id: browse
+    uses: fiftyone
+    inputs: {data: cifar}
+    with: {visualization: none}
+  - id: single
+    uses: index
+    inputs: {data: cifar, embeddings: embed}
+    with: {kind: ivf, nlist: 2, nprobe: 1, recall: null, fiftyone: false}
+  - id: merged
+    uses: index
+    inputs: {data: cifar, embeddings: embed}
+    with: {kind: ivf, nlist: 2, nprobe: 1, recall: null, shards: 3}
+"""
+
+
+def test_the_index_step_builds_in_shards_and_the_fiftyone_backend_takes_the_merged_index(tmp_path, fo):
+    from curate.recipes import parse_recipe, run_recipe
+
+    result = run_recipe(parse_recipe(SHARDED_RECIPE, filename="sharded.yaml"), workdir=tmp_path, progress=False)
+    merged, single = (load_index(result.run_dir / step / "index.faiss") for step in ("merged", "single"))
+    assert merged.meta["shards"] == 3 and len(merged) == len(single) == 120
+    queries = merged.vectors(np.arange(0, 120, 7))
+    np.testing.assert_array_equal(merged.search_rows(queries, 5)[1], single.search_rows(queries, 5)[1])
+    assert result.outcome("merged").metrics["fiftyone"]["searchable_rows"] == 120
+
+
+def test_a_sharded_index_step_refuses_hnsw_and_a_recall_target():
+    from curate.errors import RecipeError
+    from curate.recipes import parse_recipe
+
+    text = SHARDED_RECIPE.replace("recall: null, shards: 3", "shards: 3").replace(
+        "kind: ivf, nlist: 2, nprobe: 1, shards: 3", "kind: hnsw, shards: 3")
+    with pytest.raises(RecipeError) as err:
+        parse_recipe(text, filename="sharded.yaml")
+    lines = str(err.value).splitlines()
+    assert len(lines) == 2 and "step 'merged' with.shards: HNSW graphs cannot be merged" in lines[0]
+    assert "step 'merged' with.recall: a sharded build cannot calibrate" in lines[1]
