@@ -11,15 +11,14 @@ Calibration needs rows left out of the index, so the knob is given or the kind's
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 from curate.errors import UsageError
-from curate.index.faiss_index import METRICS, SimilarityIndex
-from curate.index.kinds import index_kind, misplaced_options, positive_int, resolve_kind
-from curate.index.vectors import Metric, as_vectors, checked_ids
+from curate.index.faiss_index import SimilarityIndex, checked_build_inputs
+from curate.index.kinds import index_kind, positive_int, resolve_kind
+from curate.index.vectors import Metric
 
 if TYPE_CHECKING:  # pragma: no cover
     import faiss
@@ -60,19 +59,12 @@ def build_sharded_index(
     """
     import faiss
 
-    if metric not in METRICS:
-        raise UsageError(f"`metric` must be one of {', '.join(METRICS)}, got {metric!r}")
     positive_int("shards", shards)
     given = {name: value for name, value in (("nlist", nlist), ("nprobe", nprobe), ("m_pq", m_pq),
                                              ("train_size", train_size)) if value is not None}
-    misplaced = misplaced_options(kind, list(given))
-    if misplaced:
-        raise UsageError(misplaced[0][1])
-    x = as_vectors(embeddings, name="embeddings", metric=metric)
+    x, ids, meta = checked_build_inputs(embeddings, kind=kind, metric=metric, ids=ids, given=given,
+                                        meta={**(meta or {}), "shards": None})
     n, d = x.shape
-    if n == 0:
-        raise UsageError("`embeddings` has no rows; there is nothing to index")
-    ids = checked_ids(ids, n)
     resolved = resolve_kind(kind, n)
     if resolved not in MERGEABLE:
         raise UsageError(f"a '{resolved}' index cannot be merged from shards; use one of {', '.join(MERGEABLE)}")
@@ -88,7 +80,7 @@ def build_sharded_index(
     family.finish(index, np.arange(n))
     if family.knob is not None:
         params.setdefault(family.knob, family.default_knob(params))
-    meta = json.loads(json.dumps({**(meta or {}), "shards": len(items)}))
+    meta["shards"] = len(items)
     return SimilarityIndex(index, kind=resolved, metric=metric, ids=ids, params=params, meta=meta)
 
 
