@@ -101,8 +101,8 @@ def _block(table: "datasets.Dataset", number: int, rows: np.ndarray, start: int)
 
     data, paths = stored_images(table, rows)
     return pa.table({
-        SHARD: np.full(len(rows), number, np.int64), POSITION: np.arange(start, start + len(rows), dtype=np.int64), "row": rows,
-        "id": column(table, "id").take(rows), "label": column(table, "label").take(rows),
+        SHARD: np.full(len(rows), number, np.int64), POSITION: np.arange(start, start + len(rows), dtype=np.int64),
+        "row": rows, "id": column(table, "id").take(rows), "label": column(table, "label").take(rows),
         "bytes": pa.array(data, pa.binary()), "path": pa.array(paths, pa.string()),
     })
 

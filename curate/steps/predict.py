@@ -16,8 +16,8 @@ from curate.config import ConfigValueError, option
 from curate.data.table import class_names_of, split_indices
 from curate.errors import UsageError
 from curate.steps.base import Role, Step, StepContext
-from curate.steps.options import (ExecutorOptions, FitOptions, ModelOptions, build_model, check_class_names, require_one_model,
-                                  require_trained_head)
+from curate.steps.options import (ExecutorOptions, FitOptions, ModelOptions, build_model, check_class_names,
+                                  require_one_model, require_trained_head)
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from typing import Any, Mapping
 from curate.config import option
 from curate.data.table import class_names_of, split_indices
 from curate.steps.base import Input, Role, Step, StepContext
-from curate.steps.options import ExecutorOptions, ModelOptions, build_model, check_class_names, require_one_model, require_trained_head
+from curate.steps.options import (ExecutorOptions, ModelOptions, build_model, check_class_names, require_one_model,
+                                  require_trained_head)
 
 MAPS_DIR = "label_maps"
 
