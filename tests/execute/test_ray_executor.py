@@ -139,7 +139,7 @@ def test_a_recipe_runs_its_batch_steps_on_ray_like_locally_and_records_it_in_ste
                  for e, d in runs.items()}
     assert manifests["ray"]["embed"]["executor"]["ray"] | {"startup_s": 0} == {
         "name": "ray", "address": "local", "workers": 2, "num_cpus": 1.0, "num_gpus": 0.0, "shard_size": 16,
-        "shards": 3, "shards_reused": 0, "startup_s": 0}
+        "shards": 3, "shards_reused": 0, "tasks": 5, "startup_s": 0}
     assert manifests["local"]["embed"]["executor"] == {"local": {"name": "local"}}
     assert manifests["local"]["relabel"]["executor"]["ray"]["workers"] == 2
     assert manifests["ray"]["relabel"]["executor"] == {"local": {"name": "local"}}
