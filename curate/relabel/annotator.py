@@ -206,7 +206,8 @@ def annotate(
     Rows go in shards of ``shard_size``; a shard already in ``folder`` with the same ids and
     ``signature`` (a digest of everything that determines the maps: model, weights,
     resolution, k) is kept, others are recomputed. ``executor`` has the signature of
-    :func:`curate.execute.local.run_batches` (the default). Writes ``index.json`` last.
+    :func:`curate.execute.local.run_batches` (the default); one that streams shards (``iter_shards``, the
+    Ray executor) runs every pending shard in one job. Writes ``index.json`` last.
     """
     from curate.data.table import column
     from curate.execute.local import run_batches
@@ -221,30 +222,26 @@ def annotate(
         raise UsageError("nothing to annotate: the selection has 0 rows")
     ids = column(table, "id").take(rows).to_pylist()
     starts = range(0, len(rows), shard_size)
-    shards: list[dict[str, Any]] = []
-    computed = reused = computed_rows = 0
-    compute_seconds = 0.0
-    shape: dict[str, int] = {}
+    shards: list[dict[str, Any]] = [{"file": shard_name(number), "ids": ids[start:start + shard_size]}
+                                    for number, start in enumerate(starts)]
+    pending = []
+    for number, start in enumerate(starts):
+        header = shard_header(folder / shards[number]["file"])
+        if header is not None and header["ids"] == shards[number]["ids"] and header["signature"] == signature:
+            shards[number]["sha256"] = header["sha256"]
+        else:
+            pending.append((number, rows[start:start + shard_size]))
+    began = time.perf_counter()
     with tqdm(total=len(rows), disable=not progress, unit="img", desc="annotate") as bar:
-        for number, start in enumerate(starts):
-            shard_ids = ids[start:start + shard_size]
-            path = folder / shard_name(number)
-            header = shard_header(path)
-            if header is not None and header["ids"] == shard_ids and header["signature"] == signature:
-                digest = header["sha256"]
-                reused += 1
-            else:
-                began = time.perf_counter()
-                out = executor(annotator, table, batch_size=batch_size, indices=rows[start:start + shard_size],
-                               size=annotator.size, progress=False)
-                compute_seconds += time.perf_counter() - began
-                digest = write_shard(path, ids=shard_ids, arrays=out, signature=signature)
-                computed += 1
-                computed_rows += len(shard_ids)
-            shards.append({"file": path.name, "ids": shard_ids, "sha256": digest})
-            bar.update(len(shard_ids))
-            if not shape:
-                shape = _shard_shape(path)
+        bar.update(len(rows) - sum(len(part) for _, part in pending))
+        for number, out in _run_shards(executor, annotator, table, pending, batch_size=batch_size):
+            shards[number]["sha256"] = write_shard(folder / shards[number]["file"], ids=shards[number]["ids"],
+                                                   arrays=out, signature=signature)
+            bar.update(len(shards[number]["ids"]))
+    compute_seconds = time.perf_counter() - began
+    computed, reused = len(pending), len(shards) - len(pending)
+    computed_rows = sum(len(part) for _, part in pending)
+    shape = _shard_shape(folder / shards[0]["file"])
     _remove_stale_shards(folder, len(shards))
     info = LabelMapInfo(num_classes=shape["num_classes"], top_k=shape["top_k"], height=shape["height"],
                         width=shape["width"], class_names=list(class_names) if class_names is not None else None,
@@ -255,6 +252,19 @@ def annotate(
     if rate is not None:
         log.info("label maps: %d images annotated at %.1f images/s (%d shards reused)", computed_rows, rate, reused)
     return Annotation(folder, len(rows), len(shards), computed, reused, compute_seconds, rate, index_sha)
+
+
+def _run_shards(executor: Callable[..., dict[str, np.ndarray]], annotator: Any, table: "datasets.Dataset",
+                pending: list[tuple[int, np.ndarray]], *, batch_size: int):
+    """``(number, outputs)`` of each pending shard as it finishes: all in one job when the executor streams
+    shards (``iter_shards``, e.g. Ray: one pool, the model loaded once per worker), else a call per shard."""
+    stream = getattr(executor, "iter_shards", None)
+    if stream is not None:
+        yield from stream(annotator, table, pending, batch_size=batch_size, size=annotator.size, progress=False)
+        return
+    for number, rows in pending:
+        yield number, executor(annotator, table, batch_size=batch_size, indices=rows, size=annotator.size,
+                               progress=False)
 
 
 def _shard_shape(path: Path) -> dict[str, int]:
