@@ -68,10 +68,11 @@ def test_annotate_through_ray_writes_the_same_label_maps(tmp_path):
 
     table, _ = _table()
     kwargs = dict(shard_size=8, batch_size=4, signature="s", progress=False)
-    local = annotate(create_annotator("dense_classifier", _model(), top_k=2, device="cpu"), table,
+    pooled = create_model("resnet20-cifar", num_classes=3, weights=None, seed=0)  # a dense map needs a pooled head
+    local = annotate(create_annotator("dense_classifier", pooled, top_k=2, device="cpu"), table,
                      tmp_path / "local", **kwargs)
     executor = RayExecutor(OPTIONS)
-    remote = annotate(create_annotator("dense_classifier", _model(), top_k=2, device="cpu"), table,
+    remote = annotate(create_annotator("dense_classifier", pooled, top_k=2, device="cpu"), table,
                       tmp_path / "ray", executor=executor, **kwargs)
     assert (remote.shards, remote.computed) == (local.shards, local.computed) == (4, 4)
     a, b = LabelMapStore(local.folder), LabelMapStore(remote.folder)
