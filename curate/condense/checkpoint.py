@@ -5,6 +5,8 @@ random generator's state; its metadata holds the iteration, the loss history, th
 optimizer's other state and a fingerprint of the run's settings and data. It is written
 atomically through :func:`curate.workspace.atomic_write`, so a crash leaves the previous
 checkpoint intact. A checkpoint whose fingerprint differs is ignored (and overwritten).
+Block methods (SRe2L, CDA) save each finished block as its own file under ``blocks/``
+instead, so workers can write theirs side by side.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from curate import workspace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from curate.condense.blocks import Block, BlockResult
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +79,40 @@ def load_checkpoint(path: str | Path, *, fingerprint: str) -> Checkpoint | None:
     optimizer = {"state": state, "param_groups": meta["optimizer"]["param_groups"]}
     return Checkpoint(iteration=int(meta["iteration"]), images=tensors["images"], optimizer=optimizer,
                       generator=tensors["generator"], history=meta["history"])
+
+
+BLOCK_FORMAT = "curate.distill_block/1"
+
+
+def block_path(folder: str | Path, block: "Block") -> Path:
+    return Path(folder) / "blocks" / f"{block.key}.safetensors"
+
+
+def save_block(folder: str | Path, result: "BlockResult", *, fingerprint: str) -> None:
+    """Write one finished block (images, per-unit losses and seconds) atomically beside the run's other blocks."""
+    from safetensors.torch import save_file
+
+    path = block_path(folder, result.block)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {"images": result.images.contiguous(), "losses": result.losses.contiguous(),
+               "seconds": result.seconds.contiguous()}
+    meta = {"format": BLOCK_FORMAT, "fingerprint": fingerprint, "classes": list(result.block.classes),
+            "ipc": list(result.block.ipc)}
+    workspace.atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"curate": json.dumps(meta)}))
+
+
+def load_block(folder: str | Path, block: "Block", *, fingerprint: str) -> "BlockResult | None":
+    """The saved result of ``block`` if this run (same fingerprint) finished it, else None."""
+    from safetensors import safe_open
+
+    from curate.condense.blocks import BlockResult
+
+    path = block_path(folder, block)
+    if not path.is_file():
+        return None
+    with safe_open(str(path), framework="pt") as fh:
+        meta = json.loads((fh.metadata() or {}).get("curate", "{}"))
+        if meta.get("format") != BLOCK_FORMAT or meta.get("fingerprint") != fingerprint:
+            log.warning("ignoring block %s: it belongs to other settings or data", path)
+            return None
+        return BlockResult(block, fh.get_tensor("images"), fh.get_tensor("losses"), fh.get_tensor("seconds"))
