@@ -13,7 +13,7 @@ half-width of the Student-t 95% confidence interval of the mean.
 
 Sets distilled with a teacher (SRe2L, CDA) are evaluated under the KD protocol: each fresh
 student trains on the set's saved (uint8) images with the teacher's soft labels of every
-view (:mod:`curate.condense.relabel`, :class:`~curate.condense.relabel.KDRecipe`). The
+view (:mod:`curate.condense.relabel`, :class:`~curate.condense.kd.KDRecipe`). The
 gain may come from the teacher rather than the images, so the honest baselines are random
 real images under the same KD protocol, and ``kd_hard``: the same recipe with the set's own
 labels, mixed as the views are.
@@ -119,7 +119,7 @@ def evaluate(
 
     ``protocol`` (None: the method's, ``synthetic.provenance["evaluation"]``) is ``"hard"``,
     the condensation protocol above, ``"kd"``, the student recipe ``kd`` (a
-    :class:`~curate.condense.relabel.KDRecipe`, default ``relabel_cifar.py``'s) on the saved
+    :class:`~curate.condense.kd.KDRecipe`, default ``relabel_cifar.py``'s) on the saved
     images with the soft labels of ``teacher`` (a trained model or a registry name) for each
     view, relabeled on the fly or, with ``soft_labels`` (a recorded
     :class:`~curate.condense.relabel.SoftLabels`), replayed identically in every run; or
@@ -181,7 +181,8 @@ def _evaluate_kd(synthetic: SyntheticSet, test_images: np.ndarray, test_labels: 
                  model_config: dict[str, Any] | None, runs: int, seed: int, device: str, progress: bool,
                  channels_last: bool, chunk: int | None) -> dict[str, Any]:
     """The KD protocols: ``runs`` fresh students trained by ``fit`` on the saved images (see :func:`evaluate`)."""
-    from curate.condense.relabel import KDRecipe, ReplayData, TeacherViews
+    from curate.condense.kd import KDRecipe
+    from curate.condense.relabel import ReplayData, TeacherViews
     from curate.condense.teacher import resolve_teacher
     from curate.learn import fit, predict_images
     from curate.learn.chunking import resolve_chunk

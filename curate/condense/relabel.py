@@ -16,9 +16,7 @@ labels of each augmented view, with ``KL(softmax(t / T) || softmax(s / T))``
 
 Without a teacher, :class:`TeacherViews` yields the images' own labels mixed as the views
 are (the control that tells what the images carry from what the teacher's labels add).
-:class:`KDRecipe` is the student's training recipe (``relabel_cifar.py``: AdamW lr 1e-3,
-weight decay 0.01, cosine over 400 epochs, batch 128, T = 30; ImageNet's ``train_FKD.sh``:
-300 epochs, batch 1024, T = 20).
+The student's recipe and the views are :mod:`curate.condense.kd`.
 """
 
 from __future__ import annotations
@@ -34,25 +32,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from curate.condense.synthetic_set import normalized
-from curate.condense.views import ViewDraw, Views
-from curate.config import option, to_dict
+from curate.condense.kd import ViewDraw, Views
+from curate.config import to_dict
 from curate.errors import UsageError
 from curate.models.preprocess import Preprocess
 
 FORMAT = "curate.soft_labels/1"
-
-
-@dataclass(frozen=True, kw_only=True)
-class KDRecipe:
-    """How a student trains on a set under the KD protocol (defaults: ``SRe2L/*small_dataset/relabel_cifar.py``)."""
-
-    epochs: int = option(400, gt=0, help="student epochs (relabel_cifar.sh: 400; ImageNet train_FKD.sh: 300)")
-    batch_size: int = option(128, gt=0, help="student batch size (relabel_cifar.sh: 128)")
-    lr: float = option(1e-3, gt=0, help="AdamW learning rate, cosine schedule to 0")
-    weight_decay: float = option(0.01, ge=0, help="AdamW weight decay")
-    temperature: float = option(30.0, gt=0, help="T of KL(softmax(t/T) || softmax(s/T)) (relabel_cifar.py: 30; "
-                                                 "ImageNet train_FKD.sh: 20)")
-    views: Views = option(default_factory=Views, help="crops, flips and mix of every batch")
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, temperature: float) -> torch.Tensor:

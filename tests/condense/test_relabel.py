@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from curate.condense import SyntheticSet, evaluate
-from curate.condense.relabel import KDRecipe, ReplayData, SoftLabels, TeacherViews, kd_loss, record_soft_labels
-from curate.condense.views import Views
+from curate.condense.kd import KDRecipe, Views
+from curate.condense.relabel import ReplayData, SoftLabels, TeacherViews, kd_loss, record_soft_labels
 from curate.errors import UsageError
 from curate.learn import fit
 from curate.models import create_model

@@ -1,4 +1,6 @@
-"""The training views of the KD protocol: a crop and a flip per image and a mix per batch, drawn, then applied.
+"""The KD protocol's options: the views each training batch shows, and the student's recipe.
+
+Views are a crop and a flip per image and a mix per batch, drawn, then applied.
 
 Drawing and applying are separate, so the views a student saw can be stored (FKD: crop
 boxes, flips, mix parameters) and replayed bit for bit (:mod:`curate.condense.relabel`).
@@ -10,18 +12,20 @@ Defaults follow SRe2L's CIFAR relabel script (``SRe2L/*small_dataset/relabel_cif
 ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip`` and Mixup with alpha 0.8 on every
 batch. Its ImageNet relabel (FKD, ``relabel/generate_soft_label.py``) uses
 ``RandomResizedCrop`` with scale 0.08-1 (``crop: resized``) and CutMix (alpha 1) or Mixup.
+:class:`KDRecipe` is the student's training (``relabel_cifar.py``: AdamW lr 1e-3, weight decay
+0.01, cosine over 400 epochs, batch 128, T = 30; ImageNet's ``train_FKD.sh``: 300 epochs,
+batch 1024, T = 20). Importable without torch (recipes validate these options at load).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
-
-import numpy as np
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from curate.config import ConfigValueError, option
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 MIXES = ("mixup", "cutmix", "none")
 
@@ -67,6 +71,9 @@ class Views:
 
     def draw(self, n: int, size: tuple[int, int], generator: torch.Generator) -> ViewDraw:
         """The views of a batch of ``n`` images of ``size`` (H, W), every random number from ``generator``."""
+        import numpy as np
+        import torch
+
         cropper = self._cropper()
         if self.crop == "pad":
             crop, flip = cropper.sample(n, generator)
@@ -107,5 +114,20 @@ class Views:
 
     def mix_labels(self, labels: torch.Tensor, draw: ViewDraw, *, num_classes: int) -> torch.Tensor:
         """The hard labels (B,) of a batch as the soft rows (B, K) its mix calls for: ``lam y + (1 - lam) y[perm]``."""
+        import torch.nn.functional as F
+
         onehot = F.one_hot(labels.long(), num_classes).float()
         return draw.lam * onehot + (1.0 - draw.lam) * onehot[draw.perm.to(onehot.device)]
+
+
+@dataclass(frozen=True, kw_only=True)
+class KDRecipe:
+    """How a student trains on a set under the KD protocol (defaults: ``SRe2L/*small_dataset/relabel_cifar.py``)."""
+
+    epochs: int = option(400, gt=0, help="student epochs (relabel_cifar.sh: 400; ImageNet train_FKD.sh: 300)")
+    batch_size: int = option(128, gt=0, help="student batch size (relabel_cifar.sh: 128)")
+    lr: float = option(1e-3, gt=0, help="AdamW learning rate, cosine schedule to 0")
+    weight_decay: float = option(0.01, ge=0, help="AdamW weight decay")
+    temperature: float = option(30.0, gt=0, help="T of KL(softmax(t/T) || softmax(s/T)) (relabel_cifar.py: 30; "
+                                                 "ImageNet train_FKD.sh: 20)")
+    views: Views = option(default_factory=Views, help="crops, flips and mix of every batch")
