@@ -217,3 +217,13 @@ class ReplayData:
         for b in range(-(-len(self) // batch_size)):
             rows, draw, logits = r.batch(epoch, b)
             yield self.data.student_input(self.data.view(rows, draw)), self.data.soft(logits.to(self.data.device))
+
+
+def record_set(synthetic: Any, *, teacher: nn.Module, kd: Any, seed: int, device: str = "cpu") -> SoftLabels:
+    """FKD-style soft labels of a distilled set's saved images: ``kd.epochs`` epochs of ``kd.views`` at
+    ``kd.batch_size`` with ``teacher``'s fp16 logits (any student replays them; its own normalization applies)."""
+    data = TeacherViews(synthetic.to_uint8(), synthetic.labels, num_classes=synthetic.num_classes, views=kd.views,
+                        student=teacher.preprocess, teacher=teacher, temperature=kd.temperature, device=device)
+    return record_soft_labels(data, epochs=kd.epochs, batch_size=kd.batch_size, seed=seed,
+                              provenance={"teacher": getattr(teacher, "name", None), "seed": seed,
+                                          "method": synthetic.provenance.get("method")})
