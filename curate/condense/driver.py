@@ -231,8 +231,8 @@ def random_selection(
     real = RealImages.from_uint8(_sized(images, data, preprocess.size), labels, preprocess=preprocess,
                                  num_classes=num_classes, device="cpu")
     generator = torch.Generator().manual_seed(seed)
-    provenance = {"method": "random", "ipc": ipc, "plugins": [], "iterations": 0, "seed": seed,
-                  "init": "real", "evaluation": "hard", "model": model, "model_config": dict(model_config or {}), "options": {},
+    provenance = {"method": "random", "ipc": ipc, "plugins": [], "iterations": 0, "seed": seed, "init": "real",
+                  "evaluation": "hard", "model": model, "model_config": dict(model_config or {}), "options": {},
                   "eval_dsa": False, "dsa_strategy": None}
     return SyntheticSet(images=initial_images(real, ipc=ipc, init="real", generator=generator),
                         labels=torch.arange(num_classes).repeat_interleave(ipc), num_classes=num_classes,

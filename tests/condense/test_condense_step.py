@@ -147,7 +147,9 @@ steps:
 
 def test_cda_recipe_recovers_from_a_registry_teacher_and_reports_the_kd_baselines(tmp_path, fo, dataset_name):
     text = SRE2L + (f"  - id: browse\n    uses: fiftyone\n    inputs: {{data: recovered}}\n"
-                    f"    with: {{dataset_name: {dataset_name}, visualization: none}}\n")
+                    f"    with: {{dataset_name: {dataset_name}, visualization: none}}\n"
+                    "  - id: export\n    uses: export\n    inputs: {data: recovered}\n"
+                    "    with: {license: other, source_datasets: [cifar10]}\n")
     result = run_recipe(parse_recipe(text, filename="tiny.yaml"), workdir=tmp_path, progress=False)
     step = tmp_path / "tiny-recover" / "recovered"
 
@@ -181,6 +183,9 @@ def test_cda_recipe_recovers_from_a_registry_teacher_and_reports_the_kd_baseline
 
     dataset = fo.load_dataset(dataset_name)  # the FiftyOne mirror shows the recovered rows with their provenance
     assert dataset.count() == len(table) and len(dataset.match({"set": "distilled"})) == 10
+    exported = datasets.load_from_disk(str(tmp_path / "tiny-recover" / "export" / "dataset"))["train"]
+    assert set(exported["method"]) == {"cda"} and len(exported) == 10
+    assert json.loads(exported[0]["parameters"])["teacher"]["name"] == "resnet20-cifar"
 
 
 def test_recovery_takes_a_train_steps_model_as_its_teacher(tmp_path):
@@ -197,6 +202,15 @@ def test_recovery_takes_a_train_steps_model_as_its_teacher(tmp_path):
     metrics = result.outcome("recovered").metrics
     assert metrics["teacher"] == "convnet" and metrics["method"] == "sre2l" and "dm_accuracy" not in metrics
     assert metrics["protocol_shortfall"] == "shortened protocol: 2 of 1,000 iterations, 1 of 400 evaluation epochs"
+
+    from click.testing import CliRunner
+
+    from curate.cli import cli
+
+    rerun = CliRunner().invoke(cli, ["condense", str(result.run_dir), "--set", "recovered.iterations=3", "--quiet"])
+    assert rerun.exit_code == 0, rerun.output
+    metrics = json.loads((result.run_dir / "recovered" / "metrics.json").read_text())
+    assert metrics["iterations"] == 3 and metrics["protocol_shortfall"].startswith("shortened protocol: 3 of 1,000")
 
 
 @pytest.mark.parametrize("change, message", [
