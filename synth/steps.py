@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from curate.config import option, to_dict
 from curate.data.table import class_names_of, new_table_version, split_indices
@@ -48,6 +48,10 @@ class TrainDiffusionStep(Step):
     Config = TrainDiffusionConfig
     inputs = {"data": Role(("table",), help="the table version to train on")}
     produces = (DIFFUSION_TYPE,)
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        return f"final loss {metrics['final_loss']:.4g} after {metrics['steps']:,} steps"
 
     def run(self, ctx: StepContext) -> None:
         import numpy as np
@@ -104,6 +108,10 @@ class SynthStep(Step):
                        help="a `train` step's classifier that filters and scores the samples (not the guide)"),
     }
     produces = ("table", "report")
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        return f"kept {metrics['kept']:,} of {metrics['generated']:,} generated"
 
     @classmethod
     def config_class(cls, raw) -> type:

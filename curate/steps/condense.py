@@ -19,7 +19,7 @@ own labels (the same student recipe), and the sets of condense steps wired to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from curate.condense.kd import KDRecipe
 from curate.config import option
@@ -89,6 +89,16 @@ class CondenseStep(Step):
                         help="other condense steps whose sets are evaluated beside this one, under its protocol"),
     }
     produces = ("table", "synthetic_set", "report")
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        made = f"{metrics['rows']:,} images ({metrics['ipc']}/class)"
+        if metrics.get("accuracy") is None:
+            return f"{made}, not evaluated"
+        random = metrics.get("random_accuracy")
+        versus = f" vs {random:.2%} for random real images" if random is not None else ""
+        shortened = f", {metrics['protocol']}" if metrics.get("protocol_shortfall") else ""
+        return f"accuracy {metrics['accuracy']:.2%}{versus}; {made}{shortened}"
 
     @classmethod
     def check(cls, config: CondenseConfig, wired) -> list[tuple[str | None, str]]:
