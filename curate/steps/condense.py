@@ -96,9 +96,12 @@ class CondenseStep(Step):
         if metrics.get("accuracy") is None:
             return f"{made}, not evaluated"
         random = metrics.get("random_accuracy")
-        versus = f" vs {random:.2%} for random real images" if random is not None else ""
+        kd = " under KD" if metrics.get("eval_protocol") == "kd" else ""
+        versus = f" vs {random:.2%} for random real images{kd}" if random is not None else ""
+        if metrics.get("random_hard_accuracy") is not None:
+            versus += f" ({metrics['random_hard_accuracy']:.2%} with their own labels)"
         shortened = f", {metrics['protocol']}" if metrics.get("protocol_shortfall") else ""
-        return f"accuracy {metrics['accuracy']:.2%}{versus}; {made}{shortened}"
+        return f"accuracy {metrics['accuracy']:.2%}{kd}{versus}; {made}{shortened}"
 
     @classmethod
     def check(cls, config: CondenseConfig, wired) -> list[tuple[str | None, str]]:

@@ -172,6 +172,12 @@ def test_cda_recipe_recovers_from_a_registry_teacher_and_reports_the_kd_baseline
         assert 0 <= metrics[name] <= 1 and metrics[f"{name}_ci95"] is not None, name
     shortened = "shortened protocol: 2 of 4,000 iterations, 1 of 400 evaluation epochs"
     assert metrics["protocol_shortfall"] == shortened
+    from curate.steps.condense import CondenseStep
+
+    headline = CondenseStep.headline(metrics)
+    assert headline.startswith(f"accuracy {metrics['accuracy']:.2%} under KD vs {metrics['random_accuracy']:.2%} "
+                               "for random real images under KD (")
+    assert f"{metrics['random_hard_accuracy']:.2%} with their own labels)" in headline
     evaluation = json.loads((step / "evaluation.json").read_text())
     assert set(evaluation) >= {"distilled", "random", "random_hard", "dm"}
     assert evaluation["protocol"]["protocol"] == "kd" and evaluation["protocol"]["kd"]["epochs"] == 1
