@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from curate.condense.base import BlockDistiller
-from curate.condense.blocks import Block, BlockResult, unit_seed
+from curate.condense.blocks import Block, BlockResult, plan_blocks, unit_seed
 from curate.condense.bn_statistics import BNStatistics
 from curate.config import ConfigValueError, option
 from curate.errors import UsageError
@@ -107,8 +107,6 @@ class Recovery(BlockDistiller):
     evaluation = "kd"
 
     def blocks(self, ipc: int) -> list[Block]:
-        from curate.condense.blocks import plan_blocks
-
         return plan_blocks(self.num_classes, ipc, class_block=self.config.class_block)
 
     def crop_lower_bound(self, t: int, iterations: int) -> float:
@@ -116,17 +114,14 @@ class Recovery(BlockDistiller):
 
     def recover_block(self, block: Block, *, iterations: int, seed: int,
                       on_iteration: Callable[[float], None] | None = None) -> BlockResult:
-        images, losses, seconds = [], [], []
-        for j in block.units:
-            generator = torch.Generator().manual_seed(unit_seed(seed, ipc_index=j, first_class=block.classes[0]))
-            x, loss, secs = self.recover_unit(torch.arange(*block.classes), iterations=iterations,
-                                              generator=generator, on_iteration=on_iteration)
-            images.append(x)
-            losses.append(loss)
-            seconds.append(secs)
-        return BlockResult(block, torch.stack(images), torch.tensor(losses, dtype=torch.float64).reshape(
-            len(block.units), iterations), torch.tensor(seconds, dtype=torch.float64).reshape(len(block.units),
-                                                                                               iterations))
+        units = [self.recover_unit(torch.arange(*block.classes), iterations=iterations, on_iteration=on_iteration,
+                                   generator=torch.Generator().manual_seed(
+                                       unit_seed(seed, ipc_index=j, first_class=block.classes[0])))
+                 for j in block.units]
+        images, losses, seconds = zip(*units)
+        shape = (len(units), iterations)
+        return BlockResult(block, torch.stack(images), torch.tensor(losses, dtype=torch.float64).reshape(shape),
+                           torch.tensor(seconds, dtype=torch.float64).reshape(shape))
 
     def recover_unit(self, classes: torch.Tensor, *, iterations: int, generator: torch.Generator,
                      on_iteration: Callable[[float], None] | None = None

@@ -48,7 +48,8 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, *, tempe
 
 class TeacherViews:
     """uint8 images (N, H, W, C) seen through ``views``; targets: the teacher's ``softmax(logits / T)`` of each view,
-    or without a teacher the mixed one-hot labels. Yields student input (normalized by ``student``) and soft rows."""
+    or without a teacher the mixed one-hot labels. Yields student input (normalized by ``student``) and soft rows.
+    The teacher is put in eval mode: its BatchNorm layers use, and never update, their running statistics."""
 
     def __init__(self, images: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, *, num_classes: int,
                  views: Views, student: Preprocess, teacher: nn.Module | None = None, temperature: float = 1.0,
@@ -65,7 +66,7 @@ class TeacherViews:
         self.num_classes = num_classes
         self.views = views
         self.student = student
-        self.teacher = teacher
+        self.teacher = teacher.eval() if teacher is not None else None
         self.temperature = temperature
         self.device = device
 

@@ -75,6 +75,13 @@ def test_the_teacher_labels_exactly_the_view_the_student_sees():
     assert torch.allclose(targets, (seen[0].mean((2, 3))[:, :2] / 4.0).softmax(1))
 
 
+def test_relabeling_never_updates_the_teachers_running_statistics():
+    teacher = tiny_teacher().train()
+    state = {k: v.clone() for k, v in teacher.state_dict().items()}
+    list(data(teacher).batches(batch_size=4, generator=torch.Generator().manual_seed(0), epoch=0))
+    assert all(torch.equal(state[k], v) for k, v in teacher.state_dict().items())
+
+
 def test_views_crop_flip_and_mix_as_drawn():
     images = torch.from_numpy(textures(per_class=3, classes=2)[0])
     pixels = images.permute(0, 3, 1, 2).float() / 255
