@@ -60,8 +60,8 @@ class CondenseConfig:
                                                "e.g. fyi) that hook every synthetic batch, in order")
     fyi: bool | None = option(None, help="shorthand: true adds fyi to plugins (false with fyi listed is an error)")
     init: Literal["real", "noise"] | None = option(None, help="start from random real images or from noise (null: "
-                                                              "the method's official default: noise for dc, real "
-                                                              "for dsa, dm, dcc)")
+                                                              "the method's official default: noise for dc, sre2l, "
+                                                              "cda; real for dsa, dm, dcc)")
     model: str = option("convnet", help="registry model the method draws fresh random networks of (and the "
                                         "default evaluation network)")
     teacher: ModelOptions = option(default_factory=ModelOptions, help="the trained teacher sre2l and cda recover "
