@@ -111,7 +111,9 @@ def distill(
                         num_classes=num_classes)
         provenance.update(model=teacher.name, model_config={}, options=to_dict(config), eval_dsa=False,
                           dsa_strategy=None, teacher=describe_teacher(teacher))
-        fingerprint = _fingerprint({**provenance, "teacher_weights": weights_digest(teacher)}, images, labels,
+        # blocks are pure functions of (block, seed): the set's IPC stays out, so a larger IPC reuses them
+        block_settings = {k: v for k, v in provenance.items() if k != "ipc"}
+        fingerprint = _fingerprint({**block_settings, "teacher_weights": weights_digest(teacher)}, images, labels,
                                    device=device, channels_last=False, chunk=None, per_iterations=True)
         return _recover(distiller, ipc=ipc, iterations=iterations, seed=seed, progress=progress,
                         folder=checkpoint_dir if checkpoint_every else None, fingerprint=fingerprint,

@@ -233,6 +233,20 @@ def test_a_checkpoint_of_another_length_is_not_resumed(tmp_path):
     assert torch.equal(longer.images, fresh.images) and len(longer.history) == 3
 
 
+def test_a_larger_ipc_reuses_the_saved_blocks_of_a_smaller_one(tmp_path, monkeypatch):
+    from curate.condense.recover import Recovery
+
+    images, labels = textures(per_class=4, classes=2)
+    run = dict(method="sre2l", iterations=2, teacher=tiny_teacher(), progress=False, device="cpu", seed=1)
+    distill(images, labels, ipc=1, checkpoint_dir=tmp_path, **run)
+    recovered, original = [], Recovery.recover_block
+    monkeypatch.setattr(Recovery, "recover_block", lambda self, block, **kw: recovered.append(block.units)
+                        or original(self, block, **kw))
+    larger = distill(images, labels, ipc=2, checkpoint_dir=tmp_path, **run)
+    assert recovered == [range(1, 2)], "the IPC index saved by the IPC 1 run must be reused, not recovered again"
+    assert torch.equal(larger.images, distill(images, labels, ipc=2, **run).images)
+
+
 def test_provenance_names_the_teacher_and_the_kd_protocol():
     images, labels = textures(per_class=4, classes=2)
     result = distill(images, labels, method="cda", ipc=1, iterations=1, teacher=tiny_teacher(), progress=False,
