@@ -60,17 +60,10 @@ def save_checkpoint(path: str | Path, *, fingerprint: str, iteration: int, image
 
 def load_checkpoint(path: str | Path, *, fingerprint: str) -> Checkpoint | None:
     """The checkpoint at ``path`` if it belongs to this run (same fingerprint), else None."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
+    found = _read(path, format=FORMAT, fingerprint=fingerprint, what="checkpoint")
+    if found is None:
         return None
-    with safe_open(str(path), framework="pt") as fh:
-        meta = json.loads((fh.metadata() or {}).get("curate", "{}"))
-        if meta.get("format") != FORMAT or meta.get("fingerprint") != fingerprint:
-            log.warning("ignoring checkpoint %s: it belongs to other settings or data", path)
-            return None
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    meta, tensors = found
     state: dict[int, dict[str, Any]] = {int(pid): dict(v) for pid, v in meta["optimizer"]["state"].items()}
     for key, value in tensors.items():
         if key.startswith("optimizer/"):
@@ -103,16 +96,26 @@ def save_block(folder: str | Path, result: "BlockResult", *, fingerprint: str) -
 
 def load_block(folder: str | Path, block: "Block", *, fingerprint: str) -> "BlockResult | None":
     """The saved result of ``block`` if this run (same fingerprint) finished it, else None."""
-    from safetensors import safe_open
-
     from curate.condense.blocks import BlockResult
 
-    path = block_path(folder, block)
+    found = _read(block_path(folder, block), format=BLOCK_FORMAT, fingerprint=fingerprint, what="block")
+    if found is None:
+        return None
+    tensors = found[1]
+    return BlockResult(block, tensors["images"], tensors["losses"], tensors["seconds"])
+
+
+def _read(path: str | Path, *, format: str, fingerprint: str, what: str
+          ) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:
+    """(metadata, tensors) of the file at ``path`` if it exists and belongs to this run, else None (logged)."""
+    from safetensors import safe_open
+
+    path = Path(path)
     if not path.is_file():
         return None
     with safe_open(str(path), framework="pt") as fh:
         meta = json.loads((fh.metadata() or {}).get("curate", "{}"))
-        if meta.get("format") != BLOCK_FORMAT or meta.get("fingerprint") != fingerprint:
-            log.warning("ignoring block %s: it belongs to other settings or data", path)
+        if meta.get("format") != format or meta.get("fingerprint") != fingerprint:
+            log.warning("ignoring %s %s: it belongs to other settings or data", what, path)
             return None
-        return BlockResult(block, fh.get_tensor("images"), fh.get_tensor("losses"), fh.get_tensor("seconds"))
+        return meta, {k: fh.get_tensor(k) for k in fh.keys()}

@@ -120,12 +120,8 @@ def test_listing_distillers_and_the_step_config_do_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-SRE2L = """\
-name: tiny-recover
-steps:
-  - id: cifar
-    uses: source
-    with: {kind: demo, limit_per_class: 2}
+SOURCE = RECIPE[:RECIPE.index("  - id: distilled")]  # the name line and the source step
+SRE2L = SOURCE.replace("tiny-condense", "tiny-recover").replace("limit_per_class: 4", "limit_per_class: 2") + """\
   - id: dm
     uses: condense
     inputs: {data: cifar}
