@@ -48,9 +48,10 @@ each recovered class block. Each IPC's SRe2L/CDA set is the first IPC indices of
 IPC's set (recovery blocks are pure functions of (block, seed): the same images as recovering
 that IPC alone); ``--checkpoint-dir`` keeps finished blocks, so a killed bench resumes.
 
-- CPU, shortened protocol (one core, about 2-3 hours idle):
-  ``nice -n 10 python bench/condense.py --sre2l --ipc 10 50 --iterations 100 --kd-epochs 60 15 --kd-lr 3e-3
-  --width 64 --dm-iterations 100 --eval-runs 3 --threads 1 --json sre2l.json``
+- CPU, shortened protocol (the README's table; IPC 10, one core; ``--batch-real`` is DM's real batch per class):
+  ``nice -n 10 python bench/condense.py --sre2l --ipc 10 --iterations 100 --kd-epochs 20 --kd-batch 32
+  --kd-lr 3e-3 --width 64 --dm-iterations 100 --batch-real 64 --eval-runs 3 --threads 1 --checkpoint-dir ckpt
+  --json sre2l.json`` (a later ``--ipc 50`` with the same ``--checkpoint-dir`` reuses the 10 recovered IPC indices)
 - GPU, the published recover budget (1,000 iterations, recover_cifar.sh) and student recipe (400 epochs,
   AdamW 1e-3, T 30, relabel_cifar.sh):
   ``python bench/condense.py --sre2l --ipc 10 50 --iterations 1000 --kd-epochs 400 --width 128
@@ -157,7 +158,8 @@ def sre2l_main(args: argparse.Namespace) -> None:
           f"({100 * teacher_acc:.1f}% on the test images); students {', '.join(args.students)} (ConvNet width "
           f"{args.width}); recovery {args.iterations} iterations (lr 0.25, r_bn 0.01, class block 10 = all classes); "
           f"KD: epochs {epochs} (by IPC), AdamW lr {args.kd_lr}, T {args.kd_temperature}, batch {args.kd_batch}, "
-          f"crop+flip+Mixup, relabel {args.relabel}; {args.eval_runs} runs; DM {args.dm_iterations} iterations")
+          f"crop+flip+Mixup, relabel {args.relabel}; {args.eval_runs} runs; DM {args.dm_iterations} iterations, "
+          f"real batch {args.batch_real}")
     report: dict = {"args": vars(args), "teacher_accuracy": teacher_acc, "recovery": {}, "rows": []}
 
     top = max(args.ipc)
@@ -179,7 +181,7 @@ def sre2l_main(args: argparse.Namespace) -> None:
     print(f"\n{header}\n|---|---|---|---|---|---|")
     for ipc in args.ipc:
         dm = distill(images, labels, method="dm", ipc=ipc, iterations=args.dm_iterations, model_config={
-            "width": args.width}, seed=args.seed, progress=False)
+            "width": args.width}, batch_real=args.batch_real, seed=args.seed, progress=False)
         chosen = random_selection(images, labels, ipc=ipc, seed=args.seed)
         kd = KDRecipe(epochs=epochs[ipc], lr=args.kd_lr, temperature=args.kd_temperature, batch_size=args.kd_batch)
         sets = [("cda", prefix(recovered["cda"], ipc), "kd"), ("sre2l", prefix(recovered["sre2l"], ipc), "kd"),
