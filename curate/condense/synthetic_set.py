@@ -30,7 +30,8 @@ class SyntheticSet:
     method options (and ``evaluation``, ``eval_dsa``/``dsa_strategy``: the evaluation protocol the
     method calls for; ``teacher`` for methods that recover from one); ``history`` has one row per
     outer iteration: ``iteration``, ``loss``, ``seconds``; ``blocks`` one row per block of a block
-    method (SRe2L, CDA): ``block``, ``classes``, ``ipc``, wall ``seconds``, ``final_loss`` per unit.
+    method (SRe2L, CDA): ``block``, ``classes``, ``ipc``, wall ``seconds``, ``final_loss`` per unit. The
+    saved file leaves the wall seconds out.
     """
 
     images: torch.Tensor
@@ -80,9 +81,11 @@ class SyntheticSet:
         """Write the set to ``path`` (plain write: wrap in ``curate.workspace.atomic_write``)."""
         from safetensors.torch import save_file
 
+        # Wall-clock seconds stay out (history.json and blocks.json have them): the file holds only what the data and
+        # settings determine, so a resumed run writes the same bytes and downstream cache keys hold.
         meta = {"format": FORMAT, "num_classes": self.num_classes, "mean": list(self.mean), "std": list(self.std),
-                "class_names": self.class_names, "provenance": self.provenance, "history": self.history,
-                "blocks": self.blocks}
+                "class_names": self.class_names, "provenance": self.provenance, "history": _without_seconds(self.history),
+                "blocks": _without_seconds(self.blocks)}
         tensors = {"images": self.images.detach().float().cpu().contiguous(),
                    "labels": self.labels.detach().long().cpu().contiguous()}
         save_file(tensors, str(path), metadata={"curate": json.dumps(meta, default=str)})
@@ -116,3 +119,7 @@ def normalized(pixels: torch.Tensor, *, mean: tuple[float, ...], std: tuple[floa
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
     return (x - m) / s
+
+
+def _without_seconds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]

@@ -257,6 +257,23 @@ def test_provenance_names_the_teacher_and_the_kd_protocol():
     assert result.blocks[0]["seconds"] > 0 and len(result.blocks[0]["final_loss"]) == 1
 
 
+def test_a_saved_recovered_set_holds_no_wall_clock_time(tmp_path):
+    from dataclasses import replace
+
+    from curate.condense import SyntheticSet
+
+    images, labels = textures(per_class=4, classes=2)
+    result = distill(images, labels, method="sre2l", ipc=1, iterations=1, teacher=tiny_teacher(), progress=False,
+                     device="cpu")
+    slower = replace(result, blocks=[{**b, "seconds": b["seconds"] + 1} for b in result.blocks],
+                     history=[{**r, "seconds": r["seconds"] + 1} for r in result.history])
+    result.save(tmp_path / "a.safetensors")
+    slower.save(tmp_path / "b.safetensors")
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    loaded = SyntheticSet.load(tmp_path / "a.safetensors")
+    assert loaded.blocks == [{k: v for k, v in b.items() if k != "seconds"} for b in result.blocks]
+
+
 def test_recovery_needs_a_trained_teacher_and_other_methods_take_none():
     images, labels = textures(per_class=4, classes=2)
     run = dict(ipc=1, iterations=1, progress=False, device="cpu")
