@@ -39,6 +39,23 @@ Commands (each prints a markdown table):
 - a published setting on a GPU (DM at IPC 10: the paper's 20,000 iterations and 1000-epoch evaluation):
   ``python bench/condense.py --methods dm --ipc 10 --fyi off --iterations 20000 --eval-runs 5 --eval-epochs 1000``
   (``--data DIR`` where ``../shared/data`` is not beside the checkout)
+
+``--sre2l`` compares the methods that recover images from a teacher, at equal budget, under the
+KD protocol (:func:`sre2l_main`): SRe2L and CDA recovered from the pretrained ResNet-20
+(``--teacher``), random real images under KD and with their own labels (the same student
+recipe), and DM under KD, for fresh ConvNet-3 and ResNet-20 students, with the wall time of
+each recovered class block. Each IPC's SRe2L/CDA set is the first IPC indices of the largest
+IPC's set (recovery blocks are pure functions of (block, seed): the same images as recovering
+that IPC alone); ``--checkpoint-dir`` keeps finished blocks, so a killed bench resumes.
+
+- CPU, shortened protocol (the README's table; IPC 10, one core; ``--batch-real`` is DM's real batch per class):
+  ``nice -n 10 python bench/condense.py --sre2l --ipc 10 --iterations 100 --kd-epochs 20 --kd-batch 32
+  --kd-lr 3e-3 --width 64 --dm-iterations 100 --batch-real 64 --eval-runs 3 --threads 1 --checkpoint-dir ckpt
+  --json sre2l.json`` (a later ``--ipc 50`` with the same ``--checkpoint-dir`` reuses the 10 recovered IPC indices)
+- GPU, the published recover budget (1,000 iterations, recover_cifar.sh) and student recipe (400 epochs,
+  AdamW 1e-3, T 30, relabel_cifar.sh):
+  ``python bench/condense.py --sre2l --ipc 10 50 --iterations 1000 --kd-epochs 400 --width 128
+  --dm-iterations 20000 --eval-runs 5 --json sre2l-gpu.json``
 """
 
 from __future__ import annotations
@@ -50,8 +67,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from curate.condense import distill, evaluate, random_selection
+from curate.condense import distill, evaluate, random_selection, summarize
 from curate.condense.budgets import shortfall
+from curate.config import to_dict
 from curate.learn.device import resolve_device
 from curate.models import create_model
 from curate.workspace import write_json
@@ -106,6 +124,108 @@ def seconds_per_iteration(history: list[dict]) -> float:
     return float(np.mean(seconds[1:] if len(seconds) > 1 else seconds))
 
 
+def prefix(synthetic, ipc: int):
+    """The first ``ipc`` IPC indices of each class of a class-major set (what recovering ``ipc`` alone gives)."""
+    from dataclasses import replace
+
+    per = synthetic.provenance["ipc"]
+    rows = torch.cat([torch.arange(c * per, c * per + ipc) for c in range(synthetic.num_classes)])
+    return replace(synthetic, images=synthetic.images[rows], labels=synthetic.labels[rows],
+                   provenance={**synthetic.provenance, "ipc": ipc})
+
+
+def paired(a: dict, b: dict) -> dict:
+    """Mean and 95% interval of the per-run differences a - b (runs share student seeds and views' seeds)."""
+    return summarize([x - y for x, y in zip(a["runs"], b["runs"])])
+
+
+def sre2l_main(args: argparse.Namespace) -> None:
+    """SRe2L vs CDA at equal budget, against random real images (KD and hard labels) and DM under KD."""
+    from curate.condense.kd import KDRecipe
+    from curate.condense.teacher import resolve_teacher
+    from curate.learn import predict_images
+
+    images, labels = load(args.data, "train")
+    test_images, test_labels = load(args.data, "test")
+    teacher = create_model(args.teacher, num_classes=10, weights=args.teacher_weights or "default")
+    teacher = resolve_teacher(teacher, num_classes=10)
+    teacher_acc = float((predict_images(teacher, test_images, device="cpu").argmax(1) == test_labels).mean())
+    epochs = dict(zip(args.ipc, args.kd_epochs * len(args.ipc) if len(args.kd_epochs) == 1 else args.kd_epochs))
+    students = [(name, {"width": args.width} if name == "convnet" else {}) for name in args.students]
+    where = f"CPU, torch threads {torch.get_num_threads()}" if resolve_device("auto") == "cpu" else \
+        torch.cuda.get_device_name()
+    print(f"# sre2l bench on {where}: {len(images)} train / {len(test_images)} test images; teacher {args.teacher} "
+          f"({100 * teacher_acc:.1f}% on the test images); students {', '.join(args.students)} (ConvNet width "
+          f"{args.width}); recovery {args.iterations} iterations (lr 0.25, r_bn 0.01, class block 10 = all classes); "
+          f"KD: epochs {epochs} (by IPC), AdamW lr {args.kd_lr}, T {args.kd_temperature}, batch {args.kd_batch}, "
+          f"crop+flip+Mixup, relabel {args.relabel}; {args.eval_runs} runs; DM {args.dm_iterations} iterations, "
+          f"real batch {args.batch_real}")
+    report: dict = {"args": vars(args), "teacher_accuracy": teacher_acc, "recovery": {}, "rows": []}
+
+    top = max(args.ipc)
+    recovered = {}
+    for method in ("sre2l", "cda"):
+        start = time.perf_counter()
+        ckpt = args.checkpoint_dir / method if args.checkpoint_dir else None
+        recovered[method] = distill(images, labels, method=method, ipc=top, iterations=args.iterations,
+                                    teacher=teacher, seed=args.seed, progress=False, checkpoint_dir=ckpt)
+        blocks = [b["seconds"] for b in recovered[method].blocks]
+        budget = shortfall(method, iterations=args.iterations, eval_epochs=None, eval_dsa=False) or "paper budget"
+        report["recovery"][method] = {"blocks": recovered[method].blocks, "wall_seconds": time.perf_counter() - start,
+                                      "protocol": budget}
+        print(f"- {method}: {len(blocks)} class blocks (10 classes x 1 IPC index each) of {args.iterations} "
+              f"iterations: {np.mean(blocks):.1f} s per block (min {min(blocks):.1f}, max {max(blocks):.1f}), "
+              f"{np.mean(blocks) / args.iterations:.3f} s per iteration; {budget}", flush=True)
+
+    header = "| IPC | student | set | protocol | accuracy % (95% CI) | runs |"
+    print(f"\n{header}\n|---|---|---|---|---|---|")
+    for ipc in args.ipc:
+        dm = distill(images, labels, method="dm", ipc=ipc, iterations=args.dm_iterations, model_config={
+            "width": args.width}, batch_real=args.batch_real, seed=args.seed, progress=False)
+        chosen = random_selection(images, labels, ipc=ipc, seed=args.seed)
+        kd = KDRecipe(epochs=epochs[ipc], lr=args.kd_lr, temperature=args.kd_temperature, batch_size=args.kd_batch)
+        sets = [("cda", prefix(recovered["cda"], ipc), "kd"), ("sre2l", prefix(recovered["sre2l"], ipc), "kd"),
+                ("random", chosen, "kd"), ("random", chosen, "kd_hard"), ("dm", dm, "kd")]
+        for student, config in students:
+            results = {}
+            for name, synthetic, protocol in sets:
+                soft = None
+                if protocol == "kd" and args.relabel == "stored":
+                    from curate.condense.relabel import record_set
+
+                    soft = record_set(synthetic, teacher=teacher, kd=kd, seed=args.seed)
+                start = time.perf_counter()
+                result = evaluate(synthetic, test_images, test_labels, model=student, model_config=config,
+                                  runs=args.eval_runs, protocol=protocol, teacher=teacher if protocol == "kd" else None,
+                                  kd=kd, soft_labels=soft, seed=args.seed, progress=False)
+                results[name, protocol] = result
+                runs = ", ".join(f"{100 * r:.1f}" for r in result["runs"])
+                print(f"| {ipc} | {student} | {name} | {protocol} | {fmt(result)} | {runs} |", flush=True)
+                report["rows"].append(dict(ipc=ipc, student=student, set=name, protocol=protocol, accuracy=result,
+                                           eval_seconds=time.perf_counter() - start, kd=to_dict(kd)))
+                if args.json:
+                    write_json(args.json, report)
+            verdicts = sre2l_verdicts(results)
+            report["rows"].append(dict(ipc=ipc, student=student, verdicts=verdicts))
+            print(f"| {ipc} | {student} | verdicts | | {'; '.join(f'{k}: {v}' for k, v in verdicts.items())} | |",
+                  flush=True)
+            if args.json:
+                write_json(args.json, report)
+
+
+def sre2l_verdicts(results: dict) -> dict[str, str]:
+    """cda vs sre2l (paired runs), and each against random real images with hard labels and under KD."""
+    cda, sre2l = results["cda", "kd"], results["sre2l", "kd"]
+    diff = paired(cda, sre2l)
+    beyond = diff["ci95"] is not None and diff["mean"] - diff["ci95"] > 0
+    out = {"cda - sre2l (paired)": f"{100 * diff['mean']:+.1f} +- {100 * (diff['ci95'] or 0):.1f} "
+                                   f"({'beyond noise' if beyond else 'not beyond noise'})"}
+    for name in ("cda", "sre2l"):
+        for base, label in ((("random", "kd_hard"), "random hard"), (("random", "kd"), "random KD")):
+            out[f"{name} > {label}"] = beats(results[name, "kd"], results[base])
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=["dc", "dsa", "dm", "dcc"])
@@ -136,9 +256,26 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--json", type=Path, metavar="FILE",
                         help="also write the rows, with every run's accuracy, to FILE (rewritten after each row)")
+    sre2l = parser.add_argument_group("--sre2l: recovery from a teacher under the KD protocol")
+    sre2l.add_argument("--sre2l", action="store_true", help="compare sre2l and cda (--iterations each) with random "
+                                                            "real images and DM under KD")
+    sre2l.add_argument("--teacher", default="resnet20-cifar")
+    sre2l.add_argument("--teacher-weights", help="weights file for --teacher (default: its bundled weights)")
+    sre2l.add_argument("--students", nargs="+", default=["convnet", "resnet20-cifar"])
+    sre2l.add_argument("--kd-epochs", nargs="+", type=int, default=[400], help="student epochs, one per --ipc or one "
+                                                                               "for all (published: 400)")
+    sre2l.add_argument("--kd-lr", type=float, default=1e-3, help="AdamW lr of the students (published: 1e-3)")
+    sre2l.add_argument("--kd-temperature", type=float, default=30.0, help="KD temperature (published: 30)")
+    sre2l.add_argument("--kd-batch", type=int, default=128)
+    sre2l.add_argument("--relabel", choices=["on_the_fly", "stored"], default="on_the_fly")
+    sre2l.add_argument("--dm-iterations", type=int, default=100)
+    sre2l.add_argument("--checkpoint-dir", type=Path, help="keep finished recovery blocks here (a rerun resumes)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.sre2l:
+        sre2l_main(args)
+        return
 
     images, labels = load(args.data, "train")
     test_images, test_labels = load(args.data, "test")

@@ -5,6 +5,9 @@ A method is one :class:`Distiller` subclass registered in
 options. The driver (:func:`curate.condense.distill`) owns the synthetic tensor, its
 optimizer, the random generator, checkpoints and progress; a distiller implements
 :meth:`Distiller.iteration`, one outer iteration that updates the synthetic images.
+A :class:`BlockDistiller` (SRe2L, CDA) instead recovers independent blocks of classes
+and IPC indices, each a pure function of (block, seed) (:mod:`curate.condense.blocks`),
+which the driver runs, checkpoints and merges.
 
 Every synthetic batch goes through :meth:`Distiller.synthetic` before it enters a
 network (matching steps, inner-loop training, embeddings): that is the one place the
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from curate.condense.blocks import Block, BlockResult, plan_blocks
 from curate.condense.dsa import DEFAULT_STRATEGY, DSA, DSADraw, parse_strategy
 from curate.config import ConfigValueError, option
 from curate.errors import UsageError
@@ -108,21 +112,27 @@ class Distiller:
     # where the synthetic images start unless `init` is given: the official script's `--init` behind the published
     # tables (DC's main.py defaults to noise; DSA's and DM's commands pass real; DCC always starts from real images)
     default_init: ClassVar[Literal["real", "noise"]] = "real"
+    inits: ClassVar[tuple[str, ...]] = ("real", "noise")  # the starts the method accepts
     # memory format of the networks by default: channels-last speeds up CPU forward passes, but
     # GroupNorm's backward is slower in it, so backward-heavy methods keep the contiguous layout
     channels_last: ClassVar[bool] = False
+    needs_teacher: ClassVar[bool] = False  # recovers images from a trained BatchNorm teacher (SRe2L, CDA)
+    # the protocol behind the published numbers: "hard" (condensation's) or "kd" (the teacher's soft labels)
+    evaluation: ClassVar[str] = "hard"
 
-    def __init__(self, config: Any, *, real: RealImages, network: NetworkFactory, plugins: Sequence[Plugin] = (),
-                 device: str = "cpu", chunk: int | None = None):
+    def __init__(self, config: Any, *, real: RealImages | None, network: NetworkFactory | None,
+                 plugins: Sequence[Plugin] = (), device: str = "cpu", chunk: int | None = None,
+                 teacher: nn.Module | None = None, num_classes: int | None = None):
         self.config = config
         self.real = real
         self.network = network
         self.plugins = list(plugins)
         self.device = device
         self.chunk = chunk
-        self.num_classes = real.num_classes
+        self.teacher = teacher
+        self.num_classes = real.num_classes if num_classes is None else num_classes
         # the DSA of this run, also what the evaluation protocol trains with (None: no augmentation)
-        self.dsa = DSA(strategy=config.dsa_strategy) if config.dsa else None
+        self.dsa = DSA(strategy=config.dsa_strategy) if getattr(config, "dsa", False) else None
 
     @classmethod
     def resolve(cls, config: Any, *, ipc: int, iterations: int) -> Any:
@@ -165,4 +175,26 @@ class Distiller:
     def matching_loss(self, net: nn.Module, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator,
                       *, iteration: int = 0, step: int = 0) -> torch.Tensor:
         """The method's differentiable loss of ``images`` against fresh real batches, with network ``net``."""
+        raise NotImplementedError
+
+
+class BlockDistiller(Distiller):
+    """A method whose work splits into independent blocks (:mod:`curate.condense.blocks`).
+
+    :meth:`recover_block` must be a pure function of (block, ``iterations``, ``seed``) given
+    the distiller's config, teacher and plug-ins: the driver runs the blocks of
+    :meth:`blocks` one after another and saves each as it finishes, and a pool of workers
+    may run them anywhere in any order; :func:`curate.condense.blocks.merge` puts them together.
+    """
+
+    inits = ("noise",)
+    default_init = "noise"
+
+    def blocks(self, ipc: int) -> list[Block]:
+        """The driver's plan: one block per class batch and IPC index (its checkpoint unit)."""
+        return plan_blocks(self.num_classes, ipc, class_block=self.num_classes)
+
+    def recover_block(self, block: Block, *, iterations: int, seed: int,
+                      on_iteration: Callable[[float], None] | None = None) -> BlockResult:
+        """The images of ``block`` after ``iterations`` steps; ``on_iteration(loss)`` is called after each step."""
         raise NotImplementedError

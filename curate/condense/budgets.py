@@ -5,9 +5,13 @@ The budgets are those of the official code behind the published tables: outer it
 ``main_DM.py --Iteration 20000`` for DM, ``Saehyung-Lee/DCC`` ``main.py --outer_loop 1000``)
 and evaluation epochs (``epoch_eval_train``: 300 without augmentation, 1000 whenever the
 evaluation trains with DSA; ``main_DM.py`` keeps 1000 even with DSA off). The scripts use the
-same budgets at every IPC, so the table is per method. A run with fewer iterations or
-evaluation epochs is a "shortened protocol", and the condense step, its figures and the
-benchmark say so. Importable without torch.
+same budgets at every IPC, so the table is per method. SRe2L's are its CIFAR(-100) scripts'
+(``VILA-Lab/SRe2L`` ``SRe2L/*small_dataset/recover_cifar.sh``: 1,000 recover iterations per
+class batch; ``relabel_cifar.sh``: 400 student epochs under KD). CDA published no CIFAR
+setting; its smallest images are Tiny-ImageNet's (``CDA/README.md``: ``--iteration 4000``),
+relabeled as SRe2L's (400 epochs). A run with fewer iterations or evaluation epochs is a
+"shortened protocol", and the condense step, its figures and the benchmark say so.
+Importable without torch.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ PAPER_BUDGETS: dict[str, Budget] = {
     "dsa": Budget(iterations=1000, eval_epochs=PROTOCOL_EPOCHS[True]),
     "dcc": Budget(iterations=1000, eval_epochs=PROTOCOL_EPOCHS[False]),
     "dm": Budget(iterations=20000, eval_epochs=PROTOCOL_EPOCHS[True]),
+    "sre2l": Budget(iterations=1000, eval_epochs=400),
+    "cda": Budget(iterations=4000, eval_epochs=400),
 }
 SHORTENED = "shortened protocol"
 

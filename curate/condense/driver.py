@@ -22,10 +22,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from curate.condense.base import NetworkFactory, RealImages
-from curate.condense.checkpoint import FILENAME, load_checkpoint, save_checkpoint
+from curate.condense.base import BlockDistiller, NetworkFactory, RealImages
+from curate.condense.blocks import block_timings, merge, merged_history
+from curate.condense.checkpoint import FILENAME, load_block, load_checkpoint, save_block, save_checkpoint
 from curate.condense.registry import DISTILL_PLUGINS, DISTILLERS, plugin_names
 from curate.condense.synthetic_set import SyntheticSet
+from curate.condense.teacher import describe as describe_teacher
+from curate.condense.teacher import resolve_teacher, weights_digest
 from curate.config import from_mapping, to_dict
 from curate.errors import UsageError
 
@@ -46,6 +49,7 @@ def distill(
     plugins: Sequence[str] = (),
     fyi: bool | None = None,
     init: Literal["real", "noise"] | None = None,
+    teacher: Any = None,
     seed: int = 0,
     device: str = "auto",
     progress: bool = True,
@@ -71,11 +75,20 @@ def distill(
     (None: the method's choice) and ``chunk`` how many images go through a network at once
     (None: 16 on CPU, 256 on a GPU, whole batches with BatchNorm); both change speed, not
     results beyond float rounding.
+
+    Methods that recover images from a trained teacher (``sre2l``, ``cda``: see
+    :mod:`curate.condense.recover`) need ``teacher``, a registry name loaded with its
+    pretrained weights (``"resnet20-cifar"``) or a trained model; their images live in the
+    teacher's input space (``model`` is not used), and they run as independent blocks of
+    classes and IPC indices, each saved under ``checkpoint_dir`` as it finishes.
     """
     images, labels, class_names = _training_arrays(data, labels, class_names=class_names, split=split)
     cls = DISTILLERS.get(method)
     init = cls.default_init if init is None else init
     _check_options(ipc=ipc, iterations=iterations, init=init, checkpoint_every=checkpoint_every)
+    if init not in cls.inits:
+        raise UsageError(f"`init` {init!r} is not available for method '{method}', which starts from "
+                         f"{' or '.join(cls.inits)}")
     plugin_list = plugin_names(plugins, fyi=fyi)
     config = cls.resolve(from_mapping(cls.Config, options, where=f"`{method}` option"), ipc=ipc,
                          iterations=iterations)
@@ -86,6 +99,29 @@ def distill(
     from curate.learn.device import resolve_device
 
     device = resolve_device(device)
+    hooks = [DISTILL_PLUGINS.get(name)() for name in plugin_list]
+    provenance = {"method": method, "ipc": ipc, "plugins": plugin_list, "iterations": iterations, "seed": seed,
+                  "init": init, "evaluation": cls.evaluation}
+    if issubclass(cls, BlockDistiller):
+        if teacher is None:
+            raise UsageError(f"method '{method}' recovers images from a trained teacher; pass `teacher`: a registry "
+                             "model with trained weights (e.g. 'resnet20-cifar') or a trained model")
+        teacher = resolve_teacher(teacher, num_classes=num_classes, class_names=class_names).to(device)
+        distiller = cls(config, real=None, network=None, plugins=hooks, device=device, teacher=teacher,
+                        num_classes=num_classes)
+        provenance.update(model=teacher.name, model_config={}, options=to_dict(config), eval_dsa=False,
+                          dsa_strategy=None, teacher=describe_teacher(teacher))
+        # blocks are pure functions of (block, seed): the set's IPC stays out, so a larger IPC reuses them
+        block_settings = {k: v for k, v in provenance.items() if k != "ipc"}
+        fingerprint = _fingerprint({**block_settings, "teacher_weights": weights_digest(teacher)}, images, labels,
+                                   device=device, channels_last=False, chunk=None, per_iterations=True)
+        return _recover(distiller, ipc=ipc, iterations=iterations, seed=seed, progress=progress,
+                        folder=checkpoint_dir if checkpoint_every else None, fingerprint=fingerprint,
+                        class_names=class_names, provenance=provenance)
+    if teacher is not None:
+        raise UsageError(f"method '{method}' takes no `teacher`; only {', '.join(_teacher_methods())} recover "
+                         "images from one")
+
     channels_last = cls.channels_last if channels_last is None else channels_last
     network = NetworkFactory(model, num_classes, dict(model_config or {}), device, channels_last)
     probe = network.build(seed=0)
@@ -93,18 +129,14 @@ def distill(
     chunk = resolve_chunk(chunk, probe, device)
     images = _sized(images, data, preprocess.size)
     real = RealImages.from_uint8(images, labels, preprocess=preprocess, num_classes=num_classes, device=device)
-    hooks = [DISTILL_PLUGINS.get(name)() for name in plugin_list]
     distiller = cls(config, real=real, network=network, plugins=hooks, device=device, chunk=chunk)
 
     generator = torch.Generator().manual_seed(seed)
     syn_labels = torch.arange(num_classes).repeat_interleave(ipc)
     syn = initial_images(real, ipc=ipc, init=init, generator=generator).to(device).requires_grad_(True)
     optimizer = distiller.optimizer(syn)
-    provenance = {
-        "method": method, "ipc": ipc, "plugins": plugin_list, "iterations": iterations, "seed": seed, "init": init,
-        "model": model, "model_config": dict(model_config or {}), "options": to_dict(config),
-        "eval_dsa": distiller.dsa is not None, "dsa_strategy": config.dsa_strategy,
-    }
+    provenance.update(model=model, model_config=dict(model_config or {}), options=to_dict(config),
+                      eval_dsa=distiller.dsa is not None, dsa_strategy=config.dsa_strategy)
     fingerprint = _fingerprint(provenance, images, labels, device=device, channels_last=channels_last, chunk=chunk)
 
     history: list[dict[str, float]] = []
@@ -135,6 +167,39 @@ def distill(
     return SyntheticSet(images=syn.detach().cpu(), labels=syn_labels, num_classes=num_classes,
                         mean=tuple(preprocess.mean), std=tuple(preprocess.std), class_names=class_names,
                         provenance=provenance, history=history)
+
+
+def _recover(distiller: BlockDistiller, *, ipc: int, iterations: int, seed: int, progress: bool,
+             folder: str | Path | None, fingerprint: str, class_names: list[str] | None,
+             provenance: dict[str, Any]) -> SyntheticSet:
+    """Run the distiller's blocks one by one (each saved under ``folder`` as it ends, found ones reused), then merge."""
+    blocks = distiller.blocks(ipc)
+    total = sum(len(b.units) for b in blocks) * iterations
+    results = []
+    with tqdm(total=total, desc=f"recover {provenance['method']}", unit="it", disable=not progress) as bar:
+        def advance(loss: float) -> None:
+            bar.update()
+            bar.set_postfix(loss=f"{loss:.4g}")
+
+        for block in blocks:
+            result = load_block(folder, block, fingerprint=fingerprint) if folder is not None else None
+            if result is None:
+                result = distiller.recover_block(block, iterations=iterations, seed=seed, on_iteration=advance)
+                if folder is not None:
+                    save_block(folder, result, fingerprint=fingerprint)
+            else:
+                log.info("block %s of %s found in %s", block.key, provenance["method"], folder)
+                bar.update(len(block.units) * iterations)
+            results.append(result)
+    pre = distiller.teacher.preprocess
+    k = distiller.num_classes
+    return SyntheticSet(images=merge(results, num_classes=k, ipc=ipc), labels=torch.arange(k).repeat_interleave(ipc),
+                        num_classes=k, mean=tuple(pre.mean), std=tuple(pre.std), class_names=class_names,
+                        provenance=provenance, history=merged_history(results), blocks=block_timings(results))
+
+
+def _teacher_methods() -> list[str]:
+    return [name for name in DISTILLERS.names() if getattr(DISTILLERS.get(name), "needs_teacher", False)]
 
 
 def initial_images(real: RealImages, *, ipc: int, init: str, generator: torch.Generator) -> torch.Tensor:
@@ -168,8 +233,8 @@ def random_selection(
     real = RealImages.from_uint8(_sized(images, data, preprocess.size), labels, preprocess=preprocess,
                                  num_classes=num_classes, device="cpu")
     generator = torch.Generator().manual_seed(seed)
-    provenance = {"method": "random", "ipc": ipc, "plugins": [], "iterations": 0, "seed": seed,
-                  "init": "real", "model": model, "model_config": dict(model_config or {}), "options": {},
+    provenance = {"method": "random", "ipc": ipc, "plugins": [], "iterations": 0, "seed": seed, "init": "real",
+                  "evaluation": "hard", "model": model, "model_config": dict(model_config or {}), "options": {},
                   "eval_dsa": False, "dsa_strategy": None}
     return SyntheticSet(images=initial_images(real, ipc=ipc, init="real", generator=generator),
                         labels=torch.arange(num_classes).repeat_interleave(ipc), num_classes=num_classes,
@@ -242,10 +307,11 @@ def _check_counts(labels: np.ndarray, num_classes: int, *, ipc: int, init: str) 
 
 
 def _fingerprint(provenance: dict[str, Any], images: np.ndarray, labels: np.ndarray, *, device: str,
-                 channels_last: bool, chunk: int | None) -> str:
-    """What a checkpoint must match to be resumed: settings (not the iteration count) and data."""
+                 channels_last: bool, chunk: int | None, per_iterations: bool = False) -> str:
+    """What a checkpoint must match to be resumed: settings and data; the iteration count only with
+    ``per_iterations`` (a schedule that spans the run, e.g. a cosine lr, makes a shorter run no prefix)."""
     h = hashlib.sha256()
-    settings = {k: v for k, v in provenance.items() if k != "iterations"}
+    settings = {k: v for k, v in provenance.items() if per_iterations or k != "iterations"}
     run = {"device": device.split(":")[0], "channels_last": channels_last, "chunk": chunk}
     h.update(json.dumps({**settings, **run}, sort_keys=True, default=str).encode())
     h.update(np.ascontiguousarray(images).tobytes())

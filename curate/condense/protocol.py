@@ -10,6 +10,13 @@ and after epoch index ``E // 2 + 1`` the lr drops x0.1 and the SGD optimizer is 
 anew (its momentum buffers start from zero); here that is two ``fit`` calls, each with a
 fresh optimizer. Accuracies are reported as mean, sample standard deviation and the
 half-width of the Student-t 95% confidence interval of the mean.
+
+Sets distilled with a teacher (SRe2L, CDA) are evaluated under the KD protocol: each fresh
+student trains on the set's saved (uint8) images with the teacher's soft labels of every
+view (:mod:`curate.condense.relabel`, :class:`~curate.condense.kd.KDRecipe`). The
+gain may come from the teacher rather than the images, so the honest baselines are random
+real images under the same KD protocol, and ``kd_hard``: the same recipe with the set's own
+labels, mixed as the views are.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from curate.errors import UsageError
 from curate.stats import summarize, t_quantile_975  # noqa: F401  (t_quantile_975: re-exported)
 
 OFFICIAL = "official"  # evaluate_synset's schedule; any other name is one of fit's lr schedules
+PROTOCOLS = ("hard", "kd", "kd_hard")
 LR_DROP = 0.1
 
 
@@ -54,6 +62,10 @@ def evaluate(
     model: str = "convnet",
     model_config: dict[str, Any] | None = None,
     runs: int = 5,
+    protocol: str | None = None,
+    teacher: Any = None,
+    kd: Any = None,
+    soft_labels: Any = None,
     epochs: int | None = None,
     dsa: bool | None = None,
     dsa_strategy: str | None = None,
@@ -79,6 +91,15 @@ def evaluate(
     ``test_images`` are uint8 (M, H, W, C) with ``test_labels`` (M,). ``channels_last`` is
     passed to ``fit``, and ``chunk`` as its ``micro_batch`` (None: 16 on CPU, 256 on a GPU,
     whole batches with BatchNorm).
+
+    ``protocol`` (None: the method's, ``synthetic.provenance["evaluation"]``) is ``"hard"``,
+    the condensation protocol above, ``"kd"``, the student recipe ``kd`` (a
+    :class:`~curate.condense.kd.KDRecipe`, default ``relabel_cifar.py``'s) on the saved
+    images with the soft labels of ``teacher`` (a trained model or a registry name) for each
+    view, relabeled on the fly or, with ``soft_labels`` (a recorded
+    :class:`~curate.condense.relabel.SoftLabels`), replayed identically in every run; or
+    ``"kd_hard"``, the same recipe with the set's own labels. The KD protocols take their
+    epochs, batch size and learning rate from ``kd``, not from ``epochs``, ``batch_size``, ``lr``.
     """
     from curate.learn import fit, predict_images
     from curate.learn.chunking import resolve_chunk
@@ -94,6 +115,15 @@ def evaluate(
                          "pass one label per test image (and at least one)")
     if not isinstance(runs, int) or runs < 1:
         raise UsageError(f"`runs` must be an integer >= 1, got {runs!r}")
+    protocol = protocol or synthetic.provenance.get("evaluation", "hard")
+    if protocol not in PROTOCOLS:
+        raise UsageError(f"`protocol` must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if protocol != "hard":
+        return _evaluate_kd(synthetic, test_images, test_labels, protocol=protocol, teacher=teacher, kd=kd,
+                            soft_labels=soft_labels, epochs=epochs, model=model, model_config=model_config, runs=runs,
+                            seed=seed, device=device, progress=progress, channels_last=channels_last, chunk=chunk)
+    if teacher is not None or soft_labels is not None:
+        raise UsageError("`teacher` and `soft_labels` belong to the KD protocols; pass protocol='kd'")
     if dsa is None:
         dsa = bool(synthetic.provenance.get("eval_dsa", False))
     epochs = PROTOCOL_EPOCHS[dsa] if epochs is None else epochs
@@ -121,6 +151,55 @@ def evaluate(
     return summarize(accuracies)
 
 
+def _evaluate_kd(synthetic: SyntheticSet, test_images: np.ndarray, test_labels: np.ndarray, *, protocol: str,
+                 teacher: Any, kd: Any, soft_labels: Any, epochs: int | None, model: str,
+                 model_config: dict[str, Any] | None, runs: int, seed: int, device: str, progress: bool,
+                 channels_last: bool, chunk: int | None) -> dict[str, Any]:
+    """The KD protocols: ``runs`` fresh students trained by ``fit`` on the saved images (see :func:`evaluate`)."""
+    from curate.condense.kd import KDRecipe
+    from curate.condense.relabel import ReplayData, TeacherViews
+    from curate.condense.teacher import resolve_teacher
+    from curate.learn import fit, predict_images
+    from curate.learn.chunking import resolve_chunk
+    from curate.learn.device import resolve_device
+    from curate.models import create_model
+
+    if epochs is not None:
+        raise UsageError("the KD protocols train `kd.epochs` epochs; pass kd=KDRecipe(epochs=...) instead of `epochs`")
+    kd = kd or KDRecipe()
+    device = resolve_device(device)
+    if protocol == "kd":
+        if teacher is None:
+            raise UsageError("the KD protocol relabels every view with a teacher; pass `teacher` (a trained model or "
+                             "a registry name such as 'resnet20-cifar')")
+        teacher = resolve_teacher(teacher, num_classes=synthetic.num_classes,
+                                  class_names=synthetic.class_names).to(device)
+    elif teacher is not None or soft_labels is not None:
+        raise UsageError("protocol 'kd_hard' trains on the set's own labels; drop `teacher` and `soft_labels`")
+    temperature = kd.temperature if protocol == "kd" else 1.0
+    images, labels = synthetic.to_uint8(), synthetic.labels
+    generator = torch.Generator().manual_seed(seed)
+    accuracies = []
+    with tqdm(total=runs, desc=f"evaluate ({protocol})", unit="run", disable=not progress) as bar:
+        for _ in range(runs):
+            net = create_model(model, num_classes=synthetic.num_classes, weights=None, seed=draw_seed(generator),
+                               **(model_config or {}))
+            data = TeacherViews(images, labels, num_classes=synthetic.num_classes, views=kd.views,
+                                student=net.preprocess, teacher=teacher if protocol == "kd" else None,
+                                temperature=temperature, device=device)
+            if soft_labels is not None:
+                data = ReplayData(data, soft_labels)
+            fit(net, data, epochs=kd.epochs, batch_size=kd.batch_size, lr=kd.lr, optimizer="adamw",
+                weight_decay=kd.weight_decay, lr_schedule="cosine", targets="soft", temperature=temperature,
+                seed=draw_seed(generator), device=device, progress=False, channels_last=channels_last,
+                micro_batch=resolve_chunk(chunk, net, device))
+            probs = predict_images(net, test_images, batch_size=512, device=device)
+            accuracies.append(float((probs.argmax(1) == test_labels).mean()))
+            bar.update()
+            bar.set_postfix(accuracy=f"{accuracies[-1]:.4f}")
+    return summarize(accuracies)
+
+
 def random_baseline(
     images: Any,
     labels: np.ndarray | None,
@@ -133,7 +212,8 @@ def random_baseline(
     model_config: dict[str, Any] | None = None,
     **evaluate_options: Any,
 ) -> dict[str, Any]:
-    """:func:`evaluate` on ``ipc`` random real images per class (the same protocol; ``dsa`` defaults off)."""
+    """:func:`evaluate` on ``ipc`` random real images per class (the same protocol; ``dsa`` defaults off, and
+    ``protocol`` "hard" unless given)."""
     chosen = random_selection(images, labels, ipc=ipc, seed=seed, model=model, model_config=model_config)
     return evaluate(chosen, test_images, test_labels, model=model, model_config=model_config, seed=seed,
                     **evaluate_options)

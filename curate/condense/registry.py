@@ -19,6 +19,8 @@ DISTILLERS.register("dc", "curate.condense.gradient_matching:GradientMatching")
 DISTILLERS.register("dsa", "curate.condense.gradient_matching:SiameseGradientMatching")
 DISTILLERS.register("dcc", "curate.condense.gradient_matching:ContrastiveGradientMatching")
 DISTILLERS.register("dm", "curate.condense.distribution_matching:DistributionMatching")
+DISTILLERS.register("sre2l", "curate.condense.recover:Recovery")
+DISTILLERS.register("cda", "curate.condense.recover:CurriculumRecovery")
 
 DISTILL_PLUGINS: Registry = Registry("distillation plug-in", entry_point_group="curate.distill_plugins")
 DISTILL_PLUGINS.register("fyi", "curate.condense.fyi:FlipYourImages")

@@ -27,8 +27,11 @@ class SyntheticSet:
     """``images`` float32 (N, C, H, W) in the space of ``mean``/``std``; ``labels`` int64 (N,), class-major.
 
     ``provenance`` records method, ipc, plugins, iterations, seed, init, model and the resolved
-    method options (and ``eval_dsa``/``dsa_strategy``: the evaluation protocol the method
-    calls for); ``history`` has one row per outer iteration: ``iteration``, ``loss``, ``seconds``.
+    method options (and ``evaluation``, ``eval_dsa``/``dsa_strategy``: the evaluation protocol the
+    method calls for; ``teacher`` for methods that recover from one); ``history`` has one row per
+    outer iteration: ``iteration``, ``loss``, ``seconds``; ``blocks`` one row per block of a block
+    method (SRe2L, CDA): ``block``, ``classes``, ``ipc``, wall ``seconds``, ``final_loss`` per unit. The
+    saved file leaves the wall seconds out.
     """
 
     images: torch.Tensor
@@ -39,6 +42,7 @@ class SyntheticSet:
     class_names: list[str] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
+    blocks: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or not self.images.dtype.is_floating_point:
@@ -69,13 +73,7 @@ class SyntheticSet:
         """The floats re-expressed in another model's input space (its normalization and size)."""
         if len(mean) != len(self.mean):
             raise UsageError(f"the synthetic images have {len(self.mean)} channels but the model expects {len(mean)}")
-        x = self.pixels()
-        if tuple(x.shape[-2:]) != tuple(size):
-            x = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
-        c = len(mean)
-        m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
-        s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
-        return (x - m) / s
+        return normalized(self.pixels(), mean=mean, std=std, size=size)
 
     # --- persistence: one safetensors file, metadata as JSON ---------------------------
 
@@ -83,11 +81,11 @@ class SyntheticSet:
         """Write the set to ``path`` (plain write: wrap in ``curate.workspace.atomic_write``)."""
         from safetensors.torch import save_file
 
-        # Wall-clock seconds stay out (history.json has them): the file holds only what the data and
-        # settings determine, so a resumed run writes the same bytes and downstream cache keys hold.
-        history = [{k: v for k, v in row.items() if k != "seconds"} for row in self.history]
+        # Wall-clock seconds stay out (history.json and blocks.json have them): the file holds only what the
+        # data and settings determine, so a resumed run writes the same bytes and downstream cache keys hold.
         meta = {"format": FORMAT, "num_classes": self.num_classes, "mean": list(self.mean), "std": list(self.std),
-                "class_names": self.class_names, "provenance": self.provenance, "history": history}
+                "class_names": self.class_names, "provenance": self.provenance,
+                "history": _without_seconds(self.history), "blocks": _without_seconds(self.blocks)}
         tensors = {"images": self.images.detach().float().cpu().contiguous(),
                    "labels": self.labels.detach().long().cpu().contiguous()}
         save_file(tensors, str(path), metadata={"curate": json.dumps(meta, default=str)})
@@ -108,4 +106,20 @@ class SyntheticSet:
             images, labels = fh.get_tensor("images"), fh.get_tensor("labels")
         return cls(images=images, labels=labels, num_classes=int(meta["num_classes"]), mean=tuple(meta["mean"]),
                    std=tuple(meta["std"]), class_names=meta.get("class_names"), provenance=meta.get("provenance", {}),
-                   history=meta.get("history", []))
+                   history=meta.get("history", []), blocks=meta.get("blocks", []))
+
+
+def normalized(pixels: torch.Tensor, *, mean: tuple[float, ...], std: tuple[float, ...],
+               size: tuple[int, int]) -> torch.Tensor:
+    """Float pixels (N, C, H, W) in [0, 1] as a model's input: resized (bilinear, antialiased) if needed, normalized."""
+    x = pixels
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    c = len(mean)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
+    return (x - m) / s
+
+
+def _without_seconds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]

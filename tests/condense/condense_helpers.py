@@ -1,5 +1,7 @@
 """Tiny labelled image sets and network options for the condense tests (<= 64 images of 32x32)."""
 
+import copy
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -24,3 +26,20 @@ def real_cifar(per_class: int = 6, classes: int = 4) -> tuple[np.ndarray, np.nda
         images, labels = npz["train_images"], npz["train_labels"]
     keep = np.concatenate([np.flatnonzero(labels == k)[:per_class] for k in range(classes)])
     return images[keep], labels[keep]
+
+
+@functools.lru_cache(maxsize=None)
+def _trained_teacher(classes: int):
+    from curate.learn import ArrayData, fit
+    from curate.models import create_model
+
+    images, labels = textures(per_class=8, classes=classes)
+    model = create_model("convnet", num_classes=classes, weights=None, seed=0, width=8, depth=2, norm="batchnorm")
+    fit(model, ArrayData(images, labels), epochs=6, batch_size=16, lr=0.05, seed=0, device="cpu", progress=False)
+    return model
+
+
+def tiny_teacher(classes: int = 2):
+    """A BatchNorm ConvNet (width 8, depth 2) trained a few epochs on :func:`textures`: a teacher for SRe2L/CDA
+    whose running statistics and head hold what it learned (a fresh copy each call)."""
+    return copy.deepcopy(_trained_teacher(classes))

@@ -50,7 +50,7 @@ def test_the_image_optimizer_uses_the_resolved_lr():
 
 
 def test_every_built_in_method_has_a_published_budget():
-    assert set(PAPER_BUDGETS) == {"dc", "dsa", "dm", "dcc"} <= set(DISTILLERS.names())
+    assert set(PAPER_BUDGETS) == {"dc", "dsa", "dm", "dcc", "sre2l", "cda"} == set(DISTILLERS.names())
     assert paper_budget("dc", eval_dsa=False) == Budget(iterations=1000, eval_epochs=300)
     assert paper_budget("dc", eval_dsa=True) == Budget(iterations=1000, eval_epochs=1000)  # DC with DSA is DSA
     assert paper_budget("dsa", eval_dsa=True) == Budget(iterations=1000, eval_epochs=1000)
@@ -58,6 +58,8 @@ def test_every_built_in_method_has_a_published_budget():
     assert paper_budget("dm", eval_dsa=True) == Budget(iterations=20000, eval_epochs=1000)
     assert paper_budget("dm", eval_dsa=False) == Budget(iterations=20000, eval_epochs=1000)  # main_DM keeps 1000
     assert paper_budget("mtt", eval_dsa=True) is None
+    assert paper_budget("sre2l", eval_dsa=False) == Budget(iterations=1000, eval_epochs=400)  # recover/relabel_cifar
+    assert paper_budget("cda", eval_dsa=False) == Budget(iterations=4000, eval_epochs=400)  # recover_cda_tiny
 
 
 def test_shortfall_names_each_budget_a_run_falls_short_of():
