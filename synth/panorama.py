@@ -158,3 +158,26 @@ def patch_grid(image: np.ndarray, window: int) -> np.ndarray:
         raise UsageError(f"a {h}x{w} reference does not split into {window} px patches; resize it to a multiple")
     gh, gw = h // window, w // window
     return image.reshape(gh, window, gw, window, c).transpose(0, 2, 1, 3, 4).reshape(gh * gw, window, window, c)
+
+
+def panorama_of(diffusion, reference: np.ndarray, *, stride: int | None = None, w: float = 3.0,
+                num_inference_steps: int = 50, eta: float = 1.0, seed: int = 0, batch_size: int = 64,
+                device: str = "cpu", progress: bool = False) -> np.ndarray:
+    """A uint8 image the size of ``reference (H, W, 3)`` assembled by an embedding-conditioned
+    :class:`~synth.train_diffusion.DiffusionModel` from the embeddings of the reference's patches of the model's
+    size (its own encoder, normalized as in training); windows at ``stride`` (default half a window), CFG ``w``."""
+    import functools
+
+    from synth.pipeline import make_sampler
+    from synth.train_diffusion import to_uint8
+
+    window = diffusion.image_size
+    h, w_px, _ = reference.shape
+    vectors = diffusion.embed(patch_grid(reference, window), device=device)
+    grid = torch.from_numpy(vectors).reshape(h // window, w_px // window, -1)
+    model = diffusion.conditioned_unet().to(device).eval()
+    out = assemble(functools.partial(model.guided_eps, w=w), make_sampler("ddim", diffusion.scheduler_config), grid,
+                   window=window, stride=stride or max(1, window // 2), channels=int(model.unet.config.in_channels),
+                   num_inference_steps=num_inference_steps, eta=eta, generator=torch.Generator().manual_seed(seed),
+                   batch_size=batch_size, device=device, progress=progress)
+    return to_uint8(out[None])[0]

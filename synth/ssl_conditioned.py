@@ -59,6 +59,12 @@ class SSLConditionedConfig(SynthOptions):
                                               "(diffusers' guidance_scale = 1 + w)")
     sampler: Literal["ddim", "ddpm"] = option("ddim")
     num_inference_steps: int = option(50, gt=0, help="sampling steps (respaced from the training timesteps)")
+    panorama_references: int = option(
+        0, ge=0, help="also assemble this many large images from reference_split rows: each is decoded at "
+                      "panorama_grid x the model's size and rebuilt from its patches' embeddings (panorama.png)")
+    panorama_grid: int = option(4, gt=0, help="patches per side of a panorama")
+    panorama_stride: int | None = option(None, gt=0, help="window stride in pixels (null: half a window)")
+    panorama_cfg_scale: float = option(3.0, ge=0, help="w of the panorama windows (the paper's notebook: 3)")
 
 
 @dataclass

@@ -280,6 +280,8 @@ class SynthStep(Step):
         self._sheets(ctx, gen, keep, len(names), cfg.sheet_per_class)
         if "source_id" in gen.columns:
             self._variation_sheet(ctx, gen, real_ids, real_images, cfg.sheet_per_class)
+        if getattr(cfg, "panorama_references", 0):
+            self._panoramas(ctx, cfg, diffusion, table, base_seed, device)
         scored = "" if scoring == scorers.INDEPENDENT else f"_{scorers.SELF_SCORED}"  # never an unlabelled self-score
         metrics: dict[str, Any] = {
             "generated": int(len(keep)), **result.counts(),
@@ -337,6 +339,26 @@ class SynthStep(Step):
                  for s in sources]
         sheet = row_grid(lines)
         ctx.write_file("variations.png", lambda p: write_png(p, sheet, scale=max(1, 64 // gen.images.shape[1])))
+
+    @staticmethod
+    def _panoramas(ctx: StepContext, cfg, diffusion, table, seed: int, device: str) -> None:
+        """``panorama.png``: per row, a reference row of ``reference_split`` and its assembled panorama."""
+        from curate.data import decode_images
+        from curate.errors import UsageError
+        from synth.panorama import panorama_of
+        from synth.quality import row_grid, write_png
+
+        if cfg.reference_split is None:
+            raise UsageError("with.panorama_references reads rows of with.reference_split; name that split")
+        side = cfg.panorama_grid * diffusion.image_size
+        rows = split_indices(table, cfg.reference_split, where="with.reference_split")[:cfg.panorama_references]
+        references = decode_images(table, rows, size=(side, side))
+        lines = [[ref, panorama_of(diffusion, ref, stride=cfg.panorama_stride, w=cfg.panorama_cfg_scale,
+                                   num_inference_steps=cfg.num_inference_steps, seed=seed + i, device=device,
+                                   progress=ctx.progress)] for i, ref in enumerate(references)]
+        sheet = row_grid(lines, gap=4)
+        ctx.write_file("panorama.png", lambda p: write_png(p, sheet, scale=max(1, 128 // side)))
+        ctx.metrics["panoramas"] = len(lines)
 
     @staticmethod
     def _class_ids(cfg, names: list[str]):

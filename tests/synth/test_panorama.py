@@ -11,7 +11,8 @@ import torch
 from curate.errors import UsageError
 from synth.conditioning import slerp
 from synth.panorama import (assemble, average_windows, blend_windows, coverage, crop_windows, gaussian_weights,
-                            interpolate_grid, patch_grid, window_grid, window_offsets)
+                            interpolate_grid, panorama_of, patch_grid, window_grid, window_offsets)
+from synth.train_diffusion import DiffusionModel, make_scheduler
 from synth_helpers import tiny_conditioned, tiny_sampler
 
 
@@ -104,3 +105,20 @@ def test_assemble_runs_a_conditioned_unet_and_repeats_for_a_generator():
     torch.testing.assert_close(run(generator=torch.Generator().manual_seed(5)), a)
     with pytest.raises(UsageError, match="DDIM"):
         assemble(denoise, tiny_sampler("ddpm"), grid, window=8, stride=4, num_inference_steps=2)
+
+
+def test_panorama_of_a_reference_embeds_its_patches_with_the_models_encoder():
+    model = tiny_conditioned()
+    diffusion = DiffusionModel(model.unet, dict(make_scheduler(num_train_timesteps=100).config), None,
+                               conditioner=model.conditioner)
+    seen = []
+
+    def embed(patches, device="cpu"):
+        seen.append(patches.copy())
+        return np.random.default_rng(0).normal(size=(len(patches), 6)).astype(np.float32)
+
+    diffusion.embed = embed
+    reference = np.random.default_rng(1).integers(0, 256, size=(16, 24, 3), dtype=np.uint8)
+    out = panorama_of(diffusion, reference, num_inference_steps=2)
+    assert out.shape == (16, 24, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(seen[0], patch_grid(reference, 8))  # 2 x 3 patches of the model's size

@@ -110,7 +110,7 @@ steps:
     uses: synth
     inputs: {data: cifar, diffusion: ddpm, filter: sieve}
     with: {method: ssl_conditioned, per_class: 2, variations_per_image: 2, num_inference_steps: 2,
-           min_confidence: 0.0, min_copy_distance: 0.0}
+           min_confidence: 0.0, min_copy_distance: 0.0, panorama_references: 2, panorama_grid: 2}
 """
 
 
@@ -122,7 +122,11 @@ def test_recipe_variations_record_and_link_their_sources_in_fiftyone(tmp_path, f
     result = run_recipe(parse_recipe(text, filename="r.yaml"), workdir=tmp_path, progress=False)
     run = tmp_path / "ssl_synth"
     assert (run / "ddpm" / "model" / "encoder" / "weights.safetensors").is_file()  # the model carries its encoder
-    assert (run / "gen" / "variations.png").is_file()
+    assert (run / "gen" / "variations.png").is_file() and result.outcome("gen").metrics["panoramas"] == 2
+    from PIL import Image
+
+    sheet = Image.open(run / "gen" / "panorama.png")  # 2 rows of a 16x16 reference and its panorama, x8
+    assert sheet.size == ((1 + 16 + 4 + 16 + 1) * 8, (1 + 2 * 17) * 8)
     table = datasets.load_from_disk(str(run / "gen" / "table"))
     synthetic = table.filter(lambda s: s == "synthetic", input_columns="set")
     assert len(synthetic) == 20 and result.outcome("gen").metrics["filter_scoring"] == "independent"
@@ -149,6 +153,7 @@ def test_recipe_validation_names_the_conditioning_mistakes():
     guided = guided.replace("method: ssl_conditioned", "method: classifier_guidance").replace(
         "variations_per_image: 2, ", "")
     assert "does not read it" in _problems(guided)
+    assert "panorama_references" in _problems(RECIPE.replace("panorama_references: 2", "panorama_references: -1"))
 
 
 def test_embeddings_of_another_encoder_are_refused(tmp_path):
