@@ -151,7 +151,7 @@ def test_recipe_validation_names_the_conditioning_mistakes():
     guided = RECIPE.replace("inputs: {data: cifar, diffusion: ddpm, filter: sieve}",
                             "inputs: {data: cifar, diffusion: ddpm, filter: sieve, embeddings: emb}")
     guided = guided.replace("method: ssl_conditioned", "method: classifier_guidance").replace(
-        "variations_per_image: 2, ", "")
+        "variations_per_image: 2, ", "").replace(", panorama_references: 2, panorama_grid: 2", "")
     assert "does not read it" in _problems(guided)
     assert "panorama_references" in _problems(RECIPE.replace("panorama_references: 2", "panorama_references: -1"))
 
