@@ -67,7 +67,7 @@ SIZES = {
 SSL_SIZES = {
     "tiny": dict(context_dim=16, cond_levels=(1,), ssl_epochs=1, sample_per_class=4, patch_steps=40,
                  patch_images=40, references=2, panorama_steps=5),
-    "cpu": dict(context_dim=64, cond_levels=(1,), ssl_epochs=10, sample_per_class=50, patch_steps=1500,
+    "cpu": dict(context_dim=64, cond_levels=(1,), ssl_epochs=10, sample_per_class=50, patch_steps=1200,
                 patch_images=1200, references=6, panorama_steps=50),
     "gpu": dict(context_dim=256, cond_levels=(1,), ssl_epochs=100, sample_per_class=100, patch_steps=20000,
                 patch_images=1200, references=8, panorama_steps=50),

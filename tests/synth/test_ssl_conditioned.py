@@ -163,3 +163,28 @@ def test_embeddings_of_another_encoder_are_refused(tmp_path):
                                           "    with: {model: resnet20-cifar}\n  - id: ddpm\n")
     with pytest.raises(UsageError, match="another encoder"):
         run_recipe(parse_recipe(text, filename="r.yaml"), workdir=tmp_path, progress=False)
+
+
+def test_a_local_hf_dinov2_conditions_the_same_way(tmp_path):
+    """`embed` with hf:<local DINOv2 folder> conditions train_diffusion; the saved model records that registry spec
+    (nothing copied), and the synth step rebuilds the encoder from it to embed the real rows itself."""
+    import json
+
+    import transformers as tf
+
+    path = tmp_path / "dinov2"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        tf.Dinov2Model(tf.Dinov2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, mlp_ratio=2,
+                                       image_size=16, patch_size=8)).save_pretrained(path)
+    (path / "preprocessor_config.json").write_text(json.dumps(
+        {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25], "size": {"shortest_edge": 16},
+         "crop_size": {"height": 16, "width": 16}, "do_center_crop": True}))
+    text = RECIPE.replace("    inputs: {data: cifar, model: ssl}\n", f"    with: {{model: 'hf:{path}'}}\n    inputs: {{data: cifar}}\n")
+    text = text.replace(", panorama_references: 2, panorama_grid: 2", "")
+    result = run_recipe(parse_recipe(text, filename="r.yaml"), workdir=tmp_path / "runs", progress=False,
+                        only=["cifar", "emb", "ddpm", "sieve", "gen"])
+    model_dir = tmp_path / "runs" / "ssl_synth" / "ddpm" / "model"
+    record = json.loads((model_dir / "curate.json").read_text())["conditioning"]["encoder"]
+    assert record["model"]["name"] == f"hf:{path}" and not (model_dir / "encoder").exists()
+    assert result.outcome("gen").metrics["generated"] == 20
