@@ -2,8 +2,10 @@
 
 Each command parses arguments, calls one library function and prints a summary.
 Heavy imports happen inside the commands, so `curate --help` stays fast. Bad
-input exits 2 with one line, a failing step exits 1 with one line, and
-`--debug` shows the traceback instead.
+input exits 2 with one line, a failing step exits 1 with one line, Ctrl-C exits
+130 naming the interrupted step, and `--debug` shows the traceback instead.
+Before any command loads torch, idle OpenMP threads are told to sleep rather than
+spin (``OMP_WAIT_POLICY=PASSIVE``, see :mod:`curate.threads`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import click
 
 from curate import __version__
 from curate.errors import CurateError, StepFailed
+from curate.threads import prefer_passive_waiting
 
 RUN_DIR = click.Path(file_okay=False, path_type=Path)
 RECIPE = click.Path(dir_okay=False, path_type=Path)
@@ -26,6 +29,13 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            step = getattr(exc, "step_id", None)  # curate.recipes.runner.RunInterrupted
+            where = f" during step '{step}'" if step else ""
+            click.secho(f"interrupted{where}; run the same command again to resume", fg="yellow", err=True)
+            ctx.exit(130)
         except CurateError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -46,6 +56,7 @@ class _Group(click.Group):
 def cli(ctx: click.Context, debug: bool) -> None:
     """Curate image datasets: relabel, audit, condense, synthesize and index, driven by YAML recipes."""
     ctx.obj = {"debug": debug}
+    prefer_passive_waiting()
     import logging
 
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -125,8 +136,7 @@ def demo(workdir: Path | None, quiet: bool) -> None:
 
     from curate.recipes import run_recipe
 
-    run_dir = _report(run_recipe, bundled_recipe("demo"), workdir=workdir, quiet=quiet)
-    click.echo(f"results: {run_dir}   (inspect with `curate status {run_dir}`)")
+    _report(run_recipe, bundled_recipe("demo"), workdir=workdir, quiet=quiet)
 
 
 @cli.command()
@@ -175,7 +185,9 @@ def status(run_dir: Path) -> None:
 def clean(run_dir: Path, yes: bool) -> None:
     """Delete RUN_DIR and everything the run created."""
     from curate.recipes import clean_run
+    from curate.recipes.runner import require_run
 
+    require_run(run_dir)  # a wrong path fails here, before any question
     if not yes and sys.stdin.isatty():
         click.confirm(f"delete {run_dir} and everything in it?", abort=True)
     removed = clean_run(run_dir)
@@ -226,8 +238,8 @@ _kind_command("dups", ("duplicates",), "Find exact and near duplicates and train
 @click.option("--step", "index_step", help="Which index step (default: the only one).")
 def index_query(run_dir: Path, sample_id: str | None, image_path: Path | None, vector_path: Path | None, k: int,
                 index_step: str | None) -> None:
-    """Print the nearest neighbours (sample id, distance, set) of a sample, image or vector."""
-    from curate.index.query import query_index
+    """Print the nearest neighbours (distance, set, label, split, sample id) of a sample, image or vector."""
+    from curate.index.query import format_neighbors, query_index
 
     vector = None
     if vector_path is not None:
@@ -236,8 +248,8 @@ def index_query(run_dir: Path, sample_id: str | None, image_path: Path | None, v
         vector = np.load(vector_path, allow_pickle=False)
     neighbors = query_index(run_dir, index_step=index_step, sample_id=sample_id, image_path=image_path,
                             vector=vector, k=k)
-    for n in neighbors:
-        click.echo(f"{n.distance:.4f}  {n.set or '-':<10}  {n.sample_id}")
+    for line in format_neighbors(neighbors):
+        click.echo(line)
 
 
 @cli.command()

@@ -136,7 +136,10 @@ def _convert(value: Any, tp: Any, path: str, problems: list[tuple[str | None, st
             if arg is type(None):
                 continue
             sub: list[tuple[str | None, str]] = []
-            out = _convert(value, arg, path, sub, base_dir)
+            try:
+                out = _convert(value, arg, path, sub, base_dir)
+            except _Bad:  # not this alternative: try the next one
+                continue
             if not sub:
                 return out
         raise _Bad()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from curate.config import option, to_dict
 from curate.data.table import class_names_of, new_table_version, split_indices
@@ -69,6 +69,10 @@ class TrainDiffusionStep(Step):
             return [("class_conditional", "the model is conditioned on inputs.embeddings, not on classes; set "
                                           "class_conditional: false")]
         return []
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        return f"final loss {metrics['final_loss']:.4g} after {metrics['steps']:,} steps"
 
     def run(self, ctx: StepContext) -> None:
         import numpy as np
@@ -169,6 +173,10 @@ class SynthStep(Step):
                                 "trained on (else they are embedded here with the encoder saved in the model)"),
     }
     produces = ("table", "report")
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        return f"kept {metrics['kept']:,} of {metrics['generated']:,} generated"
 
     @classmethod
     def config_class(cls, raw) -> type:

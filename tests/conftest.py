@@ -24,6 +24,19 @@ ONE_TORCH_THREAD = frozenset({"condense", "learn", "relabel", "synth"})
 (no OpenMP barrier stalls), so their tests run with one and restore the count afterwards."""
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need an accelerator: skipped, with the reason, where torch sees none."""
+    gpu_tests = [item for item in items if "gpu" in item.keywords]
+    if not gpu_tests:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a GPU (torch.cuda.is_available() is False)")
+        for item in gpu_tests:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _tiny_models_on_one_torch_thread(request):
     if Path(request.node.path).resolve().relative_to(TESTS).parts[0] not in ONE_TORCH_THREAD:

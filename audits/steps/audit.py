@@ -16,7 +16,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 import numpy as np
 
@@ -105,6 +105,10 @@ class AuditStep(Step):
                                                                      "multi-label candidates"),
     }
     produces = ("label_issues", "scores", "report")
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        return f"{metrics['issues']:,} issues ({metrics['issue_rate']:.1%} of {metrics['rows']:,} rows)"
 
     @classmethod
     def external_fingerprint(cls, config: AuditConfig, *, run_dir: Path) -> str | None:

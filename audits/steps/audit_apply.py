@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -47,6 +47,11 @@ class AuditApplyStep(Step):
         "audit": Role(("label_issues",), help="an audit step"),
     }
     produces = ("table",)
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        return (f"{metrics['input_rows']:,} -> {metrics['rows']:,} rows ({metrics['dropped']:,} dropped, "
+                f"{metrics['relabeled']:,} relabeled)")
 
     @classmethod
     def external_fingerprint(cls, config: AuditApplyConfig, *, run_dir: Path) -> str | None:

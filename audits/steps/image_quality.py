@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -67,6 +67,12 @@ class ImageQualityStep(Step):
     Config = ImageQualityConfig
     inputs = {"data": Role(("table",), help="the table version whose images are checked")}
     produces = ("image_quality", "report")
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        top = sorted(((n, k) for k, n in metrics["counts"].items() if n), reverse=True)[:3]
+        found = ": " + ", ".join(f"{n:,} {k.replace('_', ' ')}" for n, k in top) if top else ""
+        return f"{metrics['flagged_any']:,} of {metrics['rows']:,} images flagged{found}"
 
     def run(self, ctx: StepContext) -> None:
         from audits.image_quality import find_quality_issues, measure_images, property_names, threshold_dict

@@ -4,12 +4,16 @@ The YAML has ``license``, ``task_categories``, ``size_categories``, ``source_dat
 ``pretty_name``, ``tags`` and the ``configs`` that map each split to its Parquet shards.
 The body lists the splits and columns, the recipe (name, curate version, seed, steps, the
 recipe text itself), the method and settings of distilled or synthetic rows (read from
-their provenance columns), the accuracy metrics the run recorded, and known limitations.
+their provenance columns), the accuracy metrics of the steps that made the exported table
+(its ancestors through the manifests' inputs: a model trained on another branch of the recipe
+says nothing about this data), and known limitations. ``source_datasets`` and ``license``
+left at their defaults are filled from the run's source steps when they name a Hub dataset.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -33,6 +37,10 @@ _COLUMN_NOTES = {
 _SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
           (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
 _MADE_SETS = ("distilled", "synthetic")
+UNSET_LICENSE = "other"
+"""The export step's default license: the card then takes the source's, when it records one."""
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_DEMO_SOURCE = ("cifar10", "unknown")  # the bundled sample is CIFAR-10, which has no formal license
 
 
 def size_category(rows: int) -> str:
@@ -49,24 +57,64 @@ class RunFacts:
     seed: int | None = None
     recipe_text: str | None = None
     steps: Sequence[dict[str, Any]] = field(default_factory=list)  # {id, kind, inputs, metrics}
+    source_datasets: Sequence[str] = ()  # Hub ids the source steps read
+    source_license: str | None = None  # the license the source steps' data records, if any
 
 
-def run_facts(run_dir: str | Path, *, completed_only: bool = False) -> RunFacts:
-    """Read a run's ``run.json``, ``recipe.yaml`` and ``step.json`` files (``completed_only``:
-    leave out steps that have not completed)."""
+def run_facts(run_dir: str | Path, *, completed_only: bool = False, upstream_of: str | None = None) -> RunFacts:
+    """Read a run's ``run.json``, ``recipe.yaml`` and ``step.json`` files (``completed_only``: leave out steps
+    that have not completed; ``upstream_of``: keep only that step and the steps it was made from)."""
     run_dir = Path(run_dir)
     info = json.loads((run_dir / "run.json").read_text())
     recipe = run_dir / "recipe.yaml"
-    steps, seed = [], None
+    manifests = {s["id"]: workspace.read_manifest(run_dir / s["id"]) or {} for s in info.get("steps", [])}
+    keep = _ancestors(manifests, upstream_of) if upstream_of is not None else set(manifests)
+    steps, seed, sources, licenses = [], None, [], []
     for s in info.get("steps", []):
-        manifest = workspace.read_manifest(run_dir / s["id"]) or {}
-        if completed_only and not manifest:
+        manifest = manifests[s["id"]]
+        if (completed_only and not manifest) or s["id"] not in keep:
             continue
         seed = manifest.get("seed", seed)
         inputs = {role: [i["step"] for i in items] for role, items in manifest.get("inputs", {}).items()}
         steps.append({"id": s["id"], "kind": s["kind"], "metrics": manifest.get("metrics", {}), "inputs": inputs})
+        if s["kind"] == "source" and manifest:
+            hub_ids, license = _source_provenance(manifest, run_dir / s["id"])
+            sources += hub_ids
+            licenses += [license] if license else []
     return RunFacts(recipe_name=info["name"], curate_version=info.get("curate_version", "unknown"), seed=seed,
-                    recipe_text=recipe.read_text() if recipe.is_file() else None, steps=steps)
+                    recipe_text=recipe.read_text() if recipe.is_file() else None, steps=steps,
+                    source_datasets=tuple(dict.fromkeys(sources)),
+                    source_license=licenses[0] if len(set(licenses)) == 1 else None)
+
+
+def _ancestors(manifests: dict[str, dict[str, Any]], step: str) -> set[str]:
+    """``step`` and every step its inputs came from, transitively (through the ``inputs`` of the manifests)."""
+    seen: set[str] = set()
+    stack = [step]
+    while stack:
+        sid = stack.pop()
+        if sid in seen:
+            continue
+        seen.add(sid)
+        stack += [i["step"] for items in manifests.get(sid, {}).get("inputs", {}).values() for i in items]
+    return seen
+
+
+def _source_provenance(manifest: dict[str, Any], step_dir: Path) -> tuple[list[str], str | None]:
+    """(Hub dataset ids, license) of a completed source step: the bundled CIFAR-10 sample, or an ``hf``
+    source whose ``path`` is a Hub id (not a local folder), with the license its saved table records."""
+    config = manifest.get("config", {})
+    if config.get("kind") == "demo":
+        return [_DEMO_SOURCE[0]], _DEMO_SOURCE[1]
+    path = str(config.get("path") or "")
+    hub_ids = [path] if config.get("kind") == "hf" and _HUB_ID.match(path) and not Path(path).exists() else []
+    entry = manifest.get("outputs", {}).get("table", {})
+    info_file = step_dir / entry.get("path", "table") / "dataset_info.json"
+    try:
+        license = json.loads(info_file.read_text()).get("license") or None
+    except (OSError, ValueError):
+        license = None
+    return hub_ids, license
 
 
 def card_text(
@@ -81,9 +129,14 @@ def card_text(
     limitations: str | None = None,
     shards: dict[str, list[str]] | None = None,
 ) -> str:
-    """The README.md text: YAML metadata between ``---`` lines, then the markdown body."""
+    """The README.md text: YAML metadata between ``---`` lines, then the markdown body.
+
+    ``license`` left at ``"other"`` and an empty ``source_datasets`` take the run's source facts."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
+    if license == UNSET_LICENSE and facts.source_license:
+        license = facts.source_license
+    source_datasets = list(source_datasets) or list(facts.source_datasets)
     rows = sum(len(ds) for ds in dataset_dict.values())
     name = pretty_name or f"{facts.recipe_name} (curate)"
     configs = [{"config_name": "default",

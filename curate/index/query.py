@@ -3,13 +3,15 @@
 An image file is embedded exactly as the index's rows were: the sidecar names the embed
 step, whose embeddings entry records the model it used (a registry spec or a trained model
 artifact), and the image goes through the same decoding and resizing as a table row.
+Each neighbour carries its set, label and split: from the index's sidecar columns when it
+stored them, else from the indexed table version.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
@@ -21,6 +23,19 @@ class Neighbor(NamedTuple):
     sample_id: str
     distance: float
     set: str | None  # real / distilled / synthetic, from the index's sidecar
+    label: str | None = None  # class name
+    split: str | None = None
+
+
+NEIGHBOR_COLUMNS = ("distance", "set", "label", "split", "id")
+
+
+def format_neighbors(neighbors: Sequence[Neighbor]) -> list[str]:
+    """A header line, then one aligned line per neighbour (``curate index query``)."""
+    rows = [(f"{n.distance:.4f}", n.set or "-", n.label or "-", n.split or "-", n.sample_id) for n in neighbors]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(NEIGHBOR_COLUMNS[:-1])]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths)) + "  " + row[-1]
+            for row in [NEIGHBOR_COLUMNS, *rows]]
 
 
 def find_index_step(run_dir: str | Path, step: str | None = None) -> tuple[str, dict[str, Any]]:
@@ -67,15 +82,54 @@ def query_index(
     step, manifest = find_index_step(run_dir, index_step)
     index = load_index(run_dir / step / manifest["outputs"]["index"]["path"])
     if sample_id is not None:
-        dist, rows = index.neighbors_of_rows(index.rows_of([sample_id]), k)
+        dist, rows = index.neighbors_of_rows(_row_of(index, sample_id, run_dir), k)
     else:
         query = embed_image_file(run_dir, index.meta, image_path, device=device) if image_path is not None \
             else np.asarray(vector, dtype=np.float32).reshape(1, -1)
         dist, rows = index.search_rows(query, k)
-    sets = index.meta.get("columns", {}).get("set")
-    ids = index.ids_at(rows[0])
-    return [Neighbor(str(sid), float(d), sets[r] if sets else None)
-            for sid, d, r in zip(ids, dist[0], rows[0]) if r >= 0]
+    found = rows[0] >= 0
+    rows, dist = rows[0][found], dist[0][found]
+    ids = [str(sid) for sid in index.ids_at(rows)]
+    columns = dict(index.meta.get("columns", {}))
+    if "label" not in columns or "split" not in columns:
+        columns = {**_table_columns(run_dir, index.meta, ids, rows), **columns}
+
+    def column(name: str, r: int) -> str | None:
+        values = columns.get(name)
+        return None if values is None else values[r]
+
+    return [Neighbor(sid, float(d), column("set", r), column("label", r), column("split", r))
+            for sid, d, r in zip(ids, dist, rows.tolist())]
+
+
+def _row_of(index, sample_id: str, run_dir: Path):
+    """The index row of ``sample_id``; an unknown id is a UsageError showing what the index's ids look like."""
+    try:
+        return index.rows_of([sample_id])
+    except UsageError:
+        example = f"; ids look like {str(index.ids_at(np.zeros(1, np.int64))[0])!r}" if len(index) else ""
+        raise UsageError(f"no sample with id {sample_id!r} in the index of run {run_dir}{example} "
+                         "(the `id` column of the run's table)") from None
+
+
+def _table_columns(run_dir: Path, meta: dict[str, Any], ids: list[str], rows) -> dict[str, dict[int, str]]:
+    """``label`` (class names) and ``split`` of the neighbours, keyed by index row, from the table version the
+    index was built on; empty when that step is gone."""
+    from curate.artifacts import load_table, locate_ids
+
+    step = (meta.get("table") or {}).get("step")
+    manifest = workspace.read_manifest(run_dir / step) if step else None
+    if manifest is None or "table" not in manifest.get("outputs", {}):
+        return {}
+    table = load_table(run_dir / step, manifest["outputs"]["table"]).select_columns(["id", "label", "split"])
+    where, present = locate_ids(ids, table["id"])
+    names = table.features["label"].names
+    labels, splits = np.asarray(table["label"]), np.asarray(table["split"], dtype=object)
+    out: dict[str, dict[int, str]] = {"label": {}, "split": {}}
+    for r, t, ok in zip(rows.tolist(), where.tolist(), present.tolist()):
+        if ok:
+            out["label"][r], out["split"][r] = names[int(labels[t])], str(splits[t])
+    return out
 
 
 def embed_image_file(run_dir: Path, meta: dict[str, Any], image_path: str | Path, *,

@@ -3,6 +3,7 @@ writes a copy of one, pointed at the user's own data, to start from."""
 
 from __future__ import annotations
 
+import os
 import re
 from importlib import resources
 from pathlib import Path
@@ -22,6 +23,21 @@ def bundled_recipe(name: str) -> Path:
         known = sorted(p.name.removesuffix(".yaml") for p in Path(str(folder)).glob("*.yaml"))
         raise UsageError(f"no bundled recipe '{name}'; bundled: {', '.join(known)}")
     return path
+
+
+def recipes_using(kind: str) -> list[str]:
+    """Shipped recipes with a step of ``kind``: the checkout's ``recipes/`` folder (when curate runs from
+    one), then the packaged ones; shown relative to the current folder when inside it."""
+    checkout = Path(__file__).resolve().parents[2] / "recipes"
+    packaged = Path(str(resources.files("curate.recipes") / "yaml"))
+    uses = re.compile(rf"^\s*(-\s+)?uses:\s*['\"]?{re.escape(kind)}['\"]?\s*(#.*)?$", re.MULTILINE)
+    found = []
+    for folder in (checkout, packaged):
+        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+            if uses.search(path.read_text(encoding="utf-8", errors="replace")):
+                relative = os.path.relpath(path)
+                found.append(relative if not relative.startswith("..") else str(path))
+    return found
 
 
 def init_recipe(template: str, *, data: str | Path, out: str | Path, name: str | None = None,
@@ -53,4 +69,3 @@ def init_recipe(template: str, *, data: str | Path, out: str | Path, name: str |
     parse_recipe(written, filename=str(out), path=out.resolve())  # refuse to write a recipe that does not validate
     workspace.write_text(out, written)
     return out
-

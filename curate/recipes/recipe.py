@@ -35,9 +35,14 @@ class Defaults:
     device: Literal["auto", "cpu", "cuda"] = option("auto", help="where models run")
     seed: int = option(0, ge=0, help="base seed; part of every step's cache key")
     executor: Literal["local", "ray"] = option("local", help="how batch functions run (only local exists yet)")
+    threads: int | Literal["auto"] = option("auto", help="torch CPU threads; auto: every CPU this process may use "
+                                                         "(see curate.threads)")
 
     def __post_init__(self) -> None:
         from curate.execute import EXECUTORS
+
+        if self.threads != "auto" and self.threads < 1:
+            raise ConfigValueError("threads", f"must be 'auto' or a whole number >= 1, got {self.threads}")
 
         if self.executor not in EXECUTORS:
             raise ConfigValueError("executor", f"the '{self.executor}' executor is not available yet (batch work "

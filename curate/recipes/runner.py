@@ -4,7 +4,9 @@ A step is skipped when a completed ``step.json`` holds the same cache key: the
 resolved config, the content fingerprints its producers recorded for its inputs,
 fingerprints of anything it reads from outside the run, the step kind's version
 and the recipe seed. Everything else reruns; steps after a failure never run.
-The run directory is locked for the duration of a run.
+The run directory is locked for the duration of a run. Every run ends by writing the run's
+``index.html`` (each step's state, headline result, reports and plots), also when a step failed or
+the run was interrupted; Ctrl-C inside a step raises :class:`RunInterrupted`, which names it.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from typing import Any, Protocol, Sequence
 from curate import __version__, workspace
 from curate.config import to_dict
 from curate.errors import CurateError, StepFailed, UsageError
+from curate.recipes.overview import RunOverview, write_run_index
 from curate.recipes.recipe import PlannedStep, Recipe, load_recipe
 from curate.steps.base import Input, Step, StepContext
+from curate.threads import apply_threads, prefer_passive_waiting
 
 log = logging.getLogger("curate.run")
 
@@ -45,9 +49,18 @@ class StepOutcome:
 class RunResult:
     run_dir: Path
     outcomes: list[StepOutcome]
+    overview: RunOverview | None = None  # the steps' headlines, reports and next commands; index.html
 
     def outcome(self, step_id: str) -> StepOutcome:
         return next(o for o in self.outcomes if o.id == step_id)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C while a step ran: still a KeyboardInterrupt, naming the step (a rerun resumes there)."""
+
+    def __init__(self, step_id: str):
+        super().__init__(step_id)
+        self.step_id = step_id
 
 
 class Reporter(Protocol):
@@ -160,41 +173,93 @@ def run_recipe(
     needed = _needed(recipe, only)
     run_dir = run_dir_for(recipe, workdir)
     _isolate_caches(run_dir, progress=progress)
+    prefer_passive_waiting()
     outcomes: list[StepOutcome] = []
+    threads = _Threads(recipe.defaults.threads)
     with workspace.run_lock(run_dir):
         _write_run_file(run_dir, recipe)
-        manifests: dict[str, dict[str, Any]] = {}
-        for step in recipe.steps:
-            if step.id not in needed:
-                continue
-            inputs = {role: [Input(ref, run_dir / ref, manifests[ref]) for ref in refs]
-                      for role, refs in step.inputs.items()}
-            step_dir = run_dir / step.id
-            try:
-                external = step.step_cls.external_fingerprint(step.config, run_dir=run_dir)
-            except CurateError as exc:
-                raise UsageError(f"step '{step.id}': {exc}") from exc
-            key = cache_key(step, inputs, external, recipe.defaults.seed)
-            previous = workspace.read_manifest(step_dir)
-            if (step.id not in forced and previous is not None and previous.get("key") == key
-                    and step.step_cls.is_intact(previous, step_dir)):
-                manifests[step.id] = previous
-                outcome = StepOutcome(step.id, step.kind, "skipped", previous.get("seconds", 0.0),
-                                      previous.get("metrics", {}))
-                outcomes.append(outcome)
-                reporter.step_finished(outcome)
-                continue
-            reporter.step_started(step)
-            manifests[step.id] = _run_step(step, inputs, step_dir, run_dir, recipe, key, progress)
-            outcome = StepOutcome(step.id, step.kind, "ran", manifests[step.id]["seconds"],
-                                  manifests[step.id]["metrics"])
+        try:
+            _run_steps(recipe, run_dir, needed, forced, outcomes, reporter, threads, progress)
+        finally:
+            threads.restore()
+            overview = _write_index(run_dir, outcomes)
+    return RunResult(run_dir, outcomes, overview)
+
+
+def _run_steps(recipe: Recipe, run_dir: Path, needed: set[str], forced: set[str], outcomes: list[StepOutcome],
+               reporter: Reporter, threads: _Threads, progress: bool) -> None:
+    manifests: dict[str, dict[str, Any]] = {}
+    for step in recipe.steps:
+        if step.id not in needed:
+            continue
+        inputs = {role: [Input(ref, run_dir / ref, manifests[ref]) for ref in refs]
+                  for role, refs in step.inputs.items()}
+        step_dir = run_dir / step.id
+        try:
+            external = step.step_cls.external_fingerprint(step.config, run_dir=run_dir)
+        except CurateError as exc:
+            raise UsageError(f"step '{step.id}': {exc}") from exc
+        key = cache_key(step, inputs, external, recipe.defaults.seed)
+        previous = workspace.read_manifest(step_dir)
+        if (step.id not in forced and previous is not None and previous.get("key") == key
+                and step.step_cls.is_intact(previous, step_dir)):
+            manifests[step.id] = previous
+            outcome = StepOutcome(step.id, step.kind, "skipped", previous.get("seconds", 0.0),
+                                  previous.get("metrics", {}))
             outcomes.append(outcome)
             reporter.step_finished(outcome)
-    return RunResult(run_dir, outcomes)
+            continue
+        reporter.step_started(step)
+        try:
+            manifests[step.id] = _run_step(step, inputs, step_dir, run_dir, recipe, key, progress,
+                                           threads.apply())
+        except KeyboardInterrupt:
+            outcomes.append(StepOutcome(step.id, step.kind, "interrupted"))
+            raise RunInterrupted(step.id) from None
+        except BaseException:
+            outcomes.append(StepOutcome(step.id, step.kind, "failed"))
+            raise
+        outcome = StepOutcome(step.id, step.kind, "ran", manifests[step.id]["seconds"],
+                              manifests[step.id]["metrics"])
+        outcomes.append(outcome)
+        reporter.step_finished(outcome)
+
+
+class _Threads:
+    """The recipe's ``threads``, set once before the first step that runs (a run that skips every step never
+    loads torch) and put back when the run ends, so a library caller's own setting survives."""
+
+    def __init__(self, requested: int | str):
+        self.requested = requested
+        self.record: dict[str, Any] | None = None
+        self._previous: int | None = None
+
+    def apply(self) -> dict[str, Any]:
+        if self.record is None:
+            import torch
+
+            self._previous = torch.get_num_threads()
+            self.record = apply_threads(self.requested)
+        return self.record
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            import torch
+
+            torch.set_num_threads(self._previous)
+
+
+def _write_index(run_dir: Path, outcomes: list[StepOutcome]) -> RunOverview | None:
+    """The run's index.html; a failure to write it is logged, never raised over the run's own outcome."""
+    try:
+        return write_run_index(run_dir, {o.id: o.state for o in outcomes})
+    except Exception as exc:  # noqa: BLE001 - the page is a convenience; the run's result stands
+        log.warning("could not write %s: %s", run_dir / "index.html", exc)
+        return None
 
 
 def _run_step(step: PlannedStep, inputs: dict[str, list[Input]], step_dir: Path, run_dir: Path,
-              recipe: Recipe, key: str, progress: bool) -> dict[str, Any]:
+              recipe: Recipe, key: str, progress: bool, threads: dict[str, Any]) -> dict[str, Any]:
     workspace.invalidate_manifest(step_dir)
     step_dir.mkdir(parents=True, exist_ok=True)
     ctx = StepContext(
@@ -224,6 +289,7 @@ def _run_step(step: PlannedStep, inputs: dict[str, list[Input]], step_dir: Path,
         "metrics": ctx.metrics,
         "seed": recipe.defaults.seed,
         "device": ctx.device,
+        "threads": threads,
         "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(seconds, 3),
         "curate_version": __version__,
@@ -280,12 +346,17 @@ def run_steps_of_kind(
     This backs capability commands such as ``curate audit RUN``: the run's own recipe
     (saved at its start) decides the steps and their wiring.
     """
-    run_dir, info = _require_run(run_dir)
+    run_dir, info = require_run(run_dir)
     recipe = load_recipe(run_dir / "recipe.yaml", overrides=overrides, base_dir=info.get("recipe_dir"))
     targets = [s.id for s in recipe.steps if s.kind in kinds]
     if not targets:
+        from curate.recipes.bundled import recipes_using
+
+        example = recipes_using(kinds[0])
         raise UsageError(f"run {run_dir} has no {' or '.join(repr(k) for k in kinds)} step; add one to its recipe "
-                         f"(`curate steps {kinds[0]}` shows its options) and `curate run` it")
+                         f"(`curate steps {kinds[0]}` shows its options"
+                         + (f"; the shipped recipe {example[0]} has one" if example else "")
+                         + ") and `curate run` it")
     return run_recipe(recipe, workdir=run_dir.parent, only=targets, force=targets if force else (),
                       progress=progress, reporter=reporter)
 
@@ -303,7 +374,8 @@ class StepStatus:
     metrics: dict[str, Any]
 
 
-def _require_run(run_dir: str | Path) -> tuple[Path, dict[str, Any]]:
+def require_run(run_dir: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The run directory and its ``run.json``; a UsageError when ``run_dir`` is not a run."""
     run_dir = Path(run_dir)
     info_path = run_dir / RUN_FILE
     if not info_path.is_file():
@@ -314,7 +386,7 @@ def _require_run(run_dir: str | Path) -> tuple[Path, dict[str, Any]]:
 
 def run_status(run_dir: str | Path) -> list[StepStatus]:
     """The state of each step of a run, in recipe order."""
-    run_dir, info = _require_run(run_dir)
+    run_dir, info = require_run(run_dir)
     rows = []
     for s in info["steps"]:
         manifest = workspace.read_manifest(run_dir / s["id"])
@@ -329,7 +401,7 @@ def run_status(run_dir: str | Path) -> list[StepStatus]:
 
 def clean_run(run_dir: str | Path) -> Path:
     """Delete a run directory (and what the run registered elsewhere, e.g. its FiftyOne dataset)."""
-    run_dir, _ = _require_run(run_dir)
+    run_dir, _ = require_run(run_dir)
     with workspace.run_lock(run_dir):
         if (run_dir / "fiftyone.json").is_file():
             from curate.fo.runs import clean_run as clean_fiftyone

@@ -84,6 +84,13 @@ class Step:
         return recorded_outputs_intact(record)
 
     @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str | None:
+        """The step's main result in a few words, from the metrics it recorded (the end-of-run summary and
+        the run's index page show it): a result such as a held-out accuracy, never a config value echoed
+        back. None shows nothing; a missing metric (an older manifest) shows nothing too."""
+        return None
+
+    @classmethod
     def show_in_fiftyone(cls, dataset: Any, step: "Input") -> dict[str, Any] | None:
         """Write this step's results into the run's FiftyOne dataset from its own saved outputs.
 

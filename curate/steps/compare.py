@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 from curate.config import option
 from curate.steps.base import Role, Step, StepContext
@@ -21,6 +22,11 @@ class CompareStep(Step):
     Config = CompareConfig
     inputs = {"runs": Role(("model", "pred_probs"), many=True, help="steps whose metric to compare")}
     produces = ("report",)
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        scores = {k: v for k, v in metrics.items() if k != "seconds" and isinstance(v, (int, float))}
+        return ", ".join(f"{step} {value:.4g}" for step, value in scores.items())
 
     def run(self, ctx: StepContext) -> None:
         from curate.errors import UsageError

@@ -13,7 +13,7 @@ evaluation report and its figure titles.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from curate.config import option
 from curate.steps.base import Role, Step, StepContext
@@ -62,6 +62,16 @@ class CondenseStep(Step):
     Config = CondenseConfig
     inputs = {"data": Role(("table",), help="the table version to condense")}
     produces = ("table", "synthetic_set", "report")
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        made = f"{metrics['rows']:,} images ({metrics['ipc']}/class)"
+        if metrics.get("accuracy") is None:
+            return f"{made}, not evaluated"
+        random = metrics.get("random_accuracy")
+        versus = f" vs {random:.2%} for random real images" if random is not None else ""
+        shortened = f", {metrics['protocol']}" if metrics.get("protocol_shortfall") else ""
+        return f"accuracy {metrics['accuracy']:.2%}{versus}; {made}{shortened}"
 
     @classmethod
     def check(cls, config: CondenseConfig, wired) -> list[tuple[str | None, str]]:

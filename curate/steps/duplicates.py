@@ -7,6 +7,12 @@
 - **leaky**: rows of ``query_split`` (test) within ``leak_threshold`` of a row of
   ``reference_split`` (train).
 
+At a threshold loose enough that distinct images pair up, near pairs and leaks are labelled
+"candidates to review" in the metrics (``near_status``, ``leak_status``) and the report, not
+duplicates: when some pair joins different labels, or the pixels of a pair are not a copy of each
+other (grayscale thumbnails correlate below ``COPY_CORRELATION``; the ``CHECKED_PAIRS`` most distant
+pairs are checked), which embeddings of a small model allow well below the default threshold.
+
 One representative is kept per group: a ``real`` row over distilled or synthetic ones, then
 the first row; for leaks, the reference (train) rows. Writes ``duplicates.parquet`` (one
 row per group member: kind, group, id, split, set, representative, nearest id, distance)
@@ -21,7 +27,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from curate.config import ConfigValueError, option
 from curate.steps.base import Input, Role, Step, StepContext
@@ -32,6 +38,10 @@ TABLE_FILE = "duplicates.parquet"
 REPORT_FILE = "duplicates.html"
 KINDS = ("exact", "file", "near", "leak")
 VIEWS = {"exact": "exact_duplicates", "near": "near_duplicates", "leak": "leaky_splits"}
+CHECKED_PAIRS = 1000
+"""Pairs whose pixels are compared (the most distant ones: distinct images pair up at the loose end)."""
+THUMBNAIL = 16  # side of the grayscale thumbnails compared
+CANDIDATES, DUPLICATES = "candidates to review", "duplicates"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +63,7 @@ class DuplicatesConfig:
 
 class DuplicatesStep(Step):
     summary = "Exact (pixel/file hash), near (embedding distance) and train/test-leak duplicates: table, report, views."
-    version = 2
+    version = 3
     Config = DuplicatesConfig
     inputs = {
         "data": Role(("table",), help="the table version to check"),
@@ -61,6 +71,17 @@ class DuplicatesStep(Step):
         "index": Role(("index",), optional=True, help="an index step on the same rows (reused for the k-NN graph)"),
     }
     produces = ("report",)
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        near = (f"{metrics['near_pairs']:,} near-duplicate candidates to review" if metrics["near_status"] == CANDIDATES
+                else f"{metrics['near_pairs']:,} near-duplicate pairs")
+        parts = [f"{metrics['exact_duplicates']:,} exact duplicates"] if metrics.get("exact_duplicates") else []
+        parts.append(near)
+        if "leaky_rows" in metrics:
+            parts.append(f"{metrics['leaky_rows']:,} leaky rows"
+                         + (" (candidates to review)" if metrics["leak_status"] == CANDIDATES else ""))
+        return ", ".join(parts)
 
     def run(self, ctx: StepContext) -> None:
         import numpy as np
@@ -72,6 +93,7 @@ class DuplicatesStep(Step):
         data = ctx.input("data")
         table = data.table()
         ids = np.asarray(table["id"], dtype=str)
+        labels = np.asarray(table["label"])
         splits = np.asarray(table["split"], dtype=str)
         sets = np.asarray(table["set"], dtype=str) if "set" in table.column_names else np.full(len(ids), "real")
         prefer = (sets == "real").astype(np.float64)  # keep a real row over a distilled or synthetic copy
@@ -94,12 +116,14 @@ class DuplicatesStep(Step):
                                     index=index, prefer=prefer[rows], progress=ctx.progress)
         found["near"] = _members(near.pairs, near.components, near.representative, rows=rows)
         metrics.update(near_pairs=len(near.pairs), near_groups=near.n_groups, near_duplicates=near.n_duplicates,
-                       threshold=cfg.threshold, embedded_rows=len(rows))
+                       **_review(table, labels, rows, near.pairs, "near"), threshold=cfg.threshold,
+                       embedded_rows=len(rows))
 
         leak = self._leaks(cfg, vectors, splits[rows], rows)
         if leak is not None:
             found["leak"], pairs = leak
             metrics.update(leaky_rows=int(len(np.unique(pairs.i))), leak_pairs=len(pairs),
+                           **_review(table, labels, rows, pairs, "leak"),
                            leak_threshold=cfg.leak_threshold if cfg.leak_threshold is not None else cfg.threshold)
 
         members = _member_table(found, ids, splits, sets)
@@ -155,6 +179,39 @@ class DuplicatesStep(Step):
         components = connected_components(len(vectors), pairs)
         keep = splits == cfg.reference_split  # a leak is fixed by dropping the query (test) rows
         return _members(pairs, components, keep, rows=rows), pairs
+
+
+def _review(table, labels, rows, pairs, kind: str) -> dict[str, Any]:
+    """Whether the pairs (positions in ``rows``) are duplicates or only candidates to review: a copy keeps its
+    label and its picture, so a pair across labels or a checked pair whose thumbnails are not a copy means the
+    threshold also pairs up distinct images."""
+    import numpy as np
+
+    from curate.index.duplicates import COPY_CORRELATION, thumbnail_correlation
+
+    i, j = rows[pairs.i], rows[pairs.j]
+    across = int((labels[i] != labels[j]).sum())
+    checked = np.argsort(-pairs.distance, kind="stable")[:CHECKED_PAIRS]
+    not_copies = 0
+    if len(checked):
+        wanted = np.unique(np.concatenate([i[checked], j[checked]]))
+        thumbs = dict(zip(wanted.tolist(), _thumbnails(table, wanted)))
+        correlation = thumbnail_correlation(np.stack([thumbs[r] for r in i[checked].tolist()]),
+                                            np.stack([thumbs[r] for r in j[checked].tolist()]))
+        not_copies = int((correlation < COPY_CORRELATION).sum())
+    return {f"{kind}_pairs_across_labels": across, f"{kind}_pairs_checked": len(checked),
+            f"{kind}_pairs_not_copies": not_copies,
+            f"{kind}_status": CANDIDATES if across or not_copies else DUPLICATES}
+
+
+def _thumbnails(table, rows) -> list:
+    """Grayscale ``THUMBNAIL`` x ``THUMBNAIL`` float arrays of these table rows' images."""
+    import numpy as np
+    from PIL import Image
+
+    images = table.select(rows.tolist())["image"] if len(rows) else []
+    return [np.asarray(im.convert("L").resize((THUMBNAIL, THUMBNAIL), Image.BILINEAR), dtype=np.float32)
+            for im in images]
 
 
 def _members(pairs, components, representative, *, rows=None) -> dict:
@@ -269,6 +326,7 @@ def _report(table, found: dict, ids, splits, sets, summary: dict, per_kind: int)
 
     from curate.index.report import Member, Section, image_uri, render_report
 
+    names, labels = table.features["label"].names, np.asarray(table["label"])  # captions: copies share a class
     shown: dict[str, list[np.ndarray]] = {}
     for kind, m in found.items():
         sizes = np.bincount(m["group"]) if len(m["group"]) else np.zeros(0, np.int64)
@@ -287,9 +345,16 @@ def _report(table, found: dict, ids, splits, sets, summary: dict, per_kind: int)
             members = members[np.argsort(~np.asarray(m["representative"])[members], kind="stable")]
             groups.append([Member(sample_id=ids[m["row"][i]], image=uri[int(m["row"][i])],
                                   kept=bool(m["representative"][i]),
-                                  caption=f"{splits[m['row'][i]]} · {sets[m['row'][i]]} · d={m['distance'][i]:.4f}")
+                                  caption=f"{names[labels[m['row'][i]]]} · {splits[m['row'][i]]} · "
+                                          f"{sets[m['row'][i]]} · d={m['distance'][i]:.4f}")
                            for i in members])
         title, note = _TITLES[kind]
+        if summary.get(f"{kind}_status") == CANDIDATES:
+            title = f"{title}: candidates to review"
+            note = (f"{note} At this threshold distinct images pair up: {summary[f'{kind}_pairs_across_labels']} "
+                    f"pairs join different labels, and {summary[f'{kind}_pairs_not_copies']} of the "
+                    f"{summary[f'{kind}_pairs_checked']} most distant pairs are not pixel copies of each other. "
+                    "Review them before dropping any: these embeddings put distinct pictures this close.")
         sections.append(Section(title=title, note=note + " The kept row has a blue frame.", groups=groups,
                                 total_groups=int(len(np.unique(m["group"])))))
     return render_report("Duplicates", summary, sections)

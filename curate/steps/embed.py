@@ -7,6 +7,7 @@ so a query image or a worker is embedded by exactly the same model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 from curate.config import option
 from curate.data.table import class_names_of, split_indices
@@ -30,6 +31,10 @@ class EmbedStep(Step):
         "model": Role(("model",), optional=True, help="a trained model (instead of with.model)"),
     }
     produces = ("embeddings",)
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        return f"{metrics['rows']:,} x {metrics['dim']} embeddings ({metrics['images_per_s']:,.0f} images/s)"
 
     @classmethod
     def check(cls, config: EmbedConfig, wired):

@@ -10,6 +10,7 @@ is uploaded; the token comes from ``HF_TOKEN`` or the Hugging Face login, never 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 from curate.config import option
 from curate.steps.base import Role, Step, StepContext
@@ -24,10 +25,12 @@ class PushOptions:
 @dataclass(frozen=True, kw_only=True)
 class ExportConfig:
     splits: list[str] | None = option(None, help="splits to export, in this order (null: all)")
-    license: str = option("other", help="license id for the card (e.g. mit, cc-by-4.0; the source's terms apply)")
+    license: str = option("other", help="license id for the card (e.g. mit, cc-by-4.0; 'other': the source's "
+                                        "license when it records one)")
     task_categories: list[str] = option(default_factory=lambda: ["image-classification"],
                                         help="Hub task categories")
-    source_datasets: list[str] = option(default_factory=list, help="Hub ids of the source datasets, e.g. [cifar10]")
+    source_datasets: list[str] = option(default_factory=list, help="Hub ids of the source datasets, e.g. [cifar10] "
+                                                                 "(empty: the Hub ids the run's sources read)")
     pretty_name: str | None = option(None, help="card title (null: '<recipe> (curate)')")
     description: str | None = option(None, help="a paragraph for the top of the card")
     limitations: str | None = option(None, help="known limitations to add to the card")
@@ -37,7 +40,7 @@ class ExportConfig:
 
 class ExportStep(Step):
     summary = "Hugging Face dataset (Image + ClassLabel, soft labels, provenance): Parquet, save_to_disk, card, push."
-    version = 1
+    version = 2
     Config = ExportConfig
     inputs = {
         "data": Role(("table",), help="the table version to export"),
@@ -45,6 +48,12 @@ class ExportStep(Step):
                         help="array steps to add as Sequence(float32) columns named after the step"),
     }
     produces = ("export",)
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        splits = ", ".join(f"{name} {n:,}" for name, n in metrics["splits"].items())
+        pushed = f", pushed to {metrics['pushed_to']}" if metrics.get("pushed_to") else ""
+        return f"{metrics['rows']:,} rows ({splits}){pushed}"
 
     def run(self, ctx: StepContext) -> None:
         from curate import workspace
@@ -56,7 +65,8 @@ class ExportStep(Step):
         columns = {field_key(inp.step_id): inp.array("pred_probs" if inp.has("pred_probs") else "embeddings")
                    for inp in ctx.inputs_of("columns")}
         dataset_dict = build_dataset_dict(table, columns=columns, splits=cfg.splits)
-        card = card_text(dataset_dict, facts=run_facts(ctx.run_dir, completed_only=True), license=cfg.license,
+        facts = run_facts(ctx.run_dir, completed_only=True, upstream_of=ctx.input("data").step_id)
+        card = card_text(dataset_dict, facts=facts, license=cfg.license,
                          task_categories=cfg.task_categories, source_datasets=cfg.source_datasets,
                          pretty_name=cfg.pretty_name, description=cfg.description, limitations=cfg.limitations,
                          shards=shard_files(dataset_dict, cfg.rows_per_shard))

@@ -56,6 +56,10 @@ class FiftyOneStep(Step):
     produces = ()
 
     @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        return f"{metrics['samples']:,} samples in dataset '{metrics['dataset']}'"
+
+    @classmethod
     def check(cls, config: Any, wired: Mapping[str, list[str]]) -> list[tuple[str | None, str]]:
         from curate.fo.fields import check_field_name, field_key
 

@@ -60,6 +60,10 @@ class IndexStep(Step):
     produces = ("index",)
 
     @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        return f"{metrics['rows']:,} rows, {metrics['kind']} {metrics['metric']}"
+
+    @classmethod
     def check(cls, config: IndexConfig, wired: Mapping[str, list[str]]) -> list[tuple[str | None, str]]:
         if config.kind in ("ivf", "ivfpq", "auto"):  # auto uses the IVF knobs when it picks IVF (never PQ)
             return [("m_pq", "m_pq applies to kind 'ivfpq'")] if config.kind != "ivfpq" and config.m_pq else []

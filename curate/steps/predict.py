@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 from curate.config import ConfigValueError, option
 from curate.data.table import class_names_of, split_indices
@@ -62,6 +62,12 @@ class PredictStep(Step):
         "embeddings": Role(("embeddings",), optional=True, help="an embed step's vectors (with `probe` only)"),
     }
     produces = ("pred_probs",)
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        if metrics.get("folds"):
+            return f"out-of-fold accuracy {metrics['accuracy']:.2%} ({metrics['folds']} folds, {metrics['rows']:,} rows)"
+        return f"accuracy {metrics['accuracy']:.2%} on {metrics['rows']:,} rows"
 
     @classmethod
     def check(cls, config: PredictConfig, wired):

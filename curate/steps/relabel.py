@@ -12,7 +12,7 @@ view (:mod:`curate.relabel.fiftyone`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from curate.config import option
 from curate.data.table import class_names_of, split_indices
@@ -44,6 +44,11 @@ class RelabelStep(Step):
         "model": Role(("model",), optional=True, help="a trained annotator (instead of with.model)"),
     }
     produces = ("label_maps", "pred_probs", "label_scores", "multi_labels")
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        return (f"{metrics['mean_classes_per_image']:.2f} classes/image, {metrics['multi_label_share']:.1%} "
+                f"multi-label ({metrics['map']} maps)")
 
     @classmethod
     def check(cls, config: RelabelConfig, wired):

@@ -16,6 +16,11 @@ class SourceStep(Step):
     produces = ("table",)
 
     @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        splits = ", ".join(f"{name} {n:,}" for name, n in metrics["splits"].items())
+        return f"{metrics['rows']:,} rows, {metrics['classes']} classes ({splits})"
+
+    @classmethod
     def config_class(cls, raw: Mapping[str, Any]) -> type:
         from curate.data import SOURCES, source_config_class
 

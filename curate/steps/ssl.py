@@ -9,6 +9,7 @@ only by the optional k-NN monitor on ``eval_split``, never by the training.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 from curate.config import ConfigValueError, option
 from curate.data.table import class_names_of, split_indices
@@ -54,6 +55,12 @@ class SSLStep(Step):
     Config = SSLConfig
     inputs = {"data": Role(("table",), help="the table version whose images train the backbone")}
     produces = ("model",)
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        if metrics.get("knn_accuracy") is None:
+            return f"final NT-Xent loss {metrics['final_loss']:.4g} (no held-out split)"
+        return f"k-NN accuracy {metrics['knn_accuracy']:.2%} ({metrics['eval_rows']:,} held-out rows)"
 
     def run(self, ctx: StepContext) -> None:
         import numpy as np

@@ -8,7 +8,7 @@ the ``label_maps`` of a `relabel` step. ``mix`` adds CutMix or ResizeMix.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 from curate.config import ConfigValueError, option
 from curate.steps.base import Role, Step, StepContext
@@ -44,6 +44,12 @@ class TrainStep(Step):
         "label_maps": Role(("label_maps",), optional=True, help="a relabel step (targets soft or relabel)"),
     }
     produces = ("model",)
+
+    @classmethod
+    def headline(cls, metrics: Mapping[str, Any]) -> str:
+        if metrics.get("accuracy") is None:
+            return f"final train loss {metrics['train_loss']:.4g} (no held-out split)"
+        return f"held-out accuracy {metrics['accuracy']:.2%} ({metrics['eval_rows']:,} rows)"
 
     @classmethod
     def check(cls, config: TrainConfig, wired):

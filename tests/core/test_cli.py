@@ -73,3 +73,44 @@ def test_import_and_help_stay_light():
         "assert r.exit_code == 0, r.output\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_steps_prints_brackets_and_every_choice_in_full():
+    wide = CliRunner(env={"COLUMNS": "200"}).invoke(cli, ["steps", "toy_markup"]).output
+    assert "Brackets [bold]in[/bold] text: [cifar10]." in wide and "e.g. [cifar10]; index rows as [i]" in wide
+    assert "one of 'prune_by_noise_rate', 'prune_by_class', 'both_prune_by_noise_rate_and_class'" in wide
+    narrow = CliRunner(env={"COLUMNS": "60"}).invoke(cli, ["steps", "toy_markup"]).output
+    assert "…" not in narrow  # narrow columns fold long words instead of cutting them
+    assert "e.g. [cifar10]" in " ".join(narrow.split())
+    assert "e.g. [cifar10]" in " ".join(invoke("steps", "export").output.split())
+
+
+def test_clean_of_a_missing_run_fails_before_asking(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import curate.cli
+
+    asked = []
+    monkeypatch.setattr(curate.cli, "sys", SimpleNamespace(stdin=SimpleNamespace(isatty=lambda: True)))
+    monkeypatch.setattr(curate.cli.click, "confirm", lambda *a, **k: asked.append(a))
+    missing = invoke("clean", tmp_path / "nope")
+    assert missing.exit_code == 2 and not asked
+    assert missing.output.strip().splitlines() == [
+        f"error: {tmp_path / 'nope'} is not a curate run directory (no run.json); pass the folder `curate run` "
+        "printed, e.g. runs/demo"]
+    assert invoke("run", write(tmp_path), "--workdir", tmp_path / "runs", "--quiet").exit_code == 0
+    assert invoke("clean", tmp_path / "runs" / "toy").exit_code == 0 and len(asked) == 1
+
+
+def test_export_without_an_export_step_names_a_shipped_recipe_with_one(tmp_path, monkeypatch):
+    from curate.recipes.bundled import recipes_using
+
+    repo = __import__("pathlib").Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo)
+    assert "recipes/full.yaml" in recipes_using("export") and "recipes/demo.yaml" not in recipes_using("export")
+    assert recipes_using("no_such_kind") == []
+    assert invoke("run", write(tmp_path), "--workdir", tmp_path / "runs", "--quiet").exit_code == 0
+    out = invoke("export", tmp_path / "runs" / "toy")
+    assert out.exit_code == 2
+    assert ("has no 'export' step; add one to its recipe (`curate steps export` shows its options; the shipped "
+            "recipe recipes/full.yaml has one) and `curate run` it") in out.output

@@ -69,3 +69,18 @@ def test_describe_lists_fields_with_bounds():
     fields = {f.name: f for f in describe(Cfg)}
     assert fields["epochs"].type == "an integer > 0" and fields["epochs"].default == 10
     assert fields["epochs"].help == "passes"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unions:
+    split: str | tuple[str, ...] | None = None
+    threads: int | Literal["auto"] = "auto"
+
+
+def test_a_union_tries_every_alternative():
+    """A value the first alternative rejects is tried against the next ones (a list for `str | tuple`)."""
+    assert from_mapping(Unions, {"split": ["train", "test"], "threads": 2}) == Unions(split=("train", "test"), threads=2)
+    assert from_mapping(Unions, {"split": "train", "threads": "auto"}) == Unions(split="train")
+    obj, problems = parse_config(Unions, {"split": 3, "threads": "all"})
+    assert obj is None and problems == [("split", "expected a string or a list or null, got 3"),
+                                        ("threads", "expected an integer or one of 'auto', got 'all'")]

@@ -208,3 +208,71 @@ def test_export_writes_nothing_outside_its_folder(run):
     export(run)
     outside = {p for p in run["root"].rglob("*")} - before
     assert all(Path(p).is_relative_to(run["root"] / "out") for p in outside)
+
+
+def _manifest(root: Path, step: str, kind: str, *, inputs=None, metrics=None, config=None, outputs=None) -> None:
+    from curate import workspace
+
+    (root / step).mkdir(parents=True, exist_ok=True)
+    workspace.write_manifest(root / step, {
+        "id": step, "kind": kind, "config": config or {}, "outputs": outputs or {}, "metrics": metrics or {},
+        "inputs": {role: [{"step": s, "fingerprint": "x"}] for role, s in (inputs or {}).items()}, "seed": 0})
+
+
+@pytest.fixture
+def lineage(run):
+    """Manifests around the exported table: cifar (demo source) -> condense (exported) -> teacher, and a
+    sibling train step on cifar; only cifar and condense made the exported table."""
+    root = run["root"]
+    _manifest(root, "cifar", "source", config={"kind": "demo"}, metrics={"rows": 10})
+    _manifest(root, "condense", "condense", inputs={"data": "cifar"},
+              metrics={"accuracy": 0.333, "random_accuracy": 0.291},
+              outputs={"table": run["inputs"]["data"][0].manifest["outputs"]["table"]})
+    _manifest(root, "teacher", "predict", inputs={"data": "condense"}, metrics={"accuracy": 0.9163})
+    _manifest(root, "train", "train", inputs={"data": "cifar"}, metrics={"accuracy": 0.4796})
+    (root / "run.json").write_text(json.dumps({"name": "toy", "curate_version": "9.9.9", "steps": [
+        {"id": s, "kind": k} for s, k in (("cifar", "source"), ("condense", "condense"), ("teacher", "predict"),
+                                          ("train", "train"), ("out", "export"))]}))
+    return run
+
+
+def test_card_lists_only_metrics_of_steps_that_made_the_table_and_fills_the_source(lineage):
+    import yaml
+
+    ctx = export(lineage, license="other", source_datasets=[])
+    _, front, body = (ctx.dir / "hub" / "README.md").read_text().split("---\n", 2)
+    meta = yaml.safe_load(front)
+    assert meta["source_datasets"] == ["cifar10"] and meta["license"] == "unknown"
+    evaluation = body[body.index("## Evaluation"):].split("\n## ")[0]
+    assert "| `condense` | accuracy | 0.3330 |" in evaluation and "| `condense` | random_accuracy | 0.2910 |" in evaluation
+    assert "0.4796" not in body and "0.9163" not in body  # a sibling model and a downstream prediction
+    made = body[body.index("## How it was made"):].split("\n## ")[0]
+    assert "| `cifar` | source |" in made and "| `condense` | condense | data: cifar |" in made
+    assert "`train`" not in made
+
+    explicit = export(lineage, license="mit", source_datasets=["me/mine"])
+    meta = yaml.safe_load((explicit.dir / "hub" / "README.md").read_text().split("---\n", 2)[1])
+    assert meta["license"] == "mit" and meta["source_datasets"] == ["me/mine"]
+
+
+def test_run_facts_read_hub_ids_and_the_license_an_hf_source_recorded(tmp_path, monkeypatch):
+    from curate.export import run_facts
+
+    monkeypatch.chdir(tmp_path)  # `folder` below is a local folder, though it reads like a Hub id
+
+    root = tmp_path / "run"
+    table_dir = root / "flowers" / "table"
+    table_dir.mkdir(parents=True)
+    (table_dir / "dataset_info.json").write_text(json.dumps({"license": "cc-by-4.0"}))
+    _manifest(root, "flowers", "source", config={"kind": "hf", "path": "someone/flowers"},
+              outputs={"table": {"path": "table"}})
+    local = tmp_path / "folder"
+    local.mkdir()
+    _manifest(root, "mine", "source", config={"kind": "hf", "path": "folder"})
+    _manifest(root, "files", "source", config={"kind": "imagefolder", "path": "photos"})
+    (root / "run.json").write_text(json.dumps({"name": "r", "steps": [
+        {"id": "flowers", "kind": "source"}, {"id": "mine", "kind": "source"}, {"id": "files", "kind": "source"}]}))
+    facts = run_facts(root)
+    assert facts.source_datasets == ("someone/flowers",) and facts.source_license == "cc-by-4.0"
+    assert run_facts(root, upstream_of="mine").source_datasets == ()
+    assert [s["id"] for s in run_facts(root, upstream_of="files").steps] == ["files"]
