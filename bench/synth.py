@@ -60,9 +60,9 @@ SIZES = {
                  steps=60, batch_size=32, noisy_steps=60, per_class=4, inference_steps=10, epochs=3, width=16),
     "cpu": dict(real_per_class=50, image_size=16, block_out_channels=(32, 64), layers_per_block=1, attention_levels=(),
                 steps=1500, batch_size=64, noisy_steps=600, per_class=50, inference_steps=50, epochs=20, width=32),
-    "short": dict(real_per_class=50, image_size=16, block_out_channels=(32, 64), layers_per_block=1,
-                  attention_levels=(), steps=600, batch_size=64, noisy_steps=300, per_class=20, inference_steps=25,
-                  epochs=15, width=32),  # cpu with a third of the training and sampling: one shared-CPU hour
+    "short": dict(real_per_class=20, image_size=16, block_out_channels=(16, 32), layers_per_block=1,
+                  attention_levels=(), steps=300, batch_size=32, noisy_steps=150, per_class=10, inference_steps=20,
+                  epochs=8, width=16),  # between tiny and cpu: fits a CPU shared five ways in half an hour
     "gpu": dict(real_per_class=100, image_size=32, block_out_channels=(128, 256, 256), layers_per_block=2,
                 attention_levels=(1,), steps=20000, batch_size=128, noisy_steps=3000, per_class=100,
                 inference_steps=50, epochs=30, width=64),
@@ -72,8 +72,8 @@ SSL_SIZES = {
                  patch_images=40, references=2, panorama_steps=5),
     "cpu": dict(context_dim=64, cond_levels=(1,), ssl_epochs=10, sample_per_class=50, patch_steps=1200,
                 patch_images=1200, references=6, panorama_steps=50),
-    "short": dict(context_dim=64, cond_levels=(1,), ssl_epochs=6, sample_per_class=20, patch_steps=600,
-                  patch_images=600, references=4, panorama_steps=25),
+    "short": dict(context_dim=32, cond_levels=(1,), ssl_epochs=6, sample_per_class=10, patch_steps=300,
+                  patch_images=200, references=3, panorama_steps=20),
     "gpu": dict(context_dim=256, cond_levels=(1,), ssl_epochs=100, sample_per_class=100, patch_steps=20000,
                 patch_images=1200, references=8, panorama_steps=50),
 }
