@@ -147,11 +147,12 @@ def main() -> None:
     parser.add_argument("--encoder", type=Path, default=None, help="ssl/panorama: a saved SSL model folder")
     parser.add_argument("--cache", type=Path, default=None, help="ssl/panorama: keep/reuse trained models here")
     parser.add_argument("--out", type=Path, default=None, help="ssl/panorama: write sample sheets here")
+    parser.add_argument("--diffusion-steps", type=int, default=None, help="override the size's DDPM training steps")
     parser.add_argument("--train-only", action="store_true", help="ssl: train (into --cache) and stop")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = SIZES[args.size]
+    cfg = {**SIZES[args.size], **({"steps": args.diffusion_steps} if args.diffusion_steps else {})}
     seeds = args.seeds or ([0] if args.size == "tiny" else [0, 1, 2])
     if args.part == "ssl":
         return ssl_part(args, {**cfg, **SSL_SIZES[args.size]}, seeds)
