@@ -130,6 +130,18 @@ def test_conditioned_training_trains_the_projection_and_resumes_exactly(tmp_path
         train_ddpm(full.unet, IMAGES, embeddings=EMB, steps=1)
 
 
+def test_training_drops_rows_to_the_null_embedding_at_p_uncond(tmp_path):
+    """p_uncond 1 feeds every row zeros: no gradient reaches the projection's weight, only its bias (the null
+    context) trains; p_uncond 0 trains the weight."""
+    proj = tiny_conditioned().conditioner.proj
+    weight, bias = proj.weight.detach().clone(), proj.bias.detach().clone()
+    dropped = _train(tmp_path / "all", p_uncond=1.0).raw_state
+    assert torch.equal(dropped["conditioner.proj.weight"], weight)
+    assert not torch.equal(dropped["conditioner.proj.bias"], bias)
+    kept = _train(tmp_path / "none", p_uncond=0.0).raw_state
+    assert not torch.equal(kept["conditioner.proj.weight"], weight)
+
+
 @pytest.mark.parametrize("kind", ["cross_attention", "vector"])
 def test_saved_conditioned_model_loads_and_predicts_the_same(tmp_path, kind):
     m = tiny_conditioned(kind)
