@@ -55,22 +55,30 @@ class SimulatedCrash(BaseException):
 
 
 class WriteFaults:
-    """Counts commits of curate's atomic writes and crashes at the ``fail_at``-th one (1-based)."""
+    """Counts commits of curate's atomic writes and crashes at the ``fail_at``-th one (1-based); with
+    ``under`` and ``name`` only commits into that folder (and with that file name) count. ``paths``
+    records every commit's destination."""
 
     Crash = SimulatedCrash
 
     def __init__(self, real):
         self._real = real
         self.fail_at: int | None = None
+        self.under: Path | None = None
+        self.name: str | None = None
         self.count = 0
+        self.paths: list[Path] = []
 
-    def reset(self, fail_at: int | None) -> None:
-        self.fail_at, self.count = fail_at, 0
+    def reset(self, fail_at: int | None, *, under: Path | None = None, name: str | None = None) -> None:
+        self.fail_at, self.under, self.name, self.count = fail_at, under, name, 0
 
     def __call__(self, src, dst):
-        self.count += 1
-        if self.fail_at is not None and self.count == self.fail_at:
-            raise SimulatedCrash(f"simulated crash at commit #{self.count} ({Path(dst).name})")
+        dst = Path(dst)
+        self.paths.append(dst)
+        if (self.under is None or dst.is_relative_to(self.under)) and (self.name is None or dst.name == self.name):
+            self.count += 1
+            if self.fail_at is not None and self.count == self.fail_at:
+                raise SimulatedCrash(f"simulated crash at commit #{self.count} ({dst.name})")
         self._real(src, dst)
 
 
@@ -172,3 +180,21 @@ def fo(fiftyone_db):
 def port():
     """A localhost port that was free a moment ago."""
     return free_port()
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray cluster of 2 CPUs for the whole session (skips where Ray is not installed)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_cluster(ray_session, request):
+    """The session's Ray cluster, with the requesting test module's classes (batch functions defined in it)
+    pickled by value: its workers cannot import test modules by name."""
+    ray_session.cloudpickle.register_pickle_by_value(request.module)
+    yield ray_session
+    ray_session.cloudpickle.unregister_pickle_by_value(request.module)
