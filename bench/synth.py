@@ -1,7 +1,7 @@
 """Synth I in one run: guided-sampling overhead, sample quality guided vs unguided, and the augmentation gain,
 every figure scored by classifiers that did not guide the samples.
 
-Run: ``python bench/synth.py --size tiny|cpu|gpu [--seeds 0 1 2] [--device auto] [--threads 1]``.
+Run: ``python bench/synth.py --size tiny|short|cpu|gpu [--seeds 0 1 2] [--device auto] [--threads 1]``.
 
 Data: CIFAR-10 from ``/work/shared/data/cifar10`` (4,660 train / 932 test) when present, else the bundled
 demo table. A small real subset (``real_per_class`` per class) trains everything made here: the class-conditional
@@ -20,6 +20,24 @@ filtered (the near-copy filter reads ResNet-20 features, as the synth step does 
    kept by each filter, over ``--seeds`` (mean and 95% t-interval; gains are paired by seed).
 
 On a CPU the UNet is tiny and its samples are poor; the numbers say so honestly.
+
+``--part ssl`` (Synth II) compares, on one real subset and one diffusion training budget, three ways to get
+labelled samples: an UNCONDITIONAL DDPM (samples labelled by the filter's argmax), the same DDPM GUIDED by a
+noise-aware classifier, and a DDPM conditioned on the SELF-SUPERVISED embeddings of the real images
+(``ssl_conditioned``: one variation of each real image with its label, and same-class slerp interpolations),
+sampled with classifier-free guidance ``w`` (``--cfg-scale``). The encoder is the `ssl` step's SimCLR ResNet-20
+(``--encoder DIR`` from ``bench/ssl_encoder.py --save DIR``; else trained here for ``--ssl-epochs``), so no label
+and no downloaded weight reaches the conditioning. ``--cache DIR`` keeps the trained models, so training and
+the seeded evaluation can run as two invocations. Per seed: samples drawn from the seed, KID / FID against the
+held-out test split on the judge's features, the filter's kept count, and the held-out accuracy of the ConvNet
+trained on the real subset plus each set's kept samples (the same ConvNet, epochs and seed as real alone).
+
+``--part panorama`` trains a 16 px patch model on 64x64 downscales of ``../shared/data/imagenet/val_subset``
+conditioned on the SSL embeddings of its patches, assembles 64x64 images of held-out references from their 4x4
+grid of patch embeddings (windows at stride 8, x0 averaged over overlaps, Gaussian blending), and writes a sheet:
+reference, independent tiles (stride 16, no overlap), panorama. It prints a seam ratio (mean absolute step
+across window borders / elsewhere; 1 is seamless) and how close each assembled patch's embedding is to its
+reference patch's, against other references' patches.
 """
 
 from __future__ import annotations
@@ -42,11 +60,25 @@ SIZES = {
                  steps=60, batch_size=32, noisy_steps=60, per_class=4, inference_steps=10, epochs=3, width=16),
     "cpu": dict(real_per_class=50, image_size=16, block_out_channels=(32, 64), layers_per_block=1, attention_levels=(),
                 steps=1500, batch_size=64, noisy_steps=600, per_class=50, inference_steps=50, epochs=20, width=32),
+    "short": dict(real_per_class=20, image_size=16, block_out_channels=(16, 32), layers_per_block=1,
+                  attention_levels=(), steps=300, batch_size=32, noisy_steps=150, per_class=10, inference_steps=20,
+                  epochs=8, width=16),  # between tiny and cpu: fits a CPU shared five ways in half an hour
     "gpu": dict(real_per_class=100, image_size=32, block_out_channels=(128, 256, 256), layers_per_block=2,
                 attention_levels=(1,), steps=20000, batch_size=128, noisy_steps=3000, per_class=100,
                 inference_steps=50, epochs=30, width=64),
 }
+SSL_SIZES = {
+    "tiny": dict(context_dim=16, cond_levels=(1,), ssl_epochs=1, sample_per_class=4, patch_steps=40,
+                 patch_images=40, references=2, panorama_steps=5),
+    "cpu": dict(context_dim=64, cond_levels=(1,), ssl_epochs=10, sample_per_class=50, patch_steps=1200,
+                patch_images=1200, references=6, panorama_steps=50),
+    "short": dict(context_dim=32, cond_levels=(1,), ssl_epochs=6, sample_per_class=10, patch_steps=300,
+                  patch_images=200, references=3, panorama_steps=20),
+    "gpu": dict(context_dim=256, cond_levels=(1,), ssl_epochs=100, sample_per_class=100, patch_steps=20000,
+                patch_images=1200, references=8, panorama_steps=50),
+}
 SHARED = Path("/work/shared/data/cifar10")
+IMAGENET = Path("/work/shared/data/imagenet/val_subset")
 RESNET56 = Path("/work/shared/data/models/cifar10_resnet_akamaster/resnet56.safetensors")
 
 
@@ -103,17 +135,29 @@ def load_judge(num_classes: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("guidance", "ssl", "panorama"), default="guidance")
     parser.add_argument("--size", choices=list(SIZES), default="tiny")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="classifier seeds (default: 0 1 2; tiny: 0)")
     parser.add_argument("--guidance-scale", type=float, default=2.0)
     parser.add_argument("--min-confidence", type=float, default=0.3, help="filter threshold on p(target)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (1 is fastest on a busy CPU)")
+    parser.add_argument("--cfg-scale", type=float, default=1.0, help="ssl: classifier-free guidance w (0: conditional)")
+    parser.add_argument("--conditioning", choices=("cross_attention", "vector"), default="cross_attention")
+    parser.add_argument("--encoder", type=Path, default=None, help="ssl/panorama: a saved SSL model folder")
+    parser.add_argument("--cache", type=Path, default=None, help="ssl/panorama: keep/reuse trained models here")
+    parser.add_argument("--out", type=Path, default=None, help="ssl/panorama: write sample sheets here")
+    parser.add_argument("--diffusion-steps", type=int, default=None, help="override the size's DDPM training steps")
+    parser.add_argument("--train-only", action="store_true", help="ssl: train (into --cache) and stop")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = SIZES[args.size]
+    cfg = {**SIZES[args.size], **({"steps": args.diffusion_steps} if args.diffusion_steps else {})}
     seeds = args.seeds or ([0] if args.size == "tiny" else [0, 1, 2])
+    if args.part == "ssl":
+        return ssl_part(args, {**cfg, **SSL_SIZES[args.size]}, seeds)
+    if args.part == "panorama":
+        return panorama_part(args, {**cfg, **SSL_SIZES[args.size]})
 
     from curate.learn import ArrayData, Augment, fit, predict_images, resolve_device
     from curate.models import create_model
@@ -220,6 +264,275 @@ def main() -> None:
     for name in list(results)[1:]:
         gain = np.subtract(results[name], results["real"]).tolist()
         print(f"   gain {name:12s} {interval(gain)}  (paired by seed)")
+
+
+
+# --- Synth II: SSL-conditioned diffusion ------------------------------------------------------------------------
+
+
+def ssl_encoder(args, cfg, images: np.ndarray):
+    """The SSL ResNet-20: ``--encoder``'s saved model, else SimCLR trained here on ``images`` (no labels)."""
+    from curate.learn.ssl import train_ssl
+    from curate.models import create_model, load_model
+
+    if args.encoder is not None:
+        return f"SimCLR ResNet-20 ({args.encoder})", load_model(args.encoder)
+    model = create_model("resnet20-cifar", num_classes=10, weights=None, seed=0)
+    train_ssl(model, images, epochs=cfg["ssl_epochs"], batch_size=min(256, len(images)), device="cpu", progress=True)
+    return f"SimCLR ResNet-20 (trained here, {cfg['ssl_epochs']} epochs)", model
+
+
+def cached_ddpm(args, name: str, build, train):
+    """``(unet, conditioner)`` from ``--cache/<name>`` when saved there, else trained (and saved when caching)."""
+    from synth.train_diffusion import load_diffusion_model, save_diffusion_model
+
+    folder = args.cache / name if args.cache else None
+    if folder is not None and (folder / "curate.json").is_file():
+        model = load_diffusion_model(folder)
+        print(f"{name}: loaded from {folder}")
+        return model.unet, model.conditioner, dict(model.scheduler_config)
+    t0 = time.perf_counter()
+    result = train(build())
+    tail = result.losses[-max(1, len(result.losses) // 10):].mean()
+    print(f"{name}: trained in {time.perf_counter() - t0:.0f}s, final loss {tail:.4f}")
+    if folder is not None:
+        save_diffusion_model(folder, result.unet, result.scheduler, class_names=None, conditioner=result.conditioner)
+    return result.unet, result.conditioner, dict(result.scheduler.config)
+
+
+def ssl_part(args, cfg, seeds) -> None:
+    from curate.learn import ArrayData, Augment, fit, predict_images, resolve_device
+    from curate.learn.embed import EmbedFn
+    from curate.execute.local import array_batches, map_batches
+    from curate.models import create_model, load_model, save_model
+    from synth.conditioning import Conditioner, context_width
+    from synth.filters import filter_samples
+    from synth.guidance import create_guidance
+    from synth.methods import SynthInputs, plan_samples
+    from synth.noisy_classifier import load_noisy_classifier, save_noisy_classifier_file, train_noisy_classifier
+    from synth.pipeline import GuidedPipeline, make_sampler
+    from synth.quality import embed_images, fid, kid, row_grid, class_grid, write_png
+    from synth.ssl_conditioned import SSLConditionedConfig, SSLConditionedMethod
+    from synth.train_diffusion import DiffusionModel, build_unet, train_ddpm
+
+    device = resolve_device(args.device)
+    tr_x, tr_y, te_x, te_y, names = load_data(cfg["real_per_class"])
+    k, s = len(names), cfg["image_size"]
+    tr_s, te_s = resize(tr_x, s), resize(te_x, s)
+    encoder_name, encoder = ssl_encoder(args, cfg, tr_x)
+    vectors = map_batches(EmbedFn(encoder, device=device, normalize=True), array_batches(tr_x, batch_size=256),
+                          rows=len(tr_x))["embeddings"]
+    print(f"part=ssl size={args.size} device={device} threads={torch.get_num_threads()} real train={len(tr_x)} "
+          f"test={len(te_x)} image={s}x{s} unet={cfg['block_out_channels']} steps={cfg['steps']} "
+          f"encoder={encoder_name} ({vectors.shape[1]}-d) conditioning={args.conditioning} w={args.cfg_scale}")
+    common = dict(steps=cfg["steps"], batch_size=cfg["batch_size"], lr=5e-4, warmup_steps=50, ema_decay=0.995, seed=0,
+                  device=device, progress=True)
+    unet_args = dict(image_size=s, block_out_channels=cfg["block_out_channels"],
+                     layers_per_block=cfg["layers_per_block"], seed=0)
+    plain_unet, _, sched_cfg = cached_ddpm(args, "unconditional", lambda: build_unet(
+        attention_levels=cfg["attention_levels"], **unet_args), lambda unet: train_ddpm(unet, tr_s, **common))
+
+    def build_conditioned():
+        unet = build_unet(attention_levels=cfg["cond_levels"], conditioning=args.conditioning,
+                          context_dim=cfg["context_dim"], **unet_args)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return unet, Conditioner(vectors.shape[1], context_width(unet, args.conditioning), kind=args.conditioning)
+
+    cond_unet, conditioner, _ = cached_ddpm(
+        args, f"ssl_{args.conditioning}", build_conditioned,
+        lambda pair: train_ddpm(pair[0], tr_s, embeddings=vectors, conditioner=pair[1], p_uncond=0.1, **common))
+    sampler = make_sampler("ddim", sched_cfg)
+    guide_path = args.cache / "noisy_classifier.safetensors" if args.cache else None
+    if guide_path is not None and guide_path.is_file():
+        clf = load_noisy_classifier(guide_path)
+    else:
+        clf, _ = train_noisy_classifier(tr_s, tr_y, alphas_cumprod=sampler.alphas_cumprod, num_classes=k,
+                                        steps=cfg["noisy_steps"], seed=0, device=device, progress=True)
+        if guide_path is not None:
+            save_noisy_classifier_file(clf, guide_path)
+    filter_path = args.cache / "filter" if args.cache else None
+    if filter_path is not None and (filter_path / "config.json").is_file():
+        filter_model = load_model(filter_path)
+    else:
+        filter_model = create_model("convnet", num_classes=k, weights=None, width=cfg["width"], im_size=s, seed=100)
+        fit(filter_model, ArrayData(tr_s, tr_y, augment=Augment(flip=True, crop_padding=2), num_classes=k),
+            epochs=cfg["epochs"], batch_size=64, lr=0.05, seed=100, device=device, progress=False)
+        if filter_path is not None:
+            save_model(filter_model, filter_path)
+    if args.train_only:
+        print("trained; rerun without --train-only to evaluate")
+        return
+    filter_acc = (predict_images(filter_model, te_s, device=device).argmax(1) == te_y).mean()
+    judge_name, judge = load_judge(k)
+    print(f"filter: convnet {s}x{s} (seed 100), held-out accuracy {filter_acc:.3f}; judge: {judge_name}")
+
+    copy_model = create_model("resnet20-cifar", num_classes=10)
+    real_copy_f = embed_images(copy_model, tr_s, device=device)
+    ref = embed_images(judge, te_s, device=device)
+    real_ids = np.array([f"real:{i}" for i in range(len(tr_x))])
+    diffusion = DiffusionModel(cond_unet, sched_cfg, names, conditioner=conditioner)
+    inputs = SynthInputs(diffusion, tr_s, tr_y, names, real_ids=real_ids, real_embeddings=vectors)
+    method = SSLConditionedMethod()
+
+    def convnet(x, y, seed):
+        model = create_model("convnet", num_classes=k, weights=None, width=cfg["width"], im_size=s, seed=seed)
+        res = fit(model, ArrayData(x, y, augment=Augment(flip=True, crop_padding=2), num_classes=k),
+                  epochs=cfg["epochs"], batch_size=64, lr=0.05, seed=seed, device=device, eval_data=(te_s, te_y),
+                  progress=False)
+        return res.final_accuracy
+
+    def ssl_samples(mode, labels, numbers, sample_seeds, seed):
+        opts = SSLConditionedConfig(method="ssl_conditioned", mode=mode, per_class=cfg["sample_per_class"],
+                                    cfg_scale=args.cfg_scale, num_inference_steps=cfg["inference_steps"],
+                                    batch_size=128)
+        guide = method.prepare(opts, inputs, base_seed=seed, device=device, progress=False)
+        gen = method.generate(opts, inputs, guide, labels=labels, numbers=numbers, seeds=sample_seeds, device=device,
+                              progress=True)
+        return gen.images, gen.columns["source_id"]
+
+    sets = ("real train (floor)", "unconditional", "classifier-guided", "SSL variations", "SSL interpolations")
+    results = {name: {"kid": [], "fid": [], "judge": [], "kept": [], "acc": []} for name in sets}
+    for seed in seeds:
+        labels, numbers, sample_seeds = plan_samples(np.arange(k), per_class=cfg["sample_per_class"],
+                                                     base_seed=1000 + seed)
+        t0 = time.perf_counter()
+        plain = GuidedPipeline(plain_unet.to(device), sampler)(labels, num_inference_steps=cfg["inference_steps"],
+                                                              seeds=sample_seeds, batch_size=128, progress=True)
+        guide = create_guidance("noisy_classifier", clf.to(device), scale=args.guidance_scale)
+        guided = GuidedPipeline(plain_unet.to(device), sampler, guide)(
+            labels, num_inference_steps=cfg["inference_steps"], seeds=sample_seeds, batch_size=128, progress=True)
+        variations, sources = ssl_samples("variations", labels, numbers, sample_seeds, 1000 + seed)
+        interpolations, _ = ssl_samples("interpolations", labels, numbers, sample_seeds, 1000 + seed)
+        print(f"seed {seed}: sampled 4 x {len(labels)} images in {time.perf_counter() - t0:.0f}s")
+        plain_labels = predict_images(filter_model, plain, device=device).argmax(1)  # unconditional: filter labels
+        samples = {"real train (floor)": (tr_s, tr_y), "unconditional": (plain, plain_labels),
+                   "classifier-guided": (guided, labels), "SSL variations": (variations, labels),
+                   "SSL interpolations": (interpolations, labels)}
+        acc_real = convnet(tr_s, tr_y, seed)
+        for name, (images, y) in samples.items():
+            feats = embed_images(judge, images, device=device)
+            results[name]["kid"].append(kid(ref, feats).mean)
+            results[name]["fid"].append(fid(ref, feats))
+            results[name]["judge"].append(float((predict_images(judge, images, device=device).argmax(1) == y).mean()))
+            if name.startswith("real"):
+                results[name]["acc"].append(acc_real)
+                results[name]["kept"].append(len(y))
+                continue
+            kept = filter_samples(predict_images(filter_model, images, device=device), y,
+                                  embed_images(copy_model, images, device=device), real_copy_f,
+                                  min_confidence=args.min_confidence, min_copy_distance=0.02).keep
+            results[name]["kept"].append(int(kept.sum()))
+            results[name]["acc"].append(convnet(np.concatenate([tr_s, images[kept]]),
+                                                np.concatenate([tr_y, y[kept]]), seed))
+        if args.out is not None and seed == seeds[0]:
+            args.out.mkdir(parents=True, exist_ok=True)
+            position = {sid: i for i, sid in enumerate(real_ids)}
+            picks = [np.flatnonzero(labels == c)[0] for c in range(k)]
+            rows = [[tr_s[position[sources[i]]], variations[i], interpolations[i], guided[i], plain[i]]
+                    for i in picks]
+            write_png(args.out / "ssl_variations.png", row_grid(rows), scale=3)
+            for name, (images, y) in samples.items():
+                grid = class_grid(images, y, num_classes=k, per_class=8)
+                write_png(args.out / f"ssl_{name.split(' (')[0].replace(' ', '_').replace('-', '_').lower()}.png",
+                          grid, scale=2)
+
+    print(f"\nquality vs held-out real test ({judge_name} features), {cfg['sample_per_class']} per class per set, "
+          f"seeds {seeds} (mean +- 95% t-interval over seeds); augmentation: ConvNet width {cfg['width']}, "
+          f"{cfg['epochs']} epochs on the {len(tr_x)} real images plus the set's samples kept by the filter "
+          f"(p >= {args.min_confidence}, copy distance >= 0.02)")
+    print(f"   {'set':20s} {'KID':>17s} {'FID':>15s} {'judge acc':>15s} {'kept':>7s} {'held-out acc':>15s} "
+          f"{'gain vs real (paired)':>22s}")
+    for name in sets:
+        r = results[name]
+        gain = np.subtract(r["acc"], results["real train (floor)"]["acc"]).tolist()
+        print(f"   {name:20s} {interval(r['kid']):>17s} {interval(r['fid']):>15s} {interval(r['judge']):>15s} "
+              f"{np.mean(r['kept']):7.0f} {interval(r['acc']):>15s} "
+              f"{'' if name.startswith('real') else interval(gain):>22s}")
+    kid_gap = np.subtract(results["unconditional"]["kid"], results["SSL variations"]["kid"]).tolist()
+    print(f"   KID(unconditional) - KID(SSL variations), paired by seed: {interval(kid_gap)} "
+          f"({', '.join(f'{v:.4f}' for v in kid_gap)})")
+
+
+def panorama_part(args, cfg) -> None:
+    """A 16 px patch model on ImageNet val_subset 64x64 downscales; 64x64 panoramas of held-out references."""
+    import functools
+
+    from PIL import Image
+
+    from curate.execute.local import array_batches, map_batches
+    from curate.learn import resolve_device
+    from curate.learn.embed import EmbedFn
+    from synth.conditioning import ConditionedUNet, Conditioner, context_width
+    from synth.panorama import assemble, patch_grid
+    from synth.pipeline import make_sampler
+    from synth.quality import row_grid, write_png
+    from synth.train_diffusion import build_unet, to_uint8, train_ddpm
+
+    device, window, size = resolve_device(args.device), 16, 64
+    files = sorted((IMAGENET / "images").glob("*.JPEG"))
+    images = np.stack([np.asarray(Image.open(f).convert("RGB").resize((size, size), Image.BICUBIC)) for f in files])
+    train_imgs, refs = images[:cfg["patch_images"]], images[-cfg["references"]:]
+    encoder_name, encoder = ssl_encoder(args, cfg, resize(train_imgs, 32))
+    embed = EmbedFn(encoder, device=device, normalize=True)
+
+    def vectors_of(patches):
+        return map_batches(embed, array_batches(patches, batch_size=256), rows=len(patches))["embeddings"]
+
+    patches = np.concatenate([patch_grid(im, window) for im in train_imgs])
+    vecs = vectors_of(patches)
+    print(f"part=panorama threads={torch.get_num_threads()} {len(train_imgs)} images -> {len(patches)} patches of "
+          f"{window} px, encoder {encoder_name}; {len(refs)} held-out references at {size}x{size}")
+
+    def build():
+        unet = build_unet(image_size=window, block_out_channels=cfg["block_out_channels"],
+                          layers_per_block=cfg["layers_per_block"], attention_levels=cfg["cond_levels"],
+                          conditioning="cross_attention", context_dim=cfg["context_dim"], seed=0)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return unet, Conditioner(vecs.shape[1], context_width(unet, "cross_attention"))
+
+    unet, conditioner, sched_cfg = cached_ddpm(
+        args, "patches", build, lambda pair: train_ddpm(
+            pair[0], patches, embeddings=vecs, conditioner=pair[1], steps=cfg["patch_steps"],
+            batch_size=cfg["batch_size"], lr=5e-4, warmup_steps=50, ema_decay=0.995, seed=0, device=device,
+            progress=True))
+    model = ConditionedUNet(unet, conditioner).to(device).eval()
+    denoise = functools.partial(model.guided_eps, w=3.0)  # the notebook's w
+    sampler = make_sampler("ddim", sched_cfg)
+    rows, seam, match = [], {"tiles": [], "panorama": []}, {"tiles": [], "panorama": []}
+    ref_grids = [torch.from_numpy(vectors_of(patch_grid(r, window))).reshape(4, 4, -1) for r in refs]
+    for i, (ref, grid) in enumerate(zip(refs, ref_grids)):
+        row = [ref]
+        for name, stride in (("tiles", window), ("panorama", window // 2)):
+            out = assemble(denoise, sampler, grid, window=window, stride=stride,
+                           num_inference_steps=cfg["panorama_steps"], generator=torch.Generator().manual_seed(i),
+                           device=device, progress=False)
+            image = to_uint8(out[None])[0]
+            row.append(image)
+            seam[name].append(seam_ratio(image, window))
+            got = vectors_of(patch_grid(image, window))
+            own = np.einsum("ij,ij->i", got, grid.reshape(16, -1).numpy()).mean()
+            others = np.mean([np.einsum("ij,ij->i", got, g.reshape(16, -1).numpy()).mean()
+                              for j, g in enumerate(ref_grids) if j != i])
+            match[name].append(own - others)
+        rows.append(row)
+    print(f"\n{len(refs)} references, {cfg['panorama_steps']} DDIM steps (eta 1), w 3, 4x4 grid of 16 px windows")
+    print(f"   {'assembly':10s} {'seam ratio (1 = seamless)':>26s} {'cos(own ref) - cos(other refs)':>31s}")
+    for name in ("tiles", "panorama"):
+        print(f"   {name:10s} {interval(seam[name]):>26s} {interval(match[name]):>31s}")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_png(args.out / "ssl_panorama.png", row_grid(rows, gap=6), scale=2)
+
+
+def seam_ratio(image: np.ndarray, window: int) -> float:
+    """Mean absolute step between neighbouring pixels across window borders over the mean step elsewhere."""
+    x = image.astype(np.float64)
+    dy, dx = np.abs(np.diff(x, axis=0)).mean(axis=(1, 2)), np.abs(np.diff(x, axis=1)).mean(axis=(0, 2))
+    border = np.arange(window - 1, len(dy), window)
+    inside = np.setdiff1d(np.arange(len(dy)), border)
+    return float((dy[border].mean() + dx[border].mean()) / (dy[inside].mean() + dx[inside].mean()))
 
 
 if __name__ == "__main__":

@@ -31,11 +31,19 @@ SAMPLE_COLUMNS = {
     "filter_confidence": "float32",
     "copy_distance": "float32",
     "nearest_real": "string",
+    "source_id": "string",
+    "source_b_id": "string",
+    "slerp_t": "float32",
 }
-"""Per-row columns of synthetic rows besides the provenance; real rows hold nulls. ``filter_confidence``
+"""Per-row columns of synthetic rows besides the provenance; real rows hold nulls. ``guidance_scale`` is
+the method's own scale (classifier guidance's ``s``, classifier-free guidance's ``w``). ``filter_confidence``
 is the target-class probability of the filter named in the ``parameters`` (``filter_model``), which is
 the guiding classifier itself only when ``filter_scoring`` is ``self_scored`` (see :mod:`synth.scorers`);
-``nearest_real`` is the id of the closest real training row at ``copy_distance``."""
+``nearest_real`` is the id of the closest real training row at ``copy_distance``. ``source_id`` is the real
+row whose embedding conditioned a sample (``ssl_conditioned``), ``source_b_id`` the second row of an
+interpolation at ``slerp_t``; null for methods that condition on no image."""
+METHOD_COLUMNS = ("source_id", "source_b_id", "slerp_t")
+"""The :data:`SAMPLE_COLUMNS` a method fills itself (``Generated.columns``); the step fills the others."""
 
 
 @dataclass
@@ -113,13 +121,20 @@ def synthetic_rows(
     parameters: Mapping[str, Any],
     guidance_scale: np.ndarray,
     kept: FilterResult,
+    columns: Mapping[str, np.ndarray] | None = None,
 ) -> "datasets.Dataset":
     """Rows of the kept samples: ids ``synth:<step_id>:<n>``, ``set: synthetic``, the shared provenance and
-    :data:`SAMPLE_COLUMNS` (``kept``: the filter result restricted to these samples)."""
+    :data:`SAMPLE_COLUMNS` (``kept``: the filter result restricted to these samples; ``columns``: the
+    method's own :data:`METHOD_COLUMNS` for these samples, null where absent)."""
     from curate.data.table import generated_rows
 
+    unknown = sorted(set(columns or {}) - set(METHOD_COLUMNS))
+    if unknown:
+        raise UsageError(f"a method filled unknown sample column `{unknown[0]}`; known: {', '.join(METHOD_COLUMNS)}")
+    n = len(np.asarray(labels))
     sample = {"guidance_scale": guidance_scale, "filter_confidence": kept.confidence,
-              "copy_distance": kept.copy_distance, "nearest_real": kept.nearest}
+              "copy_distance": kept.copy_distance, "nearest_real": kept.nearest,
+              **{name: np.full(n, None, dtype=object) for name in METHOD_COLUMNS}, **(columns or {})}
     return generated_rows(
         ids=[f"synth:{step_id}:{int(i)}" for i in np.asarray(numbers)], images=images, labels=np.asarray(labels),
         class_names=class_names, split=split, set_="synthetic", method=method, parameters=dict(parameters),

@@ -6,12 +6,14 @@ the :class:`Guide` that will steer the samples, and ``generate(config, inputs, g
 returning :class:`Generated`. The step around it keeps the guide's classifier from filtering,
 filters, records provenance, writes the new table version and measures quality the same way for
 every method, so Synth II methods (class tokens, SSL-conditioned diffusion) only add a class here.
+A method's ``conditioning`` says what its diffusion model must be conditioned on: ``classes`` (a
+class-conditional or unconditional ``UNet2DModel``) or ``embeddings`` (:mod:`synth.conditioning`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
 import numpy as np
 
@@ -56,8 +58,9 @@ class SynthOptions:
 
 @dataclass
 class SynthInputs:
-    """What a method may read: the diffusion model, real training images at its size, classes, and a
-    classifier of clean images with its name (``inputs.classifier`` or ``with.classifier_model``)."""
+    """What a method may read: the diffusion model, real training images at its size, classes, a
+    classifier of clean images with its name (``inputs.classifier`` or ``with.classifier_model``), and
+    for an embedding-conditioned model the real rows' ids and embeddings (as the model was trained on)."""
 
     diffusion: "DiffusionModel"
     real_images: np.ndarray
@@ -65,6 +68,8 @@ class SynthInputs:
     class_names: list[str]
     classifier: Any | None = None
     classifier_name: str | None = None
+    real_ids: np.ndarray | None = None
+    real_embeddings: np.ndarray | None = None
 
 
 @dataclass
@@ -81,13 +86,15 @@ class Guide:
 @dataclass
 class Generated:
     """Generated samples: uint8 ``images (N, H, W, 3)``, target ``labels (N,)``, sample ``numbers (N,)``,
-    ``seeds (N,)`` and per-sample ``guidance_scale (N,)``."""
+    ``seeds (N,)``, per-sample ``guidance_scale (N,)`` (the method's own scale) and per-sample ``columns``
+    of :data:`synth.filters.SAMPLE_COLUMNS` the method fills (e.g. ``source_id``; the rest stay null)."""
 
     images: np.ndarray
     labels: np.ndarray
     numbers: np.ndarray
     seeds: np.ndarray
     guidance_scale: np.ndarray
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def plan_samples(class_ids: np.ndarray, *, per_class: int, base_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -141,9 +148,15 @@ class ClassifierGuidanceMethod:
     """Dhariwal & Nichol classifier guidance; the guidance method (and its classifier) is chosen by name."""
 
     Config = ClassifierGuidanceConfig
+    conditioning: ClassVar[str] = "classes"
 
     def prepare(self, cfg: ClassifierGuidanceConfig, inputs: SynthInputs, *, base_seed: int, device: str,
                 progress: bool) -> Guide:
+        if inputs.diffusion.embedding_conditioned:
+            from curate.errors import UsageError
+
+            raise UsageError("method classifier_guidance samples a class-conditional or unconditional UNet; this "
+                             "diffusion model is conditioned on embeddings: use method ssl_conditioned")
         sampler = guidance_sampler(cfg, inputs.diffusion.scheduler_config)
         return GUIDANCE.get(cfg.guidance).from_inputs(cfg, inputs, alphas_cumprod=sampler.alphas_cumprod,
                                                       seed=base_seed, device=device, progress=progress)

@@ -111,7 +111,7 @@ class GuidedPipeline:
     def __call__(self, class_labels: Sequence[int] | np.ndarray, *, num_inference_steps: int = 50,
                  seeds: Sequence[int] | np.ndarray, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """uint8 images (N, H, W, C), one per label; sample ``i`` is drawn from ``seeds[i]`` alone."""
-        labels = torch.as_tensor(np.asarray(class_labels), dtype=torch.long).reshape(-1)
+        labels = self._conditions(class_labels)
         seeds = np.asarray(seeds).reshape(-1)
         if len(seeds) != len(labels):
             raise UsageError(f"`seeds` has {len(seeds)} entries but `class_labels` has {len(labels)}")
@@ -124,6 +124,16 @@ class GuidedPipeline:
             c, h, w = self._shape()
             return np.zeros((0, h, w, c), dtype=np.uint8)
         return np.concatenate(out)
+
+    @staticmethod
+    def _conditions(values: Sequence[int] | np.ndarray) -> torch.Tensor:
+        """What conditions each sample, as the UNet reads it (here class labels (N,))."""
+        return torch.as_tensor(np.asarray(values), dtype=torch.long).reshape(-1)
+
+    def _eps_model(self, x: torch.Tensor, t: int, y: torch.Tensor) -> torch.Tensor:
+        """The UNet's output (eps, and variance channels if it learns them) for conditions ``y``."""
+        conditional = self.unet.config.num_class_embeds is not None
+        return self.unet(x, t, class_labels=y if conditional else None).sample
 
     def _shape(self) -> tuple[int, int, int]:
         size = self.unet.config.sample_size
@@ -138,10 +148,9 @@ class GuidedPipeline:
         clip_range = sched.config.clip_sample_range if sched.config.get("clip_sample", False) else None
         device, y = self.device, y.to(self.device)
         x = randn_tensor((len(y), *self._shape()), generator=generators, device=device) * sched.init_noise_sigma
-        conditional = self.unet.config.num_class_embeds is not None
         timesteps = sched.timesteps.tolist()
         for i, t in enumerate(timesteps):
-            out = self.unet(sched.scale_model_input(x, t), t, class_labels=y if conditional else None).sample
+            out = self._eps_model(sched.scale_model_input(x, t), t, y)
             eps, var_values = self._split(out)
             scale = self.guidance.scale_at(i, len(timesteps)) if self.guidance is not None else 0.0
             if scale == 0:

@@ -107,6 +107,31 @@ def class_grid(images: np.ndarray, labels: np.ndarray, *, num_classes: int, per_
     return np.pad(sheet, ((0, pad), (0, pad), (0, 0)), constant_values=255)
 
 
+def row_grid(rows: list[list[np.ndarray]], *, pad: int = 1, gap: int = 3) -> np.ndarray:
+    """A sheet of uint8 images ``(H, W, 3)``, one list per row (blank where a row is shorter); a wider white
+    ``gap`` after each row's first image sets it apart (e.g. a source image and its variations)."""
+    if not rows or not rows[0]:
+        raise UsageError("`rows` must hold at least one image")
+    h, w, c = np.asarray(rows[0][0]).shape
+    cols = max(len(r) for r in rows)
+    width = pad + w + gap + (cols - 1) * (w + pad)
+    sheet = np.full((len(rows) * (h + pad) + pad, width, c), 255, dtype=np.uint8)
+    for i, row in enumerate(rows):
+        y = pad + i * (h + pad)
+        for j, image in enumerate(row):
+            x = pad if j == 0 else pad + w + gap + (j - 1) * (w + pad)
+            sheet[y:y + h, x:x + w] = image
+    return sheet
+
+
+def write_png(path, image: np.ndarray, *, scale: int = 1) -> None:
+    """Save a uint8 image, enlarged ``scale`` times with nearest neighbours (tiny samples stay visible)."""
+    from PIL import Image
+
+    Image.fromarray(image).resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST).save(path,
+                                                                                                       format="PNG")
+
+
 def sample_sheet(images: np.ndarray, labels: np.ndarray, *, class_names: list[str], per_class: int = 8,
                  title: str):
     """A ``matplotlib.figure.Figure`` of :func:`class_grid`: one row per class, its name on the left,

@@ -29,7 +29,17 @@ class TrainDiffusionConfig:
     block_out_channels: tuple[int, ...] = option((16, 32), help="UNet widths, one per resolution level")
     layers_per_block: int = option(1, gt=0)
     attention_levels: tuple[int, ...] = option((), help="levels (0 = full resolution) with self-attention")
-    class_conditional: bool = option(True, help="class embedding (num_class_embeds): samples follow a label")
+    class_conditional: bool = option(True, help="class embedding (num_class_embeds): samples follow a label "
+                                                "(false when inputs.embeddings conditions the model)")
+    conditioning: Literal["cross_attention", "vector"] = option(
+        "cross_attention", help="with inputs.embeddings: cross-attention on the projected embedding "
+                                "(UNet2DConditionModel, attending at attention_levels and the middle block) or "
+                                "the cheaper vector added to the time embedding")
+    context_dim: int = option(64, gt=0, help="cross_attention: width of the projected embedding token")
+    p_uncond: float = option(0.1, ge=0, le=1, help="share of training rows conditioned on the null embedding "
+                                                   "(the projection of zeros), for classifier-free guidance")
+    normalize_embeddings: bool = option(True, help="L2-normalize each embedding before the projection (the "
+                                                   "conditioner does it, at training and sampling alike)")
     steps: int = option(300, gt=0, help="optimizer steps")
     batch_size: int = option(32, gt=0)
     lr: float = option(2e-4, gt=0, help="AdamW learning rate (after warmup)")
@@ -43,11 +53,22 @@ class TrainDiffusionConfig:
 
 
 class TrainDiffusionStep(Step):
-    summary = "Train a DDPM UNet2DModel (diffusers) on a table version; EMA, checkpoints, resume, loss curve."
-    version = 1
+    summary = ("Train a DDPM UNet (diffusers) on a table version, unconditional, class- or embedding-conditioned; "
+               "EMA, checkpoints, resume, loss curve.")
+    version = 2
     Config = TrainDiffusionConfig
-    inputs = {"data": Role(("table",), help="the table version to train on")}
+    inputs = {"data": Role(("table",), help="the table version to train on"),
+              "embeddings": Role(("embeddings",), optional=True,
+                                 help="an embed step over the training rows: the model is conditioned on its "
+                                      "vectors (any registry encoder: an `ssl` step's model, hf:..., resnet20-cifar)")}
     produces = (DIFFUSION_TYPE,)
+
+    @classmethod
+    def check(cls, config, wired):
+        if "embeddings" in wired and config.class_conditional:
+            return [("class_conditional", "the model is conditioned on inputs.embeddings, not on classes; set "
+                                          "class_conditional: false")]
+        return []
 
     @classmethod
     def headline(cls, metrics: Mapping[str, Any]) -> str:
@@ -67,22 +88,40 @@ class TrainDiffusionStep(Step):
         rows = split_indices(table, cfg.split, where="with.split")
         images = decode_images(table, rows, size=(cfg.image_size, cfg.image_size))
         labels = np.asarray(table["label"])[rows]
+        emb = ctx.maybe_input("embeddings")
+        kind = cfg.conditioning if emb else None
         unet = td.build_unet(image_size=cfg.image_size, block_out_channels=cfg.block_out_channels,
                              layers_per_block=cfg.layers_per_block, attention_levels=cfg.attention_levels,
-                             num_classes=len(names) if cfg.class_conditional else None, seed=ctx.seed)
-        key = td.resume_key_of(config=to_dict(cfg), data=source.entry("table")["fingerprint"], seed=ctx.seed)
+                             num_classes=len(names) if cfg.class_conditional else None, conditioning=kind,
+                             context_dim=cfg.context_dim, seed=ctx.seed)
+        vectors = conditioner = encoder = None
+        if emb:
+            vectors, encoder = _training_embeddings(emb, np.asarray(table["id"])[rows])
+            conditioner = _conditioner(unet, kind, vectors.shape[1], cfg.normalize_embeddings, ctx.seed)
+        fingerprints = {"data": source.entry("table")["fingerprint"],
+                        "embeddings": emb.entry("embeddings")["fingerprint"] if emb else None}
+        key = td.resume_key_of(config=to_dict(cfg), **fingerprints, seed=ctx.seed)
         result = td.train_ddpm(
-            unet, images, labels, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+            unet, images, labels, embeddings=vectors, conditioner=conditioner, p_uncond=cfg.p_uncond,
+            steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
             ema_decay=cfg.ema_decay, grad_clip=cfg.grad_clip, num_train_timesteps=cfg.num_train_timesteps,
             beta_schedule=cfg.beta_schedule, flip=cfg.flip, checkpoint_dir=ctx.path("checkpoints"),
             checkpoint_every=cfg.checkpoint_every, resume_key=key, seed=ctx.seed, device=ctx.torch_device(),
             progress=ctx.progress)
         target = ctx.path("model")
+        encoder_dir = None
+        if encoder is not None and "artifact" in encoder["spec"]:
+            artifact = encoder["spec"]["artifact"]
+            encoder_dir = ctx.run_dir / artifact["step"] / artifact["path"]
         with workspace.atomic_dir(target) as tmp:
-            td.save_diffusion_model(tmp, result.unet.to("cpu"), result.scheduler, class_names=names)
+            td.save_diffusion_model(tmp, result.unet.to("cpu"), result.scheduler, class_names=names,
+                                    conditioner=conditioner and conditioner.to("cpu"),
+                                    encoder=encoder and {**encoder, "model": encoder["spec"]},
+                                    encoder_dir=encoder_dir)
         ctx.add_output(DIFFUSION_TYPE, {
             "path": "model", "fingerprint": workspace.tree_sha256(target), "format": "diffusers",
-            "image_size": cfg.image_size, "conditional": cfg.class_conditional, "class_names": names})
+            "image_size": cfg.image_size, "conditional": cfg.class_conditional, "class_names": names,
+            "conditioning": kind, "embed_step": emb.step_id if emb else None})
         ctx.write_file("loss.png", lambda p: td.loss_curve_png(p, result.losses))
         ctx.write_file("losses.npy", lambda p: np.save(p, result.losses))
         tail = result.losses[-max(1, len(result.losses) // 10):]
@@ -91,14 +130,37 @@ class TrainDiffusionStep(Step):
                            parameters=sum(p.numel() for p in result.unet.parameters()))
 
 
+def _training_embeddings(emb, ids):
+    """``(vectors aligned to ids, encoder record)`` from an embed step: what the model is conditioned on."""
+    from curate.artifacts import require_ids
+
+    values, emb_ids = emb.array("embeddings")
+    rows = require_ids(ids, emb_ids, what="training rows", where=f"embedded by step '{emb.step_id}'",
+                       fix="run the embed step over the rows train_diffusion trains on (with.split: null)")
+    entry = emb.entry("embeddings")
+    record = {"spec": entry.get("model"), "normalize": bool(entry.get("normalize", False)), "embed_step": emb.step_id}
+    return values[rows].astype("float32"), record
+
+
+def _conditioner(unet, kind: str, dim: int, normalize: bool, seed: int):
+    """A conditioner projecting ``dim``-d embeddings to the width ``unet`` reads, seeded."""
+    import torch
+
+    from synth.conditioning import Conditioner, context_width
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return Conditioner(dim, context_width(unet, kind), kind=kind, normalize=normalize)
+
+
 # --- synth ---------------------------------------------------------------------------------
 
 
 class SynthStep(Step):
-    summary = ("Generate labelled images with a diffusion model (method: classifier_guidance, ...), filter them "
-               "(confidence of a classifier that did not guide, near copies), append them as `set: synthetic` rows "
-               "in a new table version; KID/FID.")
-    version = 3
+    summary = ("Generate labelled images with a diffusion model (method: classifier_guidance, ssl_conditioned), "
+               "filter them (confidence of a classifier that did not guide, near copies), append them as "
+               "`set: synthetic` rows in a new table version; KID/FID.")
+    version = 4
     inputs = {
         "data": Role(("table",), help="the table version to extend (and its real rows for filters and KID/FID)"),
         "diffusion": Role((DIFFUSION_TYPE,), optional=True, help="a train_diffusion step (or with.diffusion_model)"),
@@ -106,6 +168,9 @@ class SynthStep(Step):
                            help="a `train` step's classifier that guides (guidance: clean_classifier)"),
         "filter": Role(("model",), optional=True,
                        help="a `train` step's classifier that filters and scores the samples (not the guide)"),
+        "embeddings": Role(("embeddings",), optional=True,
+                           help="ssl_conditioned: an embed step over the real rows with the encoder the model was "
+                                "trained on (else they are embedded here with the encoder saved in the model)"),
     }
     produces = ("table", "report")
 
@@ -135,6 +200,8 @@ class SynthStep(Step):
 
     @classmethod
     def check(cls, config, wired):
+        from synth.registry import METHODS
+
         problems = []
         if config.diffusion_model and "diffusion" in wired:
             problems.append(("diffusion_model", "give either `with.diffusion_model` or `inputs.diffusion`, not both"))
@@ -143,6 +210,9 @@ class SynthStep(Step):
                                                 "diffusers model folder / hub id in `with.diffusion_model`"))
         if config.filter_model and "filter" in wired:
             problems.append(("filter_model", "give either `with.filter_model` or `inputs.filter`, not both"))
+        if "embeddings" in wired and METHODS.get(config.method).conditioning != "embeddings":
+            problems.append(("method", f"inputs.embeddings conditions embedding-conditioned methods "
+                                       f"(ssl_conditioned); method {config.method} does not read it"))
         if getattr(config, "classifier_model", None) and "classifier" in wired:
             problems.append(("classifier_model", "give either `with.classifier_model` or `inputs.classifier`, "
                                                  "not both"))
@@ -178,7 +248,10 @@ class SynthStep(Step):
         real_images = decode_images(table, real_rows, size=size)
         guide_model = _named_model(ctx, "classifier", getattr(cfg, "classifier_model", None),
                                    getattr(cfg, "classifier_weights", None), names)
-        inputs = SynthInputs(diffusion, real_images, labels_all[real_rows], names, *(guide_model or (None, None)))
+        real_ids = np.asarray(table["id"])[real_rows]
+        inputs = SynthInputs(diffusion, real_images, labels_all[real_rows], names, *(guide_model or (None, None)),
+                             real_ids=real_ids,
+                             real_embeddings=_real_embeddings(ctx, diffusion, table, real_rows, device))
         class_ids = self._class_ids(cfg, names)
         base_seed = ctx.seed if cfg.seed is None else cfg.seed
         labels, numbers, seeds = plan_samples(class_ids, per_class=cfg.per_class, base_seed=base_seed)
@@ -206,12 +279,17 @@ class SynthStep(Step):
         rows = filters.synthetic_rows(
             images=gen.images[keep], labels=gen.labels[keep], numbers=gen.numbers[keep], seeds=gen.seeds[keep],
             step_id=ctx.step_id, class_names=names, split=cfg.split, method=cfg.method, parameters=parameters,
-            guidance_scale=gen.guidance_scale[keep], kept=result.subset(keep))
+            guidance_scale=gen.guidance_scale[keep], kept=result.subset(keep),
+            columns={name: np.asarray(values)[keep] for name, values in gen.columns.items()})
         ctx.save_table(new_table_version(table, add=rows, where=f"synth step '{ctx.step_id}'"))
 
         for name, writer in guide.files.items():
             ctx.write_file(name, writer)
         self._sheets(ctx, gen, keep, names, cfg)
+        if "source_id" in gen.columns:
+            self._variation_sheet(ctx, gen, real_ids, real_images, cfg.sheet_per_class)
+        if getattr(cfg, "panorama_references", 0):
+            self._panoramas(ctx, cfg, diffusion, table, base_seed, device)
         scored = "" if scoring == scorers.INDEPENDENT else f"_{scorers.SELF_SCORED}"  # never an unlabelled self-score
         metrics: dict[str, Any] = {
             "generated": int(len(keep)), **result.counts(),
@@ -257,6 +335,40 @@ class SynthStep(Step):
         return scorers.model_scorer(model, name=name, device=device)
 
     @staticmethod
+    def _variation_sheet(ctx: StepContext, gen, real_ids, real_images, rows: int) -> None:
+        """``variations.png``: per row, a source image (left) and the samples it conditioned."""
+        import numpy as np
+
+        from synth.quality import row_grid, write_png
+
+        position = {sid: i for i, sid in enumerate(np.asarray(real_ids, dtype=str))}
+        sources = list(dict.fromkeys(np.asarray(gen.columns["source_id"], dtype=str)))[:rows]
+        lines = [[real_images[position[s]], *gen.images[np.asarray(gen.columns["source_id"], dtype=str) == s]]
+                 for s in sources]
+        sheet = row_grid(lines)
+        ctx.write_file("variations.png", lambda p: write_png(p, sheet, scale=max(1, 64 // gen.images.shape[1])))
+
+    @staticmethod
+    def _panoramas(ctx: StepContext, cfg, diffusion, table, seed: int, device: str) -> None:
+        """``panorama.png``: per row, a reference row of ``reference_split`` and its assembled panorama."""
+        from curate.data import decode_images
+        from curate.errors import UsageError
+        from synth.panorama import panorama_of
+        from synth.quality import row_grid, write_png
+
+        if cfg.reference_split is None:
+            raise UsageError("with.panorama_references reads rows of with.reference_split; name that split")
+        side = cfg.panorama_grid * diffusion.image_size
+        rows = split_indices(table, cfg.reference_split, where="with.reference_split")[:cfg.panorama_references]
+        references = decode_images(table, rows, size=(side, side))
+        lines = [[ref, panorama_of(diffusion, ref, stride=cfg.panorama_stride, w=cfg.panorama_cfg_scale,
+                                   num_inference_steps=cfg.num_inference_steps, seed=seed + i, device=device,
+                                   progress=ctx.progress)] for i, ref in enumerate(references)]
+        sheet = row_grid(lines, gap=4)
+        ctx.write_file("panorama.png", lambda p: write_png(p, sheet, scale=max(1, 128 // side)))
+        ctx.metrics["panoramas"] = len(lines)
+
+    @staticmethod
     def _class_ids(cfg, names: list[str]):
         import numpy as np
 
@@ -281,6 +393,34 @@ class SynthStep(Step):
                 p, gen.images[m], gen.labels[m], class_names=class_names, per_class=cfg.sheet_per_class, title=t))
             if name == "samples":
                 ctx.add_output("report", {"path": "samples.png", "fingerprint": digest, "kept": "kept.png"})
+
+
+def _real_embeddings(ctx: StepContext, diffusion, table, rows, device: str):
+    """The conditioning vectors of the real rows for an embedding-conditioned model (None otherwise): from the
+    wired embed step when it used the model's encoder, else embedded here with that encoder."""
+    import numpy as np
+
+    from curate.artifacts import require_ids
+    from curate.data import decode_images
+    from curate.errors import UsageError
+
+    if not diffusion.embedding_conditioned:
+        return None
+    record = (diffusion.conditioning or {}).get("encoder") or {}
+    wired = ctx.maybe_input("embeddings")
+    if wired is not None:
+        entry = wired.entry("embeddings")
+        if record and (entry.get("model") != record.get("spec")
+                       or bool(entry.get("normalize", False)) != bool(record.get("normalize"))):
+            raise UsageError(f"inputs.embeddings (step '{wired.step_id}') used another encoder or normalization than "
+                             f"the diffusion model was trained on (embed step '{record.get('embed_step')}'); wire "
+                             "that step, or leave inputs.embeddings out to embed with the model's own encoder")
+        values, ids = wired.array("embeddings")
+        found = require_ids(np.asarray(table["id"])[rows], ids, what="real rows",
+                            where=f"embedded by step '{wired.step_id}'", fix="embed every row (with.split: null)")
+        return values[found].astype(np.float32)
+    size = tuple(diffusion.encoder().preprocess.size)
+    return diffusion.embed(decode_images(table, rows, size=size), device=device)
 
 
 def _named_model(ctx: StepContext, role: str | None, model_name: str | None, weights: str | None,

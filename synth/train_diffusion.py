@@ -1,39 +1,49 @@
-"""DDPM training of a small diffusers ``UNet2DModel``, with EMA, atomic checkpoints and exact resume.
+"""DDPM training of a small diffusers UNet, with EMA, atomic checkpoints and exact resume.
 
 The loss is Ho et al.'s simple objective: draw ``t`` and ``eps``, form
 ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps`` and regress ``eps`` with MSE. Images live in
-``[-1, 1]`` NCHW. Every random draw (rows, flips, timesteps, noise) comes from ONE CPU
-``torch.Generator`` whose state is checkpointed with the weights, EMA weights and optimizer, so a
-run resumed from a checkpoint takes the same draws as an uninterrupted one (bit-identical on CPU).
+``[-1, 1]`` NCHW. Every random draw (rows, flips, timesteps, noise, dropped conditions) comes from
+ONE CPU ``torch.Generator`` whose state is checkpointed with the weights, EMA weights and optimizer,
+so a run resumed from a checkpoint takes the same draws as an uninterrupted one (bit-identical on CPU).
+
+The UNet is unconditional, class-conditional (``UNet2DModel`` with ``num_class_embeds``) or
+conditioned on embedding vectors through a trainable :class:`~synth.conditioning.Conditioner`
+(``UNet2DConditionModel`` with cross-attention, or ``UNet2DModel`` with vector conditioning), whose
+vectors are dropped to the null embedding with probability ``p_uncond``; the conditioner trains,
+averages (EMA) and checkpoints with the UNet.
 
 A saved model is a folder in the diffusers layout (``unet/`` and ``scheduler/`` through
-``save_pretrained``, safetensors) plus ``curate.json`` (class names, image size), so any diffusers
+``save_pretrained``, safetensors) plus ``curate.json`` (class names, image size, conditioning) and,
+for an embedding-conditioned model, the conditioner and its encoder, so any diffusers
 ``UNet2DModel`` checkpoint a user has loads the same way (:func:`load_diffusion_model`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import DDPMScheduler, UNet2DConditionModel, UNet2DModel
 from tqdm.auto import tqdm
 
-from curate import workspace
 from curate.errors import UsageError
+from curate.learn.checkpoint import load_training_state, resume_key_of, save_training_state
+from synth.conditioning import Conditioner, ConditionedUNet, Kind, drop_mask, load_conditioner, save_conditioner
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 META_FILE = "curate.json"
+ENCODER_DIR = "encoder"
+__all__ = ["resume_key_of"]  # re-exported: steps key their checkpoints with it
 
 
 def _norm_groups(channels: Sequence[int]) -> int:
@@ -51,13 +61,18 @@ def build_unet(
     layers_per_block: int = 1,
     attention_levels: Sequence[int] = (),
     num_classes: int | None = None,
+    conditioning: Kind | None = None,
+    context_dim: int = 64,
     channels: int = 3,
     seed: int = 0,
-) -> UNet2DModel:
-    """A ``UNet2DModel`` predicting eps; ``num_classes`` adds a class embedding (``num_class_embeds``).
+) -> UNet2DModel | UNet2DConditionModel:
+    """A UNet predicting eps; ``num_classes`` adds a class embedding (``num_class_embeds``).
 
     ``attention_levels`` lists the resolution levels (0 = full size) that get self-attention;
-    the CPU demo uses none, CIFAR-size GPU models use the 16x16 level.
+    the CPU demo uses none, CIFAR-size GPU models use the 16x16 level. ``conditioning``
+    ``cross_attention`` builds a ``UNet2DConditionModel`` whose middle block and ``attention_levels``
+    attend to a ``context_dim`` context (self- and cross-attention); ``vector`` a ``UNet2DModel``
+    that adds a vector of its time-embedding width to the time embedding.
     """
     levels = len(block_out_channels)
     if image_size % 2 ** (levels - 1):
@@ -66,14 +81,26 @@ def build_unet(
     bad = [lv for lv in attention_levels if not 0 <= lv < levels]
     if bad:
         raise UsageError(f"`attention_levels` must lie in 0..{levels - 1}, got {bad}")
-    down = tuple("AttnDownBlock2D" if lv in attention_levels else "DownBlock2D" for lv in range(levels))
-    up = tuple("AttnUpBlock2D" if lv in attention_levels else "UpBlock2D" for lv in reversed(range(levels)))
+    if conditioning is not None and num_classes is not None:
+        raise UsageError("a UNet is conditioned on classes (num_classes) or on embeddings (conditioning), not both")
+    attn = "CrossAttn" if conditioning == "cross_attention" else "Attn"
+    down = tuple(f"{attn}DownBlock2D" if lv in attention_levels else "DownBlock2D" for lv in range(levels))
+    up = tuple(f"{attn}UpBlock2D" if lv in attention_levels else "UpBlock2D" for lv in reversed(range(levels)))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        if conditioning == "cross_attention":
+            return UNet2DConditionModel(
+                sample_size=image_size, in_channels=channels, out_channels=channels,
+                layers_per_block=layers_per_block, block_out_channels=tuple(block_out_channels),
+                down_block_types=down, up_block_types=up, mid_block_type="UNetMidBlock2DCrossAttn",
+                norm_num_groups=_norm_groups(block_out_channels), cross_attention_dim=context_dim,
+                attention_head_dim=min(8, min(block_out_channels)),
+            )
         return UNet2DModel(
             sample_size=image_size, in_channels=channels, out_channels=channels, layers_per_block=layers_per_block,
             block_out_channels=tuple(block_out_channels), down_block_types=down, up_block_types=up,
             norm_num_groups=_norm_groups(block_out_channels), num_class_embeds=num_classes,
+            class_embed_type="identity" if conditioning == "vector" else None,
             attention_head_dim=min(8, min(block_out_channels)),
         )
 
@@ -122,14 +149,15 @@ class EMA:
 
 @dataclass
 class DDPMResult:
-    """The trained UNet (EMA weights loaded), the raw weights, per-step losses and throughput."""
+    """The trained UNet and conditioner (EMA weights loaded), the raw weights, per-step losses and throughput."""
 
-    unet: UNet2DModel
+    unet: UNet2DModel | UNet2DConditionModel
     raw_state: dict
     scheduler: DDPMScheduler
     losses: np.ndarray
     resumed_from: int
     images_per_second: float
+    conditioner: Conditioner | None = None
 
 
 def make_scheduler(*, num_train_timesteps: int = 1000, beta_schedule: str = "linear") -> DDPMScheduler:
@@ -138,10 +166,13 @@ def make_scheduler(*, num_train_timesteps: int = 1000, beta_schedule: str = "lin
 
 
 def train_ddpm(
-    unet: UNet2DModel,
+    unet: UNet2DModel | UNet2DConditionModel,
     images: np.ndarray,
     labels: np.ndarray | None = None,
     *,
+    embeddings: np.ndarray | None = None,
+    conditioner: Conditioner | None = None,
+    p_uncond: float = 0.1,
     steps: int,
     batch_size: int = 64,
     lr: float = 2e-4,
@@ -161,6 +192,8 @@ def train_ddpm(
 ) -> DDPMResult:
     """Train ``unet`` in place on uint8 ``images (N, H, W, 3)`` (and ``labels (N,)`` for a class-conditional UNet).
 
+    With a ``conditioner``, row ``i`` is conditioned on ``embeddings[i]`` (float (N, D)), dropped to the
+    null embedding with probability ``p_uncond``; the conditioner trains with the UNet.
     With ``checkpoint_dir``, a checkpoint (weights, EMA, optimizer, generator state, losses) is
     written atomically every ``checkpoint_every`` steps and at the end, and a checkpoint there with
     the same ``resume_key`` is resumed from. ``stop_after`` ends the run early (crash simulation).
@@ -172,6 +205,12 @@ def train_ddpm(
         raise UsageError("the UNet is class-conditional (num_class_embeds set) but no `labels` were given")
     if labels is not None and len(labels) != len(images):
         raise UsageError(f"`labels` has {len(labels)} rows but `images` has {len(images)}")
+    if (conditioner is None) != (embeddings is None):
+        raise UsageError("an embedding-conditioned UNet needs both `conditioner` and `embeddings`")
+    if embeddings is not None and len(embeddings) != len(images):
+        raise UsageError(f"`embeddings` has {len(embeddings)} rows but `images` has {len(images)}")
+    model = unet if conditioner is None else ConditionedUNet(unet, conditioner)
+    vectors = None if embeddings is None else torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
     size = unet.config.sample_size
     if images.shape[1:3] != (size, size):
         raise UsageError(f"`images` are {images.shape[1]}x{images.shape[2]} but the UNet's sample_size is {size}")
@@ -179,11 +218,12 @@ def train_ddpm(
     data = torch.from_numpy(np.ascontiguousarray(images))
     targets = torch.as_tensor(np.asarray(labels), dtype=torch.long) if conditional else None
     generator = torch.Generator().manual_seed(seed)
-    unet.to(device).train()
-    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.0)
-    ema = EMA(unet, decay=ema_decay)
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    ema = EMA(model, decay=ema_decay)
     losses = np.zeros(steps, dtype=np.float32)
-    start_step = _resume(checkpoint_dir, resume_key, unet, ema, opt, generator, losses)
+    path = checkpoint_dir / CHECKPOINT if checkpoint_dir is not None else None
+    start_step = _resume(load_training_state(path, key=resume_key), model, ema, opt, generator, losses)
     last = steps if stop_after is None else min(steps, stop_after)
     started = time.perf_counter()
     with tqdm(total=steps, initial=start_step, disable=not progress, desc="train_diffusion", unit="it") as bar:
@@ -196,57 +236,47 @@ def train_ddpm(
             t = torch.randint(num_train_timesteps, (batch_size,), generator=generator)
             noise = torch.randn(x0.shape, generator=generator)
             x_t = scheduler.add_noise(x0, noise, t)
-            y = targets[rows].to(device) if conditional else None
             for group in opt.param_groups:
                 group["lr"] = lr * min(1.0, (step + 1) / warmup_steps) if warmup_steps else lr
-            pred = unet(x_t.to(device), t.to(device), class_labels=y).sample
+            if conditioner is not None:
+                drop = drop_mask(batch_size, p_uncond, generator)
+                pred = model(x_t.to(device), t.to(device), vectors[rows].to(device), drop.to(device))
+            else:
+                y = targets[rows].to(device) if conditional else None
+                pred = unet(x_t.to(device), t.to(device), class_labels=y).sample
             loss = F.mse_loss(pred, noise.to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(unet.parameters(), grad_clip)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             opt.step()
-            ema.update(unet)
+            ema.update(model)
             losses[step] = loss.item()
             bar.update()
             done = step + 1
-            if checkpoint_dir is not None and (done % checkpoint_every == 0 or done == last):
-                _save_checkpoint(checkpoint_dir / CHECKPOINT, done, resume_key, unet, ema, opt, generator, losses)
+            if path is not None and (done % checkpoint_every == 0 or done == last):
+                save_training_state(path, key=resume_key, step=done, state={
+                    "unet": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                    "rng": generator.get_state(), "losses": torch.from_numpy(losses)})
     seconds = time.perf_counter() - started
-    raw = {k: v.detach().cpu().clone() for k, v in unet.state_dict().items()}
-    ema.copy_to(unet)
-    unet.eval()
+    raw = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    ema.copy_to(model)
+    model.eval()
     rate = (last - start_step) * batch_size / seconds if last > start_step else 0.0
     return DDPMResult(unet=unet, raw_state=raw, scheduler=scheduler, losses=losses[:last], resumed_from=start_step,
-                      images_per_second=rate)
+                      images_per_second=rate, conditioner=conditioner)
 
 
-def _save_checkpoint(path: Path, step: int, key: str, unet, ema: EMA, opt, generator, losses) -> None:
-    state = {"step": step, "key": key, "unet": unet.state_dict(), "ema": ema.state_dict(),
-             "optimizer": opt.state_dict(), "rng": generator.get_state(), "losses": torch.from_numpy(losses)}
-    workspace.atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def _resume(checkpoint_dir: Path | None, key: str, unet, ema: EMA, opt, generator, losses: np.ndarray) -> int:
-    """Load a matching checkpoint; returns the step to continue from (0 when there is none)."""
-    if checkpoint_dir is None or not (checkpoint_dir / CHECKPOINT).is_file():
+def _resume(state: dict | None, model, ema: EMA, opt, generator, losses: np.ndarray) -> int:
+    """Load a matching checkpoint's state; returns the step to continue from (0 when there is none)."""
+    if state is None or len(state["losses"]) != len(losses):
         return 0
-    state = torch.load(checkpoint_dir / CHECKPOINT, map_location="cpu", weights_only=True)
-    if state.get("key") != key or len(state["losses"]) != len(losses):
-        log.info("ignoring checkpoint %s: it belongs to another config or data", checkpoint_dir / CHECKPOINT)
-        return 0
-    unet.load_state_dict(state["unet"])
-    device = next(unet.parameters()).device
+    model.load_state_dict(state["unet"])
+    device = next(model.parameters()).device
     ema.load_state_dict({**state["ema"], "shadow": {k: v.to(device) for k, v in state["ema"]["shadow"].items()}})
     opt.load_state_dict(state["optimizer"])
     generator.set_state(state["rng"])
     losses[:] = state["losses"].numpy()
-    log.info("resuming diffusion training at step %d from %s", state["step"], checkpoint_dir / CHECKPOINT)
     return int(state["step"])
-
-
-def resume_key_of(**facts) -> str:
-    """A digest of what makes a checkpoint reusable (config, data fingerprint, seed)."""
-    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 # --- saved models ----------------------------------------------------------------------
@@ -254,11 +284,15 @@ def resume_key_of(**facts) -> str:
 
 @dataclass
 class DiffusionModel:
-    """A loaded diffusion model: UNet, the scheduler config it was trained with, and its classes."""
+    """A loaded diffusion model: UNet, the scheduler config it was trained with, its classes, and for an
+    embedding-conditioned model its conditioner and ``conditioning`` record (:func:`save_diffusion_model`)."""
 
-    unet: UNet2DModel
+    unet: UNet2DModel | UNet2DConditionModel
     scheduler_config: dict
     class_names: list[str] | None
+    conditioner: Conditioner | None = None
+    conditioning: dict[str, Any] | None = None
+    folder: Path | None = None
 
     @property
     def image_size(self) -> int:
@@ -268,15 +302,61 @@ class DiffusionModel:
     def conditional(self) -> bool:
         return self.unet.config.num_class_embeds is not None
 
+    @property
+    def embedding_conditioned(self) -> bool:
+        return self.conditioner is not None
 
-def save_diffusion_model(folder: Path, unet: UNet2DModel, scheduler: DDPMScheduler, *,
-                         class_names: Sequence[str] | None) -> None:
-    """Write ``unet/``, ``scheduler/`` (diffusers ``save_pretrained``, safetensors) and ``curate.json``."""
+    def conditioned_unet(self) -> ConditionedUNet:
+        if self.conditioner is None:
+            raise UsageError("this diffusion model is not conditioned on embeddings; train it with an `embed` "
+                             "step wired to train_diffusion's inputs.embeddings")
+        return ConditionedUNet(self.unet, self.conditioner)
+
+    def encoder(self):
+        """The curate model whose embeddings condition this model (saved in it, or rebuilt from its registry spec)."""
+        from curate.artifacts import load_recorded_model
+        from curate.models import load_model
+
+        record = (self.conditioning or {}).get("encoder")
+        if record is None:
+            raise UsageError("the diffusion model records no encoder; give the embeddings (an `embed` step run "
+                             "with the model it was trained on)")
+        if "saved" in record["model"]:
+            return load_model(Path(self.folder) / record["model"]["saved"])
+        return load_recorded_model(record["model"])
+
+    def embed(self, images: np.ndarray, *, device: str = "cpu") -> np.ndarray:
+        """Conditioning vectors of uint8 ``images (N, H, W, 3)``: the encoder's features, normalized as the
+        embeddings the model was trained on were (the conditioner then applies its own normalization)."""
+        from curate.execute.local import array_batches, map_batches
+        from curate.learn.embed import EmbedFn
+
+        fn = EmbedFn(self.encoder(), device=device, normalize=bool(self.conditioning["encoder"]["normalize"]))
+        return map_batches(fn, array_batches(images, batch_size=256), rows=len(images))["embeddings"]
+
+
+def save_diffusion_model(folder: Path, unet: UNet2DModel | UNet2DConditionModel, scheduler: DDPMScheduler, *,
+                         class_names: Sequence[str] | None, conditioner: Conditioner | None = None,
+                         encoder: dict[str, Any] | None = None, encoder_dir: Path | None = None) -> None:
+    """Write ``unet/``, ``scheduler/`` (diffusers ``save_pretrained``, safetensors) and ``curate.json``.
+
+    An embedding-conditioned model also writes its conditioner and ``encoder``, the record of what made its
+    embeddings: ``{"model": spec, "normalize": bool, ...}`` (an `embed` step's entry); a model artifact of the
+    run (``encoder_dir``) is copied into ``encoder/`` so the folder conditions new images anywhere.
+    """
     folder = Path(folder)
     unet.save_pretrained(folder / "unet", safe_serialization=True)
     scheduler.save_pretrained(folder / "scheduler")
-    meta = {"class_names": list(class_names) if class_names is not None else None,
-            "image_size": int(unet.config.sample_size), "conditional": unet.config.num_class_embeds is not None}
+    meta: dict[str, Any] = {"class_names": list(class_names) if class_names is not None else None,
+                            "image_size": int(unet.config.sample_size),
+                            "conditional": unet.config.num_class_embeds is not None}
+    if conditioner is not None:
+        save_conditioner(folder, conditioner)
+        record = dict(encoder or {})
+        if encoder_dir is not None:
+            shutil.copytree(encoder_dir, folder / ENCODER_DIR)
+            record["model"] = {"saved": ENCODER_DIR, "name": (record.get("model") or {}).get("name")}
+        meta["conditioning"] = {**conditioner.config(), "encoder": record or None}
     (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -289,11 +369,15 @@ def load_diffusion_model(source: str | Path) -> DiffusionModel:
     if path.is_dir():
         sub = "unet" if (path / "unet").is_dir() else None
         sched_dir = path / "scheduler" if (path / "scheduler").is_dir() else path
-        unet = UNet2DModel.from_pretrained(path, subfolder=sub, low_cpu_mem_usage=False)
+        meta = json.loads((path / META_FILE).read_text()) if (path / META_FILE).is_file() else {}
+        conditioner = load_conditioner(path)
+        unet_class = UNet2DConditionModel if (conditioner is not None and conditioner.kind == "cross_attention") \
+            else UNet2DModel
+        unet = unet_class.from_pretrained(path, subfolder=sub, low_cpu_mem_usage=False)
         has_config = (sched_dir / "scheduler_config.json").is_file()
         scheduler_config = dict((DDPMScheduler.load_config(sched_dir) if has_config else make_scheduler().config))
-        meta = json.loads((path / META_FILE).read_text()) if (path / META_FILE).is_file() else {}
-        return DiffusionModel(unet.eval(), scheduler_config, meta.get("class_names"))
+        return DiffusionModel(unet.eval(), scheduler_config, meta.get("class_names"), conditioner=conditioner,
+                              conditioning=meta.get("conditioning"), folder=path)
     try:
         unet = UNet2DModel.from_pretrained(str(source), subfolder="unet", low_cpu_mem_usage=False)
         scheduler_config = dict(DDPMScheduler.load_config(str(source), subfolder="scheduler"))

@@ -36,7 +36,7 @@ MODELS.register("hf:", "curate.models.hf:build_hf_model")
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
-_CONFIG_KEYS = ("name", "num_classes", "class_names", "cfg", "_curate_version")
+_CONFIG_KEYS = ("name", "num_classes", "class_names", "cfg", "head_trained", "_curate_version")
 
 
 def list_models() -> list[str]:
@@ -146,7 +146,7 @@ def save_model(model: CurateModel, folder: Path) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = {"name": model.name, "num_classes": model.num_classes, "class_names": model.class_names,
-              "cfg": model.cfg, "_curate_version": __version__}
+              "cfg": model.cfg, "head_trained": bool(model.head_trained), "_curate_version": __version__}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     # One metadata key: safetensors orders several arbitrarily, so the bytes (and the model's fingerprint,
@@ -155,7 +155,11 @@ def save_model(model: CurateModel, folder: Path) -> None:
 
 
 def load_model(folder: str | Path) -> CurateModel:
-    """Rebuild a model written by :func:`save_model` through the registry, in eval mode."""
+    """Rebuild a model written by :func:`save_model` through the registry, in eval mode.
+
+    ``head_trained`` is what was saved (a self-supervised backbone keeps an untrained head); files that
+    predate the key hold trained heads.
+    """
     folder = Path(folder)
     config_path = folder / CONFIG_FILE
     if not config_path.is_file():
@@ -169,5 +173,7 @@ def load_model(folder: str | Path) -> CurateModel:
     unknown = sorted(set(config) - set(_CONFIG_KEYS))
     if unknown:
         logger.warning("%s: ignoring unknown keys %s (written by a newer curate?)", config_path, ", ".join(unknown))
-    return create_model(config["name"], num_classes=config["num_classes"], weights=folder / WEIGHTS_FILE,
-                        class_names=config.get("class_names"), **config.get("cfg", {}))
+    model = create_model(config["name"], num_classes=config["num_classes"], weights=folder / WEIGHTS_FILE,
+                         class_names=config.get("class_names"), **config.get("cfg", {}))
+    model.head_trained = bool(config.get("head_trained", True))
+    return model

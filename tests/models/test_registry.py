@@ -80,11 +80,15 @@ def test_a_model_without_bundled_weights_has_an_untrained_head():
 
 
 def test_weights_from_a_file_and_a_saved_model_count_as_trained(tmp_path):
-    """A saved (e.g. trained) model reloads with a trained head for the names saved with it, even where
-    the architecture's bundled head would be for other classes."""
+    """A saved trained model reloads with a trained head for the names saved with it, even where the
+    architecture's bundled head would be for other classes; a saved untrained head (a self-supervised
+    backbone) reloads untrained."""
     names = [f"c{i}" for i in range(10)]
     model = create_model("resnet20-cifar", weights=None, class_names=names, seed=0)
     assert model.head_trained is False
+    save_model(model, tmp_path / "untrained")
+    assert load_model(tmp_path / "untrained").head_trained is False
+    model.head_trained = True  # as curate.learn.fit leaves it
     save_model(model, tmp_path)
     loaded = load_model(tmp_path)
     assert loaded.head_trained is True and loaded.class_names == names

@@ -32,6 +32,10 @@ steps:
     uses: train
     inputs: {{data: images}}
     with: {{model: convnet, model_config: {{width: 8, depth: 1}}, epochs: 1, batch_size: 16}}
+  - id: ssl
+    uses: ssl
+    inputs: {{data: images}}
+    with: {{model: convnet, model_config: {{width: 8, depth: 1}}, epochs: 2, batch_size: 8, split: null}}
   - id: embed
     uses: embed
     inputs: {{data: images}}

@@ -25,3 +25,16 @@ class PixelLinear(nn.Module):
 
     def forward(self, x, t=None):
         return x.flatten(1) @ self.weight.T
+
+
+def tiny_conditioned(kind="cross_attention", *, dim=6, seed=0):
+    """A tiny embedding-conditioned UNet (8x8, cross-attention at level 1 and the middle) and its conditioner."""
+    from synth.conditioning import Conditioner, ConditionedUNet, context_width
+
+    unet = build_unet(image_size=8, block_out_channels=(4, 8), layers_per_block=1, attention_levels=(1,),
+                      conditioning=kind, context_dim=8, seed=seed)
+    g = torch.random.fork_rng(devices=[])
+    with g:
+        torch.manual_seed(seed)
+        conditioner = Conditioner(dim, context_width(unet, kind), kind=kind)
+    return ConditionedUNet(unet, conditioner)

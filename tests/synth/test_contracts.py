@@ -1,7 +1,8 @@
 """Contracts every registered guidance method and every registered synth method must keep.
 
 Parametrized over the registries, so a new entry (built in or from an entry point) is tested by being
-registered. Inputs are tiny: an 8x8 class-conditional UNet, 8 random real images, a width-8 ConvNet.
+registered. Inputs are tiny: an 8x8 UNet conditioned as the method needs (``conditioning``: classes or
+embeddings), 8 random real images with ids and embeddings, a width-8 ConvNet.
 """
 
 import dataclasses
@@ -11,25 +12,33 @@ import pytest
 import torch
 
 from curate.config import from_mapping
+from curate.errors import UsageError
 from curate.models import create_model
 from synth.methods import ClassifierGuidanceConfig, SynthInputs, plan_samples
 from synth.pipeline import GuidedPipeline, sample_seeds
+from synth.filters import METHOD_COLUMNS
 from synth.registry import GUIDANCE, METHODS
 from synth.train_diffusion import DiffusionModel, make_scheduler
-from synth_helpers import tiny_sampler, tiny_unet
+from synth_helpers import tiny_conditioned, tiny_sampler, tiny_unet
 
 NAMES = ["a", "b"]
 TINY = {"per_class": 3, "batch_size": 4, "num_inference_steps": 2, "noisy_steps": 3, "noisy_width": 8,
         "guidance_scale": 5.0, "min_confidence": 0.0}
 
 
-def _inputs():
+def _inputs(conditioning="classes"):
     rng = np.random.default_rng(0)
     classifier = create_model("convnet", num_classes=2, weights=None, seed=0, width=8, depth=1, im_size=8)
-    return SynthInputs(DiffusionModel(tiny_unet(num_classes=2), dict(make_scheduler(num_train_timesteps=100).config),
-                                      NAMES),
-                       rng.integers(0, 256, size=(8, 8, 8, 3), dtype=np.uint8), np.arange(8) % 2, NAMES,
-                       classifier=classifier, classifier_name="convnet (test)")
+    scheduler_config = dict(make_scheduler(num_train_timesteps=100).config)
+    if conditioning == "embeddings":
+        model = tiny_conditioned()
+        diffusion = DiffusionModel(model.unet, scheduler_config, NAMES, conditioner=model.conditioner)
+    else:
+        diffusion = DiffusionModel(tiny_unet(num_classes=2), scheduler_config, NAMES)
+    return SynthInputs(diffusion, rng.integers(0, 256, size=(8, 8, 8, 3), dtype=np.uint8), np.arange(8) % 2, NAMES,
+                       classifier=classifier, classifier_name="convnet (test)",
+                       real_ids=np.array([f"real:{i}" for i in range(8)]),
+                       real_embeddings=rng.normal(size=(8, 6)).astype(np.float32))
 
 
 def _config(cls, **extra):
@@ -90,8 +99,11 @@ def test_guidance_at_scale_zero_gives_the_unguided_sample(name):
 @pytest.mark.parametrize("name", METHODS.names())
 def test_synth_method_contract(name):
     """prepare -> a Guide whose steering classifier (if any) is a Scorer; generate -> one uint8 image per planned
-    sample at the model's size, with its label, number and seed; each sample depends on its own seed only."""
-    method, cfg, inputs = METHODS.get(name)(), _config(METHODS.get(name).Config), _inputs()
+    sample at the model's size, with its label, number and seed, and only known per-sample columns; each sample
+    depends on its own seed only; a model of the other conditioning is refused in one line."""
+    cls = METHODS.get(name)
+    assert cls.conditioning in ("classes", "embeddings")
+    method, cfg, inputs = cls(), _config(cls.Config), _inputs(cls.conditioning)
     labels, numbers, seeds = plan_samples(np.arange(2), per_class=cfg.per_class, base_seed=3)
     guide = method.prepare(cfg, inputs, base_seed=3, device="cpu", progress=False)
     if guide.scorer is not None:
@@ -102,9 +114,13 @@ def test_synth_method_contract(name):
     assert gen.images.dtype == np.uint8 and gen.images.shape == (n, 8, 8, 3)
     assert gen.labels.tolist() == labels.tolist() and gen.numbers.tolist() == numbers.tolist()
     assert gen.seeds.tolist() == seeds.tolist() and gen.guidance_scale.shape == (n,)
+    assert set(gen.columns) <= set(METHOD_COLUMNS) and all(len(v) == n for v in gen.columns.values())
     again = method.generate(cfg, inputs, guide, labels=labels, numbers=numbers, seeds=seeds, device="cpu",
                             progress=False)
     np.testing.assert_array_equal(again.images, gen.images)
     tail = method.generate(cfg, inputs, guide, labels=labels[2:], numbers=numbers[2:], seeds=seeds[2:], device="cpu",
                            progress=False)
     assert np.abs(tail.images.astype(int) - gen.images[2:]).max() <= 1
+    other = _inputs("classes" if cls.conditioning == "embeddings" else "embeddings")
+    with pytest.raises(UsageError, match="conditioned|conditional"):
+        method.prepare(cfg, other, base_seed=3, device="cpu", progress=False)
