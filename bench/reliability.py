@@ -5,7 +5,8 @@ Run: ``python bench/reliability.py [recipes/demo.yaml] [--chains 20] [--seed 0] 
 First an uninterrupted reference run records each step's wall time and output fingerprints. Then each
 *chain* starts a fresh run directory and, for every step in order, starts ``curate run``, waits for the
 step's start line, sleeps a random share (0 to 1.2x) of the step's reference time and sends SIGKILL; the
-next start resumes. After the last step the chain runs once more unkilled and is checked: every step
+next start resumes (a step that finishes before its moment is killed as the next one starts, so every
+chain keeps a kill for every step). After the last step the chain runs once more unkilled and is checked: every step
 complete, every output fingerprint equal to the reference's (bit-identical outputs), no temporary file of
 an interrupted write left, and (when the recipe mirrors to FiftyOne) the dataset holding each sample once.
 ``--chains N`` gives N kill points per step. Prints one row per step: kill points, how many landed
@@ -49,6 +50,8 @@ def run(recipe: Path, workdir: Path, *, kill_in: str | None = None, delay: float
                 running = line[2:].split()[0]
                 if running == kill_in and deadline is None:
                     deadline = time.monotonic() + delay
+                elif deadline is not None:  # the step finished before its moment: kill as the next one starts
+                    deadline = time.monotonic()
         if deadline is not None and time.monotonic() >= deadline:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
