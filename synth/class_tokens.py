@@ -106,7 +106,7 @@ class TextToImage:
     def from_diffusion(cls, diffusion) -> "TextToImage":
         """From a loaded :class:`~synth.train_diffusion.DiffusionModel` conditioned on text."""
         if not getattr(diffusion, "text_conditioned", False):
-            raise UsageError("method class_tokens needs a text-to-image model: train_diffusion with "
+            raise UsageError("method class_tokens needs a text-conditioned model: train_diffusion with "
                              "text_conditioning: true, or a Stable Diffusion folder in with.diffusion_model")
         c = diffusion.conditioner
         return cls(c.tokenizer, c.text_encoder, diffusion.unet, dict(diffusion.scheduler_config), diffusion.vae)

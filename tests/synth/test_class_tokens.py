@@ -164,5 +164,5 @@ def test_a_model_without_text_is_refused():
     from synth.train_diffusion import DiffusionModel
     from synth_helpers import tiny_unet
 
-    with pytest.raises(UsageError, match="text_conditioning"):
+    with pytest.raises(UsageError, match="text-conditioned"):
         TextToImage.from_diffusion(DiffusionModel(tiny_unet(num_classes=2), {}, NAMES))
