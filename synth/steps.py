@@ -172,7 +172,8 @@ def _conditioner(unet, kind: str, dim: int, normalize: bool, seed: int):
 
 
 class SynthStep(Step):
-    summary = ("Generate labelled images with a diffusion model (method: classifier_guidance, ssl_conditioned), "
+    summary = ("Generate labelled images with a diffusion model (method: classifier_guidance, ssl_conditioned, "
+               "class_tokens), "
                "filter them (confidence of a classifier that did not guide, near copies), append them as "
                "`set: synthetic` rows in a new table version; KID/FID.")
     version = 4
@@ -180,7 +181,8 @@ class SynthStep(Step):
         "data": Role(("table",), help="the table version to extend (and its real rows for filters and KID/FID)"),
         "diffusion": Role((DIFFUSION_TYPE,), optional=True, help="a train_diffusion step (or with.diffusion_model)"),
         "classifier": Role(("model",), optional=True,
-                           help="a `train` step's classifier that guides (guidance: clean_classifier)"),
+                           help="a `train` step's classifier that guides (guidance: clean_classifier) or that the "
+                                "class tokens are learned against (class_tokens)"),
         "filter": Role(("model",), optional=True,
                        help="a `train` step's classifier that filters and scores the samples (not the guide)"),
         "embeddings": Role(("embeddings",), optional=True,
