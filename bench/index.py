@@ -27,6 +27,15 @@ FiftyOne database: curate's embedded one (set ``CURATE_HOME`` to keep it out of 
 Targets: index 100k in seconds, first query < 1 s, near duplicates in a tenth of the Brain's time.
 
     CURATE_HOME=/tmp/bench-home python bench/index.py --n 0 --real-n 0 --fo-n 100000
+
+``--recall`` (issue 16) runs the recall grid instead: for each case of :data:`RECALL_CASES`
+(Gaussian clusters, 50k-500k rows, 32-256 dims, well separated or overlapping), HNSW and IVF
+are built with their defaults (the recall target calibrating ``ef_search``/``nprobe``) and
+searched with 1,000 fresh queries; numpy brute force (matrix product + argpartition) is timed
+in the same process, interleaved, best of 3 rounds each. Targets: recall@10 >= 0.95 on the
+fresh queries, and >= 5x numpy's queries/s on well-separated clusters, >= 3x on overlapping ones.
+
+    nice -n 10 python bench/index.py --recall --threads 1
 """
 
 from __future__ import annotations
@@ -100,10 +109,10 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
-def numpy_qps(base: np.ndarray, queries: np.ndarray, k: int) -> float:
+def numpy_qps(base: np.ndarray, queries: np.ndarray, k: int, *, normalized: bool = False) -> float:
     """Brute force in numpy on unit vectors: one matrix product and an argpartition per batch of 50."""
-    b = base / np.linalg.norm(base, axis=1, keepdims=True)
-    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    b = base if normalized else base / np.linalg.norm(base, axis=1, keepdims=True)
+    q = queries if normalized else queries / np.linalg.norm(queries, axis=1, keepdims=True)
 
     def run():
         for lo in range(0, len(q), 50):
@@ -128,7 +137,7 @@ def bench(name: str, base: np.ndarray, queries: np.ndarray, *, k: int, nlist: in
                  "recall": 1.0})
     del flat
 
-    hnsw, build_s = timed(lambda: build_index(base, kind="hnsw", hnsw_m=32, ef_construction=40))
+    hnsw, build_s = timed(lambda: build_index(base, kind="hnsw", hnsw_m=32, ef_construction=40, recall=None))
     for ef in ef_searches:
         hnsw.ef_search = ef
         (_, found), search_s = timed(lambda: hnsw.search_rows(queries, k))
@@ -136,7 +145,7 @@ def bench(name: str, base: np.ndarray, queries: np.ndarray, *, k: int, nlist: in
                      "qps": len(queries) / search_s, "recall": recall_at(found, truth)})
     del hnsw
 
-    ivf, build_s = timed(lambda: build_index(base, kind="ivf", nlist=nlist))
+    ivf, build_s = timed(lambda: build_index(base, kind="ivf", nlist=nlist, recall=None))
     for nprobe in nprobes:
         ivf.nprobe = nprobe
         (_, found), search_s = timed(lambda: ivf.search_rows(queries, k))
@@ -146,6 +155,79 @@ def bench(name: str, base: np.ndarray, queries: np.ndarray, *, k: int, nlist: in
         row["x_flat"] = row["qps"] / flat_qps
         row["x_numpy"] = row["qps"] / np_qps
     return rows
+
+
+RECALL_CASES = {
+    # name: (rows, dims, clusters, spread); centres ~ N(0, I), points = centre + spread * N(0, I)
+    "separated-50k-32": (50_000, 32, 50, 0.3),
+    "separated-200k-64": (200_000, 64, 20, 0.3),
+    "separated-100k-256": (100_000, 256, 100, 0.3),
+    "separated-500k-128": (500_000, 128, 500, 0.3),
+    "overlapping-50k-32": (50_000, 32, 20, 1.0),
+    "overlapping-200k-64": (200_000, 64, 20, 1.0),
+    "overlapping-100k-256": (100_000, 256, 20, 1.0),
+    "overlapping-300k-128": (300_000, 128, 100, 1.0),
+}
+"""Well separated: cluster radius (spread sqrt(D)) well below the centre distance (sqrt(2D)).
+Overlapping (hard): spread 1, so clusters reach into each other and the k nearest are drawn from
+several of them, which ANN finds much harder."""
+
+
+def blobs(n: int, d: int, clusters: int, spread: float, *, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, d)).astype(np.float32)
+    out = np.empty((n, d), np.float32)
+    for lo in range(0, n, 100_000):
+        m = min(100_000, n - lo)
+        out[lo:lo + m] = centres[rng.integers(0, clusters, m)] + spread * rng.standard_normal((m, d), dtype=np.float32)
+    return out
+
+
+def recall_case(name: str, spec: tuple, *, kinds: list[str], target: float, queries: int, numpy_queries: int,
+                rounds: int, seed: int) -> list[dict]:
+    """Build each kind with its defaults and the recall target; fresh recall@10 and queries/s against numpy."""
+    import faiss
+
+    n, d, clusters, spread = spec
+    data = blobs(n + queries, d, clusters, spread, seed=seed)
+    base, fresh = data[:n], data[n:]
+    unit = base / np.linalg.norm(base, axis=1, keepdims=True)
+    q_unit = fresh / np.linalg.norm(fresh, axis=1, keepdims=True)
+    truth = faiss.knn(q_unit, unit, 10, metric=faiss.METRIC_INNER_PRODUCT)[1]
+    rows = []
+    for kind in kinds:
+        index, build_s = timed(lambda: build_index(base, kind=kind, recall=target))
+        cal = index.calibration
+        found = index.search_rows(fresh, 10)[1]
+        index_qps, np_qps = 0.0, 0.0
+        for _ in range(rounds):  # interleaved, so both see the same load; the best round is the least disturbed
+            np_qps = max(np_qps, numpy_qps(unit, q_unit[:numpy_queries], 10, normalized=True))
+            index_qps = max(index_qps, len(fresh) / timed(lambda: index.search_rows(fresh, 10))[1])
+        separated = name.startswith("separated")
+        row = {"case": name, "n": n, "dim": d, "clusters": clusters, "spread": spread, "kind": kind,
+               "build": ", ".join(f"{k}={v}" for k, v in index.params.items() if k not in ("seed", index.knob)),
+               "build_s": build_s, "calibration_s": cal.seconds, "knob": f"{cal.knob}={cal.value}",
+               "calibration_recall": cal.recall, "reached": cal.reached, "recall": recall_at(found, truth),
+               "qps": index_qps, "numpy_qps": np_qps, "x_numpy": index_qps / np_qps,
+               "speed_target": 5.0 if separated else 3.0}
+        row["ok"] = row["recall"] >= target and row["x_numpy"] >= row["speed_target"]
+        rows.append(row)
+        print(f"  {name:<21} {kind:<5} {row['knob']:<14} recall {row['recall']:.3f} "
+              f"(calibration {cal.recall:.3f}, {cal.seconds:.1f} s)  {index_qps:8.0f} q/s  "
+              f"{row['x_numpy']:5.1f}x numpy ({np_qps:.0f} q/s)  build {build_s:.1f} s  "
+              f"{'ok' if row['ok'] else 'MISS'}", flush=True)
+        del index
+    return rows
+
+
+def print_recall_table(rows: list[dict]) -> None:
+    print("| case | kind | build | chosen | calibration recall / s | recall@10 (fresh) | queries/s | "
+          "x numpy | build s | target |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['case']} | {r['kind']} | {r['build']} | {r['knob']} | {r['calibration_recall']:.3f} / "
+              f"{r['calibration_s']:.1f} | {r['recall']:.3f} | {r['qps']:,.0f} | {r['x_numpy']:.1f} | "
+              f"{r['build_s']:.0f} | {'ok' if r['ok'] else 'MISS'} (>= {r['speed_target']:g}x) |")
 
 
 def bench_duplicates(n: int, d: int, *, seed: int, kinds: list[str]) -> None:
@@ -311,10 +393,31 @@ def main() -> None:
                         "auto gives flat below 200k rows)")
     parser.add_argument("--no-brain-duplicates", action="store_true",
                         help="skip the Brain's find_duplicates (all-pairs radius search; slow on a flat index)")
+    parser.add_argument("--recall", action="store_true", help="run the recall grid (RECALL_CASES) instead")
+    parser.add_argument("--recall-cases", nargs="+", default=list(RECALL_CASES), choices=list(RECALL_CASES))
+    parser.add_argument("--recall-kinds", nargs="+", default=["hnsw", "ivf"])
+    parser.add_argument("--recall-target", type=float, default=0.95)
+    parser.add_argument("--rounds", type=int, default=3, help="timing rounds of the recall grid (best is kept)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
     if args.threads:
+        from threadpoolctl import threadpool_limits
+
         faiss.omp_set_num_threads(args.threads)
+        threadpool_limits(args.threads)  # numpy's BLAS too: the baseline runs on as many threads
+    if args.recall:
+        print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads; recall grid, target "
+              f"{args.recall_target}, {args.queries} fresh queries ({args.numpy_queries} for numpy), "
+              f"best of {args.rounds} interleaved rounds")
+        rows = [row for name in args.recall_cases
+                for row in recall_case(name, RECALL_CASES[name], kinds=args.recall_kinds, target=args.recall_target,
+                                       queries=args.queries, numpy_queries=args.numpy_queries, rounds=args.rounds,
+                                       seed=args.seed)]
+        print()
+        print_recall_table(rows)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2))
+        return
     real_n = args.n if args.real_n is None else args.real_n
     print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads; k={args.k}, {args.queries} queries "
           f"({args.numpy_queries} for numpy)")

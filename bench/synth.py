@@ -1,7 +1,7 @@
 """Synth I in one run: guided-sampling overhead, sample quality guided vs unguided, and the augmentation gain,
 every figure scored by classifiers that did not guide the samples.
 
-Run: ``python bench/synth.py --size tiny|cpu|gpu [--seeds 0 1 2] [--device auto] [--threads 1]``.
+Run: ``python bench/synth.py --size tiny|short|cpu|gpu [--seeds 0 1 2] [--device auto] [--threads 1]``.
 
 Data: CIFAR-10 from ``/work/shared/data/cifar10`` (4,660 train / 932 test) when present, else the bundled
 demo table. A small real subset (``real_per_class`` per class) trains everything made here: the class-conditional
@@ -60,6 +60,9 @@ SIZES = {
                  steps=60, batch_size=32, noisy_steps=60, per_class=4, inference_steps=10, epochs=3, width=16),
     "cpu": dict(real_per_class=50, image_size=16, block_out_channels=(32, 64), layers_per_block=1, attention_levels=(),
                 steps=1500, batch_size=64, noisy_steps=600, per_class=50, inference_steps=50, epochs=20, width=32),
+    "short": dict(real_per_class=20, image_size=16, block_out_channels=(16, 32), layers_per_block=1,
+                  attention_levels=(), steps=300, batch_size=32, noisy_steps=150, per_class=10, inference_steps=20,
+                  epochs=8, width=16),  # between tiny and cpu: fits a CPU shared five ways in half an hour
     "gpu": dict(real_per_class=100, image_size=32, block_out_channels=(128, 256, 256), layers_per_block=2,
                 attention_levels=(1,), steps=20000, batch_size=128, noisy_steps=3000, per_class=100,
                 inference_steps=50, epochs=30, width=64),
@@ -69,12 +72,16 @@ SSL_SIZES = {
                  patch_images=40, references=2, panorama_steps=5),
     "cpu": dict(context_dim=64, cond_levels=(1,), ssl_epochs=10, sample_per_class=50, patch_steps=1200,
                 patch_images=1200, references=6, panorama_steps=50),
+    "short": dict(context_dim=32, cond_levels=(1,), ssl_epochs=6, sample_per_class=10, patch_steps=300,
+                  patch_images=200, references=3, panorama_steps=20),
     "gpu": dict(context_dim=256, cond_levels=(1,), ssl_epochs=100, sample_per_class=100, patch_steps=20000,
                 patch_images=1200, references=8, panorama_steps=50),
 }
 TOKEN_SIZES = {
     "tiny": dict(real_per_class=10, token_blocks=(8, 16), context_dim=16, t2i_steps=40, t2i_batch=16, max_epochs=2,
                  patience=1, train_steps=3, token_per_class=4, token_inference_steps=3, cfg=3.0),
+    "short": dict(real_per_class=100, token_blocks=(16, 32), context_dim=32, t2i_steps=300, t2i_batch=32,
+                  max_epochs=6, patience=3, train_steps=6, token_per_class=20, token_inference_steps=10, cfg=3.0),
     "cpu": dict(real_per_class=300, token_blocks=(16, 32), context_dim=32, t2i_steps=900, t2i_batch=32,
                 max_epochs=12, patience=4, train_steps=8, token_per_class=40, token_inference_steps=20, cfg=3.0),
     "gpu": dict(real_per_class=500, token_blocks=(128, 256, 256), context_dim=128, t2i_steps=30000, t2i_batch=128,
@@ -151,12 +158,13 @@ def main() -> None:
     parser.add_argument("--encoder", type=Path, default=None, help="ssl/panorama: a saved SSL model folder")
     parser.add_argument("--cache", type=Path, default=None, help="ssl/panorama: keep/reuse trained models here")
     parser.add_argument("--out", type=Path, default=None, help="ssl/panorama: write sample sheets here")
+    parser.add_argument("--diffusion-steps", type=int, default=None, help="override the size's DDPM training steps")
     parser.add_argument("--train-only", action="store_true", help="ssl/tokens: train (into --cache) and stop")
     parser.add_argument("--classes", nargs="+", default=None, help="tokens: classes to learn tokens for")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = SIZES[args.size]
+    cfg = {**SIZES[args.size], **({"steps": args.diffusion_steps} if args.diffusion_steps else {})}
     seeds = args.seeds or ([0] if args.size == "tiny" else [0, 1, 2])
     if args.part == "ssl":
         return ssl_part(args, {**cfg, **SSL_SIZES[args.size]}, seeds)

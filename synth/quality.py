@@ -130,3 +130,33 @@ def write_png(path, image: np.ndarray, *, scale: int = 1) -> None:
 
     Image.fromarray(image).resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST).save(path,
                                                                                                        format="PNG")
+
+
+def sample_sheet(images: np.ndarray, labels: np.ndarray, *, class_names: list[str], per_class: int = 8,
+                 title: str):
+    """A ``matplotlib.figure.Figure`` of :func:`class_grid`: one row per class, its name on the left,
+    and ``title`` above (what was generated, by which step, how many were kept)."""
+    from matplotlib.figure import Figure
+
+    from curate.plots import wrap
+
+    k = len(class_names)
+    grid = class_grid(images, labels, num_classes=k, per_class=per_class)
+    cell = 0.4  # inches per sample, however small the images: 8 px samples stay visible
+    side = (grid.shape[0] - 1) / k
+    width = per_class * cell + 1.4
+    fig = Figure(figsize=(width, k * cell + 0.9), dpi=150, layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_yticks([(row + 0.5) * side for row in range(k)], class_names, fontsize=7)
+    ax.set_xticks([])
+    ax.tick_params(left=False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(wrap(title, int(width * 72 / (8 * 0.65))), fontsize=8)
+    return fig
+
+
+def save_sample_sheet(path, images: np.ndarray, labels: np.ndarray, **options) -> None:
+    """Write :func:`sample_sheet` as a PNG."""
+    sample_sheet(images, labels, **options).savefig(path, format="png")

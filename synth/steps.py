@@ -302,7 +302,7 @@ class SynthStep(Step):
 
         for name, writer in guide.files.items():
             ctx.write_file(name, writer)
-        self._sheets(ctx, gen, keep, len(names), cfg.sheet_per_class)
+        self._sheets(ctx, gen, keep, names, cfg)
         if "source_id" in gen.columns:
             self._variation_sheet(ctx, gen, real_ids, real_images, cfg.sheet_per_class)
         if getattr(cfg, "panorama_references", 0):
@@ -399,13 +399,15 @@ class SynthStep(Step):
         return np.array([names.index(c) for c in cfg.classes])
 
     @staticmethod
-    def _sheets(ctx: StepContext, gen, keep, num_classes: int, per_class: int) -> None:
-        from synth.quality import class_grid, write_png
+    def _sheets(ctx: StepContext, gen, keep, class_names: list[str], cfg) -> None:
+        from synth.quality import save_sample_sheet
 
-        scale = max(1, 64 // gen.images.shape[1])
-        for name, mask in (("samples", slice(None)), ("kept", keep)):
-            grid = class_grid(gen.images[mask], gen.labels[mask], num_classes=num_classes, per_class=per_class)
-            digest = ctx.write_file(f"{name}.png", lambda p, g=grid: write_png(p, g, scale=scale))
+        kept, made = int(keep.sum()), len(keep)
+        for name, mask, what in (("samples", slice(None), f"all {made} generated ({kept} kept)"),
+                                 ("kept", keep, f"the {kept} kept of {made} generated")):
+            title = f"{cfg.method}, step '{ctx.step_id}': {what}"
+            digest = ctx.write_file(f"{name}.png", lambda p, m=mask, t=title: save_sample_sheet(
+                p, gen.images[m], gen.labels[m], class_names=class_names, per_class=cfg.sheet_per_class, title=t))
             if name == "samples":
                 ctx.add_output("report", {"path": "samples.png", "fingerprint": digest, "kept": "kept.png"})
 

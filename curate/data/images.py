@@ -21,6 +21,7 @@ from curate.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
+    from PIL import Image
 
 
 def _row_indices(table: "datasets.Dataset", indices: Sequence[int] | np.ndarray | None) -> np.ndarray:
@@ -46,11 +47,28 @@ def _raw_images(table: "datasets.Dataset", rows: np.ndarray) -> tuple[list[bytes
     return storage.field("bytes").to_pylist(), storage.field("path").to_pylist()
 
 
+EXIF_ORIENTATION = 0x0112
+
+
+def as_rgb(im: "Image.Image") -> "Image.Image":
+    """8-bit RGB as a viewer shows it: EXIF rotation applied (phone photos are stored sideways) and
+    16/32-bit grayscale scaled to 8 bits (``convert("RGB")`` would clip it to white)."""
+    from PIL import Image, ImageOps
+
+    if im.getexif().get(EXIF_ORIENTATION, 1) != 1:
+        im = ImageOps.exif_transpose(im)
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        wide = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or wide.max(initial=0) <= 65535 else wide.max()
+        im = Image.fromarray(np.clip(wide * (255.0 / top), 0, 255).round().astype(np.uint8))
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
 def _decode_one(data: bytes | None, path: str | None, size: tuple[int, int] | None) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(data) if data is not None else path) as im:
-        rgb = im if im.mode == "RGB" else im.convert("RGB")
+        rgb = as_rgb(im)
         if size is not None and rgb.size != (size[1], size[0]):
             rgb = rgb.resize((size[1], size[0]), Image.BILINEAR)
         return np.asarray(rgb)

@@ -1,5 +1,8 @@
 """Similarity search and duplicates: FAISS indexes with sample ids, k-NN graphs, duplicate groups.
 
+Index kinds (flat, ivf, ivfpq, hnsw, and plug-ins) live in the ``INDEX_KINDS`` registry;
+approximate ones calibrate their query-time knob to a recall target when built.
+
 Importing this package does not import FAISS; the functions that need it do. The FiftyOne
 Brain backend (:mod:`curate.index.fiftyone_backend`, which imports FiftyOne) loads only when
 ``FaissSimilarityConfig`` is first asked for.
@@ -19,13 +22,19 @@ from curate.index.duplicates import (
     pixel_hashes,
     representatives,
 )
-from curate.index.faiss_index import AUTO_EXACT_MAX, SimilarityIndex, build_index, load_index, sidecar_path
+from curate.index.calibrate import Calibration
+from curate.index.faiss_index import DEFAULT_RECALL, SimilarityIndex, build_index, load_index, sidecar_path
+from curate.index.kinds import AUTO_EXACT_MAX, INDEX_KINDS, IndexKind
 from curate.index.knn import knn_graph
 
 __all__ = [
     "AUTO_EXACT_MAX",
+    "Calibration",
+    "DEFAULT_RECALL",
     "DuplicateGroups",
     "FaissSimilarityConfig",
+    "INDEX_KINDS",
+    "IndexKind",
     "Pairs",
     "SimilarityIndex",
     "build_index",

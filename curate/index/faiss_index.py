@@ -1,24 +1,16 @@
 """FAISS similarity indexes: build, search, save and load, with sample ids and distances.
 
-N vectors of D dims (``embeddings (N, D)``) are added in row order, so FAISS's int64 ids
-are row positions of the table version the index was built on; the sidecar JSON maps
-them to our string sample ids. Every search returns distances, ascending:
-``1 - cos`` for ``metric="cosine"`` (vectors are L2-normalised, inner-product index) and
-the true Euclidean distance for ``metric="l2"`` (FAISS reports it squared).
+N vectors of D dims (``embeddings (N, D)``) are stored so that FAISS's int64 id i is row i of
+the table version the index was built on; the sidecar JSON maps ids to our string sample ids.
+Every search returns distances, ascending: ``1 - cos`` for ``metric="cosine"`` (vectors are
+L2-normalised, inner-product index) and the true Euclidean distance for ``metric="l2"`` (FAISS
+reports it squared).
 
-Kinds:
-
-- ``flat``: exact brute force (``IndexFlatIP``/``IndexFlatL2``);
-- ``ivf``: inverted lists over ``nlist`` k-means cells, ``nprobe`` cells searched; exact
-  when ``nprobe == nlist``;
-- ``ivfpq``: as ``ivf`` with product-quantised codes (``m_pq`` bytes a vector): compact,
-  distances approximate;
-- ``hnsw``: graph search (``hnsw_m`` links, ``ef_search`` candidates), no training;
-- ``auto``: ``flat`` below :data:`AUTO_EXACT_MAX` vectors (exact is still fast there:
-  FAISS flat answers ~2k queries/s at 200k x 128 on 2 threads), ``ivf`` above with the
-  default cells and probes: at 1M x 128 on 2 threads (``bench/index.py``) it builds in 52 s
-  and gives recall@10 0.999 at 12x the exact speed, where HNSW (M=32) takes 165 s to build
-  and needs efSearch > 64 for recall 0.95, at under 12x.
+The index families are registered kinds (:mod:`curate.index.kinds`: ``flat``, ``ivf``,
+``ivfpq``, ``hnsw``); ``auto`` is ``flat`` below :data:`~curate.index.kinds.AUTO_EXACT_MAX`
+vectors and ``ivf`` above. Approximate kinds calibrate their query-time knob (``ef_search``,
+``nprobe``) at build time to a recall@10 target (:mod:`curate.index.calibrate`), and the
+sidecar records the chosen value and the recall measured.
 
 FAISS is imported inside functions, so importing this module stays cheap.
 """
@@ -27,17 +19,18 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
-from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from curate import workspace
 from curate.errors import UsageError
+from curate.index.calibrate import QUERIES, Calibration, calibrate_kind
+from curate.index.kinds import INDEX_KINDS, IndexKind, index_kind, misplaced_options, positive_int, resolve_kind
+from curate.index.vectors import Metric, as_vectors, checked_ids, distances_from_faiss, drop_self
 from curate.registry import did_you_mean
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,18 +38,13 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["auto", "flat", "ivf", "ivfpq", "hnsw"]
-Metric = Literal["cosine", "l2"]
+Kind = str
+"""``"auto"`` or the name of a registered index kind (:data:`~curate.index.kinds.INDEX_KINDS`)."""
 
-KINDS = ("flat", "ivf", "ivfpq", "hnsw")
 METRICS = ("cosine", "l2")
-AUTO_EXACT_MAX = 200_000
-"""``kind="auto"`` builds an exact flat index below this many vectors and HNSW at or above it."""
-MIN_POINTS_PER_CENTROID = 39
-"""FAISS warns when k-means gets fewer training vectors than this per centroid."""
+DEFAULT_RECALL = 0.95
+"""The recall@10 target approximate kinds calibrate their query-time knob to by default."""
 SIDECAR_FORMAT = "curate.index/1"
-_ADD_CHUNK = 65_536
-_PQ_CENTROIDS = 256  # 8-bit codes
 
 
 def _choice(name: str, value: str, allowed: Sequence[str]) -> None:
@@ -65,85 +53,30 @@ def _choice(name: str, value: str, allowed: Sequence[str]) -> None:
                          f"got {value!r}{did_you_mean(str(value), list(allowed))}")
 
 
-def _positive_int(name: str, value: Any, *, upper: int | None = None, what: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise UsageError(f"`{name}` must be an integer >= 1, got {value!r}")
-    if upper is not None and value > upper:
-        raise UsageError(f"`{name}` must be at most {upper}{what}, got {value}")
-    return int(value)
-
-
-def as_vectors(x: Any, *, name: str, metric: Metric, dim: int | None = None, model: str | None = None) -> np.ndarray:
-    """``x`` as a C-contiguous float32 (M, D) array, L2-normalised for cosine; never a view of ``x``
-    when normalising, because ``faiss.normalize_L2`` works in place."""
-    arr = np.asarray(x)
-    if arr.ndim == 1 and dim is not None:
-        arr = arr[None, :]
-    if arr.ndim != 2:
-        raise UsageError(f"`{name}` must be a 2-D array (rows, dims), got shape {arr.shape}")
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise UsageError(f"`{name}` must hold real numbers, got dtype {arr.dtype}")
-    if dim is not None and arr.shape[1] != dim:
-        from_model = f" (model {model!r})" if model else ""
-        raise UsageError(f"`{name}` have {arr.shape[1]} dims but the index was built with {dim}{from_model}; "
-                         "embed the queries with the same model")
-    if arr.shape[1] == 0:
-        raise UsageError(f"`{name}` must have at least one column, got shape {arr.shape}")
-    out = np.array(arr, dtype=np.float32, order="C", copy=True if metric == "cosine" else None)
-    if not np.isfinite(out).all():
-        bad = int((~np.isfinite(out)).any(axis=1).sum())
-        raise UsageError(f"`{name}` has {bad} rows with NaN or infinite values; drop or re-embed them")
-    if metric == "cosine":
-        import faiss
-
-        faiss.normalize_L2(out)
-    return out
-
-
-def distances_from_faiss(raw: np.ndarray, rows: np.ndarray, metric: Metric) -> np.ndarray:
-    """FAISS scores -> our distances: ``1 - ip`` (cosine) or ``sqrt`` (squared L2); inf where no result."""
-    if metric == "cosine":
-        dist = np.clip(1.0 - raw, 0.0, 2.0)
-    else:
-        dist = np.sqrt(np.maximum(raw, 0.0))
-    dist = dist.astype(np.float32, copy=False)
-    dist[rows < 0] = np.inf
-    return dist
-
-
-def drop_self(distances: np.ndarray, rows: np.ndarray, query_rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the first ``k`` neighbour columns that are not the query row itself (with exact
-    duplicates it need not come first); -1 (distance inf) where fewer than ``k`` remain."""
-    keep = rows != query_rows[:, None]
-    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
-    dist = np.take_along_axis(distances, order, axis=1)
-    found = np.take_along_axis(rows, order, axis=1)
-    missing = ~np.take_along_axis(keep, order, axis=1)
-    dist[missing], found[missing] = np.inf, -1
-    return dist, found
-
-
 class SimilarityIndex:
-    """A FAISS index with its metric, sample-id map, search knobs and free metadata.
+    """A FAISS index with its kind, metric, sample-id map, search knob, calibration and free metadata.
 
-    Build one with :func:`build_index` or :func:`load_index`. ``nprobe`` (IVF kinds) and
-    ``ef_search`` (HNSW) may be changed at any time; :meth:`save` records their values.
+    Build one with :func:`build_index` or :func:`load_index`. The kind's query-time knob
+    (``nprobe`` for IVF kinds, ``ef_search`` for HNSW) may be changed at any time; :meth:`save`
+    records its value. ``calibration`` says how the knob was chosen at build time and the
+    recall it gave (None for exact kinds and for manual knobs without a recall target).
     """
 
     def __init__(self, index: "faiss.Index", *, kind: str, metric: Metric, ids: Sequence[str] | None,
-                 params: dict[str, Any], meta: dict[str, Any] | None = None):
+                 params: dict[str, Any], meta: dict[str, Any] | None = None,
+                 calibration: Calibration | None = None):
         self.index = index
         self.kind = kind
         self.metric = metric
         self.ids: tuple[str, ...] | None = tuple(ids) if ids is not None else None
         self.params = dict(params)
         self.meta = dict(meta or {})
+        self.calibration = calibration
+        self._kind: IndexKind = index_kind(kind)
         self._id_array = np.asarray(self.ids, dtype=object) if self.ids is not None else None
         self._row_of: dict[str, int] | None = None
-        if "nprobe" in self.params:
-            self.nprobe = self.params["nprobe"]
-        if "ef_search" in self.params:
-            self.ef_search = self.params["ef_search"]
+        if self._kind.knob is not None and self._kind.knob in self.params:
+            self._set_knob(self._kind.knob, self.params[self._kind.knob])
 
     # ---- facts and knobs -------------------------------------------------------------------
     @property
@@ -154,37 +87,74 @@ class SimilarityIndex:
         return int(self.index.ntotal)
 
     def __repr__(self) -> str:
-        knobs = "".join(f", {k}={self.params[k]}" for k in ("nlist", "nprobe", "m_pq", "hnsw_m", "ef_search")
-                        if k in self.params)
+        knobs = "".join(f", {k}={v}" for k, v in self.params.items() if k not in ("train_size", "seed"))
         return f"SimilarityIndex(kind={self.kind!r}, metric={self.metric!r}, n={len(self)}, dim={self.dim}{knobs})"
+
+    @property
+    def knob(self) -> str | None:
+        """Name of this kind's query-time knob (``nprobe``, ``ef_search``; None for exact kinds)."""
+        return self._kind.knob
+
+    @property
+    def knob_value(self) -> int | None:
+        """The knob's current value (None for exact kinds); settable like ``nprobe``/``ef_search``."""
+        return None if self._kind.knob is None else self._get_knob(self._kind.knob)
+
+    @knob_value.setter
+    def knob_value(self, value: int) -> None:
+        if self._kind.knob is None:
+            raise UsageError(f"a {self.kind!r} index searches exactly; it has no knob to set")
+        self._set_knob(self._kind.knob, value)
 
     @property
     def nprobe(self) -> int:
         """IVF cells visited per query: more is slower and closer to exact (``nlist`` is exact)."""
-        self._require_kind("nprobe", ("ivf", "ivfpq"))
-        return int(self.index.nprobe)
+        return self._get_knob("nprobe")
 
     @nprobe.setter
     def nprobe(self, value: int) -> None:
-        self._require_kind("nprobe", ("ivf", "ivfpq"))
-        self.index.nprobe = _positive_int("nprobe", value, upper=int(self.index.nlist), what=" (`nlist`)")
-        self.params["nprobe"] = int(value)
+        self._set_knob("nprobe", value)
 
     @property
     def ef_search(self) -> int:
         """HNSW candidate-list size per query: more is slower and closer to exact; keep it >= k."""
-        self._require_kind("ef_search", ("hnsw",))
-        return int(self.index.hnsw.efSearch)
+        return self._get_knob("ef_search")
 
     @ef_search.setter
     def ef_search(self, value: int) -> None:
-        self._require_kind("ef_search", ("hnsw",))
-        self.index.hnsw.efSearch = _positive_int("ef_search", value)
-        self.params["ef_search"] = int(value)
+        self._set_knob("ef_search", value)
 
-    def _require_kind(self, knob: str, kinds: tuple[str, ...]) -> None:
-        if self.kind not in kinds:
-            raise UsageError(f"`{knob}` applies to {' and '.join(kinds)} indexes, not to this {self.kind!r} index")
+    def _get_knob(self, knob: str) -> int:
+        self._require_knob(knob)
+        return self._kind.get_knob(self.index)
+
+    def _set_knob(self, knob: str, value: int) -> None:
+        self._require_knob(knob)
+        limit = self._kind.knob_limit(self.index)
+        value = positive_int(knob, value, upper=limit, what=" (`nlist`)" if knob == "nprobe" else "")
+        self._kind.set_knob(self.index, value)
+        self.params[knob] = value
+
+    def recall_metrics(self, target: float | None) -> dict[str, Any]:
+        """What a step reports about recall: the target, the recall@10 measured at build time (1.0 for
+        exact kinds, None when nothing was measured), whether it reached the target, the knob's
+        value and the calibration (how it was chosen, queries, seconds, every value tried)."""
+        if self._kind.exact:
+            return {"recall_target": target, "recall": 1.0, "recall_reached": True, "calibration": "exact search"}
+        cal = self.calibration
+        out: dict[str, Any] = {"recall_target": target, "recall": cal.recall if cal else None,
+                               "recall_reached": cal.reached if cal else None,
+                               self._kind.knob: self.knob_value}
+        out["calibration"] = None if cal is None else {
+            "summary": cal.summary(), "chosen_by": cal.chosen_by, "recall_low": cal.recall_low,
+            "allowance": cal.allowance, "k": cal.k,
+            "queries": cal.queries, "seconds": cal.seconds, "sweep": [list(p) for p in cal.sweep]}
+        return out
+
+    def _require_knob(self, knob: str) -> None:
+        if self._kind.knob != knob:
+            owners = [name for name in INDEX_KINDS.names() if index_kind(name).knob == knob]
+            raise UsageError(f"`{knob}` applies to {' and '.join(owners)} indexes, not to this {self.kind!r} index")
 
     # ---- ids ---------------------------------------------------------------------------------
     def rows_of(self, sample_ids: Sequence[str] | Sequence[int]) -> np.ndarray:
@@ -222,7 +192,7 @@ class SimilarityIndex:
 
     # ---- search ------------------------------------------------------------------------------
     def _cap_k(self, k: int, available: int) -> int:
-        _positive_int("k", k)
+        positive_int("k", k)
         return min(int(k), available)
 
     def _within(self, within: Any) -> np.ndarray | None:
@@ -242,12 +212,7 @@ class SimilarityIndex:
         if within is None:
             return None
         selector = faiss.IDSelectorBatch(within)
-        if self.kind in ("ivf", "ivfpq"):
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
-        elif self.kind == "hnsw":
-            params = faiss.SearchParametersHNSW(sel=selector, efSearch=self.ef_search)
-        else:
-            params = faiss.SearchParameters(sel=selector)
+        params = self._kind.search_parameters(self.index, selector)
         params._selector = selector  # keep the selector alive as long as the parameters
         return params
 
@@ -342,9 +307,10 @@ class SimilarityIndex:
     def _range_candidates(self, x: np.ndarray, radius: float,
                           within: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(query, distance, row) triples that may lie within ``radius`` of the (normalised) queries ``x``."""
-        if self.kind == "hnsw":
+        candidates = self._kind.range_candidates(self.index)
+        if candidates is not None:
             searchable = len(self) if within is None else len(within)
-            dist, found = self._search(x, max(1, min(self.ef_search, searchable)), within)
+            dist, found = self._search(x, max(1, min(candidates, searchable)), within)
             return np.repeat(np.arange(len(x)), dist.shape[1]), dist.reshape(-1), found.reshape(-1)
         # cosine: keep ip >= 1 - r, FAISS keeps ip > raw; l2: keep d <= r, FAISS keeps d^2 < raw
         raw = (1.0 - radius - 1e-5) if self.metric == "cosine" else (radius + 1e-5) ** 2
@@ -373,6 +339,7 @@ class SimilarityIndex:
             "dim": self.dim,
             "ntotal": len(self),
             "params": self.params,
+            "calibration": self.calibration.to_dict() if self.calibration is not None else None,
             "meta": self.meta,
             "ids": list(self.ids) if self.ids is not None else None,
         }
@@ -387,113 +354,65 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 
 
 # ---- build --------------------------------------------------------------------------------------
-def _default_nlist(n: int) -> int:
-    """~4 sqrt(N) cells, but never so many that N vectors fall short of FAISS's 39 per cell."""
-    return max(1, min(int(round(4 * math.sqrt(n))), n // MIN_POINTS_PER_CENTROID))
-
-
-def _default_m_pq(d: int) -> int:
-    """The largest divisor of D that is at most D/4 (32 one-byte codes for D=128)."""
-    return max((m for m in range(1, max(d // 4, 1) + 1) if d % m == 0), default=1)
-
-
-def _resolve_params(n: int, d: int, *, kind: str, nlist, nprobe, m_pq, hnsw_m, ef_construction, ef_search,
-                    train_size, seed) -> dict[str, Any]:
-    """Validate the knobs for ``kind`` and fill defaults; returns only the knobs that kind uses."""
-    ivf_only = {"nlist": nlist, "nprobe": nprobe, "train_size": train_size, "m_pq": m_pq}
-    if kind not in ("ivf", "ivfpq"):
-        given = [name for name, value in ivf_only.items() if value is not None]
-        if given:
-            raise UsageError(f"`{given[0]}` applies to kind 'ivf' or 'ivfpq', not {kind!r}; "
-                             "pass kind='ivf' (or drop the option)")
-    if kind == "ivf" and m_pq is not None:
-        raise UsageError("`m_pq` applies to kind 'ivfpq', not 'ivf'")
-    if kind == "flat":
-        return {}
-    if kind == "hnsw":
-        return {"hnsw_m": _positive_int("hnsw_m", hnsw_m),
-                "ef_construction": _positive_int("ef_construction", ef_construction),
-                "ef_search": _positive_int("ef_search", ef_search)}
-    if nlist is None:
-        nlist = _default_nlist(n)
-    nlist = _positive_int("nlist", nlist, upper=n, what=" (the number of vectors)")
-    if nprobe is None:  # nlist / 128, at least 8: 31 probes of 4,000 cells at 1M vectors
-        nprobe = min(nlist, max(8, nlist // 128))
-    else:
-        nprobe = _positive_int("nprobe", nprobe, upper=nlist, what=" (`nlist`)")
-    params: dict[str, Any] = {"nlist": nlist, "nprobe": nprobe}
-    minimum = nlist
-    if kind == "ivfpq":
-        m = _default_m_pq(d) if m_pq is None else _positive_int("m_pq", m_pq)
-        if d % m:
-            raise UsageError(f"`m_pq` must divide the embedding size {d}, got {m}")
-        params["m_pq"] = m
-        minimum = max(nlist, _PQ_CENTROIDS)
-    default_train = min(n, max(64 * nlist, MIN_POINTS_PER_CENTROID * _PQ_CENTROIDS if kind == "ivfpq" else 0))
-    train = default_train if train_size is None else _positive_int("train_size", train_size, upper=n,
-                                                                   what=" (the number of vectors)")
-    if train < minimum:
-        raise UsageError(f"`train_size` must be at least {minimum} to train {kind} with nlist={nlist}, got {train} "
-                         f"({n} vectors in all); lower `nlist`")
-    if train < MIN_POINTS_PER_CENTROID * nlist:
-        log.warning("training %s with %d vectors for nlist=%d: FAISS asks for >= %d (39 per cell); "
-                    "lower nlist for stabler cells", kind, train, nlist, MIN_POINTS_PER_CENTROID * nlist)
-    params.update(train_size=train, seed=int(seed))
-    return params
-
-
-def _factory_string(kind: str, d: int, params: dict[str, Any]) -> str:
-    if kind == "flat":
-        return "Flat"
-    if kind == "hnsw":
-        return f"HNSW{params['hnsw_m']},Flat"
-    if kind == "ivf":
-        return f"IVF{params['nlist']},Flat"
-    return f"IVF{params['nlist']},PQ{params['m_pq']}x8"
-
-
 def build_index(
     embeddings: Any,
     *,
     kind: Kind = "auto",
     metric: Metric = "cosine",
     ids: Sequence[str] | None = None,
+    recall: float | None = DEFAULT_RECALL,
     nlist: int | None = None,
     nprobe: int | None = None,
     m_pq: int | None = None,
-    hnsw_m: int = 32,
-    ef_construction: int = 40,
-    ef_search: int = 64,
+    hnsw_m: int | None = None,
+    ef_construction: int | None = None,
+    ef_search: int | None = None,
     train_size: int | None = None,
+    calibration_queries: int = QUERIES,
     seed: int = 0,
     meta: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> SimilarityIndex:
-    """Index ``embeddings (N, D)`` in row order; FAISS id i is row i (sample ``ids[i]``).
+    """Index ``embeddings (N, D)``; FAISS id i is row i (sample ``ids[i]``).
 
-    IVF kinds train k-means on ``train_size`` rows drawn with ``seed`` (default 64 per cell,
-    clipped to N; at least ``nlist``, FAISS wants 39 per cell) and default to
-    ``nlist ~ 4 sqrt(N)`` and ``nprobe = nlist / 32``. ``meta`` (JSON-able: producing step,
-    model, table) travels in the sidecar. The caller's array is never modified. HNSW graphs
-    built on several OpenMP threads vary slightly from run to run; build on one thread
-    (``faiss.omp_set_num_threads(1)``) when bit-identical results matter.
+    ``kind`` is ``auto`` or a registered kind (:data:`~curate.index.kinds.INDEX_KINDS`); each
+    kind accepts its own options and refuses the others' (None: the kind's default):
+    ``hnsw``: ``hnsw_m`` (32), ``ef_construction`` (80), ``ef_search``; ``ivf``/``ivfpq``:
+    ``nlist`` (~4 sqrt(N)), ``nprobe``, ``train_size`` (64 rows a cell, drawn with ``seed``),
+    and ``m_pq`` for ``ivfpq``.
+
+    ``recall`` (approximate kinds): the recall@10 target. The query-time knob (``ef_search``,
+    ``nprobe``) is set to the smallest value whose recall on ``calibration_queries`` held rows
+    (at most a twentieth of N) reaches it (:mod:`curate.index.calibrate`); a knob given explicitly
+    wins and its recall is only measured. A warning says when the target is not reached.
+    ``recall=None`` skips calibration: explicit knobs, else ``ef_search`` 64 and ``nprobe``
+    nlist/128 (at least 8). ``index.calibration`` (and the sidecar) records the outcome.
+
+    ``meta`` (JSON-able: producing step, model, table) travels in the sidecar. The caller's
+    array is never modified. HNSW graphs built on several OpenMP threads vary slightly from run
+    to run; build on one thread (``faiss.omp_set_num_threads(1)``) when bit-identical results matter.
     """
     import faiss
 
-    _choice("kind", kind, ("auto", *KINDS))
     _choice("metric", metric, METRICS)
+    if kind != "auto":
+        index_kind(kind)  # unknown kinds fail before the vectors are copied
+    if recall is not None and (isinstance(recall, bool) or not isinstance(recall, (int, float, np.floating))
+                               or not 0 < recall <= 1):
+        raise UsageError(f"`recall` must be a recall@10 target in (0, 1] (or None for manual knobs), got {recall!r}")
+    positive_int("calibration_queries", calibration_queries)
+    given = {name: value for name, value in (("nlist", nlist), ("nprobe", nprobe), ("m_pq", m_pq),
+                                             ("hnsw_m", hnsw_m), ("ef_construction", ef_construction),
+                                             ("ef_search", ef_search), ("train_size", train_size))
+             if value is not None}
+    misplaced = misplaced_options(kind, list(given))
+    if misplaced:
+        raise UsageError(misplaced[0][1])
     x = as_vectors(embeddings, name="embeddings", metric=metric)
     n, d = x.shape
     if n == 0:
         raise UsageError("`embeddings` has no rows; there is nothing to index")
-    if ids is not None:
-        if isinstance(ids, (str, bytes)) or len(ids) != n:
-            got = "a single string" if isinstance(ids, (str, bytes)) else f"{len(ids)} ids"
-            raise UsageError(f"`ids` must give one sample id per row of `embeddings` ({n}), got {got}")
-        ids = [str(i) for i in ids]
-        if len(set(ids)) != n:
-            dup, count = Counter(ids).most_common(1)[0]
-            raise UsageError(f"`ids` must be unique, but {dup!r} appears {count} times")
+    ids = checked_ids(ids, n)
     try:
         meta = json.loads(json.dumps(meta or {}))
     except (TypeError, ValueError) as err:
@@ -503,48 +422,54 @@ def build_index(
         if zero:
             log.warning("%d all-zero rows in `embeddings`: their cosine distance to every vector is 1", zero)
 
-    resolved = ("flat" if n < AUTO_EXACT_MAX else "ivf") if kind == "auto" else kind
-    if kind == "auto" and resolved == "flat":  # IVF knobs given with auto apply only when it picks IVF
-        nlist = nprobe = train_size = None
-    params = _resolve_params(n, d, kind=resolved, nlist=nlist, nprobe=nprobe, m_pq=m_pq, hnsw_m=hnsw_m,
-                             ef_construction=ef_construction, ef_search=ef_search, train_size=train_size, seed=seed)
-    faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-    index = faiss.index_factory(d, _factory_string(resolved, d, params), faiss_metric)
-
+    resolved = resolve_kind(kind, n)
+    family = index_kind(resolved)
+    knob = family.knob
+    held = np.zeros(0, np.int64)  # calibration queries: unseen by training and the index until calibrated
+    if knob is not None and recall is not None and n >= 2:
+        held = np.sort(np.random.default_rng([seed, 1]).choice(n, min(calibration_queries, max(1, n // 20)),
+                                                                replace=False))
+    rest = np.setdiff1d(np.arange(n), held, assume_unique=True)
+    # auto: options of the kind it did not pick wait for the size that picks it
+    params = family.resolve(n, d, {k: v for k, v in given.items() if k in family.options}, seed=seed,
+                            trainable=len(rest))
+    metric_type = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
     start = time.perf_counter()
-    if resolved == "hnsw":
-        index.hnsw.efConstruction = params["ef_construction"]
-    if resolved in ("ivf", "ivfpq"):
-        index.cp.seed = params["seed"]
-        if resolved == "ivfpq":
-            index.pq.cp.seed = params["seed"]
-            index.do_polysemous_training = False  # index_factory turns it on; it is slow and unused here
-        sample = x
-        if params["train_size"] < n:
-            rows = np.random.default_rng(params["seed"]).choice(n, size=params["train_size"], replace=False)
-            sample = x[np.sort(rows)]
-        index.train(sample)
-    _add_in_chunks(index, x, progress=progress, desc=f"index {resolved}")
-    if resolved in ("ivf", "ivfpq"):
-        index.make_direct_map()  # lets vectors()/search_ids() fetch stored rows
+    index = family.create(d, params, metric_type)
+    family.train(index, x, params, rows=rest)
+    calibration = None
+    with _progress_bar(n, progress, f"index {resolved}") as bar:
+        _add_rows(family, index, x, rest, bar, late=False)
+        if len(held):
+            calibration = calibrate_kind(family, index, x, rest, held, metric_type=metric_type,
+                                         target=float(recall), explicit=params.get(knob))
+            params[knob] = calibration.value
+            _add_rows(family, index, x, held, bar, late=True)
+    family.finish(index, np.concatenate([rest, held]))
+    if knob is not None:
+        params.setdefault(knob, family.default_knob(params))
     log.info("built %s index of %d x %d (%s) in %.1f s", resolved, n, d, metric, time.perf_counter() - start)
-    return SimilarityIndex(index, kind=resolved, metric=metric, ids=ids, params=params, meta=meta)
+    return SimilarityIndex(index, kind=resolved, metric=metric, ids=ids, params=params, meta=meta,
+                           calibration=calibration)
 
 
-def _add_in_chunks(index: "faiss.Index", x: np.ndarray, *, progress: bool, desc: str) -> None:
+def _progress_bar(total: int, progress: bool, desc: str):
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(x), disable=not progress, desc=desc, unit="vec") as bar:
-        for start in range(0, len(x), _ADD_CHUNK):
-            chunk = x[start:start + _ADD_CHUNK]
-            index.add(chunk)
-            bar.update(len(chunk))
+    return tqdm(total=total, disable=not progress, desc=desc, unit="vec")
+
+
+def _add_rows(family: IndexKind, index: "faiss.Index", x: np.ndarray, rows: np.ndarray, bar, *, late: bool) -> None:
+    """Add ``x[rows]`` in chunks of the kind's ``add_chunk`` rows (all at once when None)."""
+    step = family.add_chunk or max(len(rows), 1)
+    for start in range(0, len(rows), step):
+        chunk = rows[start:start + step]
+        contiguous = chunk[-1] - chunk[0] == len(chunk) - 1
+        family.add(index, x[chunk[0]:chunk[-1] + 1] if contiguous else x[chunk], chunk, late=late)
+        bar.update(len(chunk))
 
 
 # ---- load ---------------------------------------------------------------------------------------
-_FAISS_CLASSES = {"flat": "IndexFlat", "ivf": "IndexIVFFlat", "ivfpq": "IndexIVFPQ", "hnsw": "IndexHNSW"}
-
-
 def load_index(path: str | os.PathLike) -> SimilarityIndex:
     """Read an index written by :meth:`SimilarityIndex.save`, checking it against its sidecar."""
     import faiss
@@ -565,9 +490,9 @@ def load_index(path: str | os.PathLike) -> SimilarityIndex:
     if not isinstance(info, dict) or info.get("format") != SIDECAR_FORMAT or any(k not in info for k in required):
         raise UsageError(f"sidecar {side} is not a {SIDECAR_FORMAT} sidecar (needs keys {', '.join(required)}); "
                          "rebuild the index")
-    if info["kind"] not in KINDS or info["metric"] not in METRICS:
+    if info["kind"] not in INDEX_KINDS or info["metric"] not in METRICS:
         raise UsageError(f"sidecar {side} names kind {info['kind']!r} and metric {info['metric']!r}; "
-                         f"known kinds: {', '.join(KINDS)}; metrics: {', '.join(METRICS)}")
+                         f"known kinds: {', '.join(INDEX_KINDS.names())}; metrics: {', '.join(METRICS)}")
     size = path.stat().st_size
     if info.get("index_bytes") is not None and info["index_bytes"] != size:
         raise UsageError(f"index {path} has {size} bytes but its sidecar records {info['index_bytes']}: "
@@ -587,10 +512,11 @@ def load_index(path: str | os.PathLike) -> SimilarityIndex:
     expected_metric = faiss.METRIC_INNER_PRODUCT if info["metric"] == "cosine" else faiss.METRIC_L2
     if int(index.metric_type) != expected_metric:
         problems.append(f"the index's FAISS metric does not match {info['metric']!r}")
-    if not type(index).__name__.startswith(_FAISS_CLASSES[info["kind"]]):
+    if not type(index).__name__.startswith(index_kind(info["kind"]).faiss_class):
         problems.append(f"a {type(index).__name__} is not a {info['kind']!r} index")
     if problems:
         raise UsageError(f"index {path} does not match its sidecar {side.name}: {'; '.join(problems)}; "
                          "rebuild the index")
+    calibration = Calibration.from_dict(info["calibration"]) if info.get("calibration") else None
     return SimilarityIndex(index, kind=info["kind"], metric=info["metric"], ids=info["ids"], params=info["params"],
-                           meta=info.get("meta") or {})
+                           meta=info.get("meta") or {}, calibration=calibration)

@@ -42,7 +42,8 @@ import fiftyone.brain.internal.core.utils as fbu
 import numpy as np
 from fiftyone.brain.similarity import DuplicatesMixin, Similarity, SimilarityConfig, SimilarityIndex
 
-from curate.index.faiss_index import KINDS, METRICS, as_vectors, build_index, drop_self, load_index, sidecar_path
+from curate.index.faiss_index import METRICS, as_vectors, build_index, drop_self, load_index, sidecar_path
+from curate.index.kinds import INDEX_KINDS
 from curate.index.knn import EXACT_GRAPH_MAX, graph_index
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,8 @@ class FaissSimilarityConfig(SimilarityConfig):
         metric = "l2" if metric == "euclidean" else metric
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {', '.join(METRICS)} (or 'euclidean'), got {metric!r}")
-        if index_kind not in ("auto", *KINDS):
-            raise ValueError(f"index_kind must be one of auto, {', '.join(KINDS)}, got {index_kind!r}")
+        if index_kind != "auto" and index_kind not in INDEX_KINDS:
+            raise ValueError(f"index_kind must be one of auto, {', '.join(INDEX_KINDS.names())}, got {index_kind!r}")
         if kwargs.get("patches_field") is not None or kwargs.get("roi_field") is not None:
             raise ValueError("the faiss backend indexes whole samples; patches and ROI fields are not supported")
         self.index_path = str(index_path) if index_path is not None else None

@@ -39,7 +39,8 @@ def graph_index(embeddings: Any, *, metric: Metric = "cosine") -> SimilarityInde
     n = len(embeddings)
     if n < EXACT_GRAPH_MAX:
         return build_index(embeddings, kind="flat", metric=metric)
-    return build_index(embeddings, kind="ivf", metric=metric, nlist=int(round(math.sqrt(n))), nprobe=GRAPH_NPROBE)
+    return build_index(embeddings, kind="ivf", metric=metric, nlist=int(round(math.sqrt(n))), nprobe=GRAPH_NPROBE,
+                       recall=None)  # few probes on purpose: no recall target, no calibration cost
 
 
 def knn_graph(

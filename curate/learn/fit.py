@@ -96,7 +96,9 @@ def fit(
 
     ``targets`` states what ``data`` yields: ``"hard"`` labels (B,) or ``"soft"`` rows (B, K).
     Soft targets, and hard ones under a mixer, use ``-(t * log_softmax(logits)).sum(1).mean()``.
-    ``eval_data`` is ``(images uint8 (M, H, W, 3), labels (M,))``, scored after every epoch.
+    ``eval_data`` is ``(images uint8 (M, H, W, 3), labels (M,))``, scored after every epoch (about a
+    fifth of the wall time of the demo's ConvNet: 932 held-out vs 2,000 training images); the progress
+    bar then shows that accuracy beside the loss (:func:`progress_postfix`).
     The lr follows ``lr_schedule`` per iteration; ``momentum`` applies to SGD only.
     ``micro_batch`` runs each batch through the model in chunks of that many images and
     accumulates their gradients: the same update up to float rounding, faster on CPU (see
@@ -120,6 +122,7 @@ def fit(
                     warmup_steps=warmup_epochs * steps_per_epoch)
 
     history: list[dict[str, float]] = []
+    held_out = None  # the last epoch's eval accuracy, shown beside the running loss
     step = 0
     with tqdm(total=total_steps, disable=not progress, desc="fit", unit="it") as bar:
         for epoch in range(epochs):
@@ -144,15 +147,17 @@ def fit(
                 seen += len(x)
                 step += 1
                 bar.update()
-                if progress and (step % 10 == 0 or step == total_steps):
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
+                if progress and step % 10 == 0:
+                    bar.set_postfix(progress_postfix(epoch + 1, loss.item(), held_out))
             if seen == 0:
                 raise UsageError(f"`data` yielded no batches in epoch {epoch + 1} (it reports {len(data)} samples)")
             record = {"epoch": epoch + 1, "loss": float(loss_sum) / seen, "lr": rate,
                       "seconds": time.perf_counter() - start}
             if eval_data is not None:
-                record["eval_accuracy"] = _accuracy(model, eval_data, batch_size=max(batch_size, 256), device=device,
-                                                    channels_last=channels_last)
+                held_out = record["eval_accuracy"] = _accuracy(
+                    model, eval_data, batch_size=max(batch_size, 256), device=device, channels_last=channels_last)
+            if progress:
+                bar.set_postfix(progress_postfix(epoch + 1, record["loss"], held_out))
             history.append(record)
             log.info("epoch %d/%d: %s", epoch + 1, epochs,
                      ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"))
@@ -161,6 +166,18 @@ def fit(
     model.head_trained = True  # its head now holds weights trained for these classes
     model.eval()
     return FitResult(model=model, history=history, final_accuracy=history[-1].get("eval_accuracy"))
+
+
+def progress_postfix(epoch: int, loss: float, eval_accuracy: float | None) -> dict[str, str]:
+    """What the progress bar shows beside the count: epoch, loss and, once scored, the held-out accuracy.
+
+    During an epoch ``loss`` is the last batch's and ``eval_accuracy`` the previous epoch's;
+    at its end, the epoch's mean loss and its own accuracy.
+    """
+    postfix = {"epoch": str(epoch), "loss": f"{loss:.4f}"}
+    if eval_accuracy is not None:
+        postfix["eval_acc"] = f"{eval_accuracy:.2%}"
+    return postfix
 
 
 def _check_options(*, epochs: int, batch_size: int, lr: float, optimizer: str, lr_schedule: str,

@@ -26,13 +26,14 @@ def bundled_recipe(name: str) -> Path:
 
 
 def recipes_using(kind: str) -> list[str]:
-    """Shipped recipes with a step of ``kind``: the checkout's ``recipes/`` folder (when curate runs from
-    one), then the packaged ones; shown relative to the current folder when inside it."""
-    checkout = Path(__file__).resolve().parents[2] / "recipes"
+    """Shipped recipes with a step of ``kind``: a checkout's ``recipes/`` folder (the current folder's,
+    or the one beside an editable install), then the packaged ones; shown relative to the current folder
+    when inside it."""
+    checkouts = dict.fromkeys([Path.cwd().resolve() / "recipes", Path(__file__).resolve().parents[2] / "recipes"])
     packaged = Path(str(resources.files("curate.recipes") / "yaml"))
     uses = re.compile(rf"^\s*(-\s+)?uses:\s*['\"]?{re.escape(kind)}['\"]?\s*(#.*)?$", re.MULTILINE)
     found = []
-    for folder in (checkout, packaged):
+    for folder in (*checkouts, packaged):
         for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
             if uses.search(path.read_text(encoding="utf-8", errors="replace")):
                 relative = os.path.relpath(path)

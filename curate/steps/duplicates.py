@@ -228,12 +228,13 @@ def _pixel_hashes(table, batch_size: int = 1024):
     """sha256 of each row's decoded RGB pixels (any size), decoded by ``datasets`` in batches."""
     import numpy as np
 
+    from curate.data.images import as_rgb
     from curate.index import pixel_hashes
 
     parts = []
     for lo in range(0, len(table), batch_size):
         images = table[lo:lo + batch_size]["image"]
-        parts.append(pixel_hashes([np.asarray(im.convert("RGB")) for im in images]))
+        parts.append(pixel_hashes([np.asarray(as_rgb(im)) for im in images]))
     return np.concatenate(parts) if parts else np.zeros(0, "<U64")
 
 

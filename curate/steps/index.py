@@ -23,35 +23,37 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.faiss"
-_IVF_KNOBS = ("nlist", "nprobe", "m_pq", "train_size")
+_KIND_OPTIONS = ("nlist", "nprobe", "m_pq", "train_size", "hnsw_m", "ef_construction", "ef_search")
 
 
 @dataclass(frozen=True, kw_only=True)
 class IndexConfig:
-    kind: Literal["auto", "flat", "ivf", "ivfpq", "hnsw"] = option(
-        "auto", help="auto: exact (flat) below 200,000 rows, IVF above; ivf/ivfpq: inverted lists (+PQ codes)")
+    kind: str = option("auto", help="auto: exact (flat) below 200,000 rows, IVF above; or an index kind of "
+                                    "curate.index.INDEX_KINDS: flat, hnsw, ivf, ivfpq (inverted lists + PQ codes)")
     metric: Literal["cosine", "l2"] = option("cosine", help="distances: 1 - cos (cosine) or Euclidean (l2)")
+    recall: float | None = option(0.95, gt=0, le=1, help="recall@10 target: approximate kinds set ef_search/nprobe "
+                                  "to the smallest value reaching it on held rows (null: manual knobs)")
     nlist: int | None = option(None, gt=0, help="ivf/ivfpq (and auto above 200,000 rows) cells (null: ~4 sqrt(N))")
-    nprobe: int | None = option(None, gt=0, help="ivf/ivfpq cells searched per query (null: nlist/128, at least 8)")
+    nprobe: int | None = option(None, gt=0, help="ivf/ivfpq cells searched per query (null: calibrated to `recall`, "
+                                                 "or nlist/128 and at least 8 without one; a value wins)")
     m_pq: int | None = option(None, gt=0, help="ivfpq bytes per vector (must divide the dimension)")
     train_size: int | None = option(None, gt=0, help="ivf/ivfpq k-means training rows (null: 64 per cell)")
-    hnsw_m: int = option(32, gt=0, help="hnsw links per node")
-    ef_construction: int = option(40, gt=0, help="hnsw build-time candidate list")
-    ef_search: int = option(64, gt=0, help="hnsw query-time candidate list (keep >= k)")
+    hnsw_m: int | None = option(None, gt=0, help="hnsw links per node (null: 32)")
+    ef_construction: int | None = option(None, gt=0, help="hnsw build-time candidate list (null: 80)")
+    ef_search: int | None = option(None, gt=0, help="hnsw query-time candidate list (null: calibrated to `recall`, "
+                                                    "or 64 without one; a value wins)")
     fiftyone: bool = option(True, help="register a `faiss` similarity run in the run's FiftyOne dataset, if any")
 
     def build_options(self) -> dict[str, Any]:
-        """Keyword options of ``build_index`` for this kind (knobs of other kinds are not passed)."""
-        options: dict[str, Any] = {"kind": self.kind, "metric": self.metric}
-        if self.kind == "hnsw":
-            options.update(hnsw_m=self.hnsw_m, ef_construction=self.ef_construction, ef_search=self.ef_search)
-        options.update({k: getattr(self, k) for k in _IVF_KNOBS if getattr(self, k) is not None})
+        """Keyword options of ``build_index`` (:meth:`IndexStep.check` refused knobs of another kind)."""
+        options: dict[str, Any] = {"kind": self.kind, "metric": self.metric, "recall": self.recall}
+        options.update({k: getattr(self, k) for k in _KIND_OPTIONS if getattr(self, k) is not None})
         return options
 
 
 class IndexStep(Step):
     summary = "FAISS similarity index of every embedded row (real, distilled, synthetic); App similarity search."
-    version = 2
+    version = 3  # 3: recall target, calibrated ef_search/nprobe
     Config = IndexConfig
     inputs = {
         "data": Role(("table",), help="the table version to index (every row with an embedding)"),
@@ -65,10 +67,12 @@ class IndexStep(Step):
 
     @classmethod
     def check(cls, config: IndexConfig, wired: Mapping[str, list[str]]) -> list[tuple[str | None, str]]:
-        if config.kind in ("ivf", "ivfpq", "auto"):  # auto uses the IVF knobs when it picks IVF (never PQ)
-            return [("m_pq", "m_pq applies to kind 'ivfpq'")] if config.kind != "ivfpq" and config.m_pq else []
-        return [(k, f"{k} applies to kind 'ivf' or 'ivfpq', not '{config.kind}'")
-                for k in _IVF_KNOBS if getattr(config, k) is not None]
+        from curate.index.kinds import INDEX_KINDS, misplaced_options
+
+        if config.kind != "auto" and config.kind not in INDEX_KINDS:
+            return [("kind", f"{INDEX_KINDS.unknown_message(config.kind)} (or 'auto')")]
+        # auto uses the IVF knobs when it picks IVF (never PQ)
+        return misplaced_options(config.kind, [k for k in _KIND_OPTIONS if getattr(config, k) is not None])
 
     def run(self, ctx: StepContext) -> None:
         import hashlib
@@ -108,7 +112,7 @@ class IndexStep(Step):
         ctx.metrics.update(rows=len(index), dim=index.dim, kind=index.kind, metric=index.metric,
                            sets={s: sets.count(s) for s in sorted(set(sets))},
                            rows_without_embedding=int(len(table) - len(rows)), embeddings_not_in_table=unknown,
-                           build_seconds=round(build_seconds, 3))
+                           build_seconds=round(build_seconds, 3), **index.recall_metrics(cfg.recall))
 
     @classmethod
     def show_in_fiftyone(cls, dataset, step: Input) -> dict[str, Any]:

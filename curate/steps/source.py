@@ -9,16 +9,19 @@ from typing import Any, Mapping
 from curate.config import ConfigValueError
 from curate.steps.base import Step, StepContext
 
+SKIPPED_FILE = "skipped.txt"
+
 
 class SourceStep(Step):
     summary = "Load a data source (demo, imagefolder, hf, npz) into the sample table."
-    version = 1
+    version = 2
     produces = ("table",)
 
     @classmethod
     def headline(cls, metrics: Mapping[str, Any]) -> str:
         splits = ", ".join(f"{name} {n:,}" for name, n in metrics["splits"].items())
-        return f"{metrics['rows']:,} rows, {metrics['classes']} classes ({splits})"
+        skipped = f"; {metrics['skipped']:,} unreadable skipped ({SKIPPED_FILE})" if metrics.get("skipped") else ""
+        return f"{metrics['rows']:,} rows, {metrics['classes']} classes ({splits}){skipped}"
 
     @classmethod
     def config_class(cls, raw: Mapping[str, Any]) -> type:
@@ -61,7 +64,12 @@ class SourceStep(Step):
     def run(self, ctx: StepContext) -> None:
         from curate.data import load_source
 
-        table = load_source(ctx.config, cache_dir=ctx.run_dir / ".cache", progress=ctx.progress)
+        skipped: list[tuple[str, str]] = []
+        table = load_source(ctx.config, cache_dir=ctx.run_dir / ".cache", progress=ctx.progress, skipped=skipped)
+        if skipped:
+            ctx.write_file(SKIPPED_FILE, lambda p: p.write_text("".join(f"{path}\t{why}\n" for path, why in skipped),
+                                                                encoding="utf-8"))
+        ctx.metrics["skipped"] = len(skipped)
         ctx.save_table(table)
         splits: dict[str, int] = {}
         for s in table["split"]:

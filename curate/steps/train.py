@@ -3,6 +3,10 @@
 Targets are the labels (``onehot``), the annotator's global softmax (``soft``) or label
 maps pooled over each random-resized crop (``relabel``, LabelPooling); the last two read
 the ``label_maps`` of a `relabel` step. ``mix`` adds CutMix or ResizeMix.
+
+``seeds: N`` trains N models that differ only in their seeds, ``defaults.seed + 0 .. N-1``
+(initial weights and every draw of ``fit``), and reports the mean held-out accuracy with
+its 95% interval over them; the first seed's model is the step's ``model``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ class TrainConfig(ModelOptions, FitOptions, MixOptions):
     weights: str | None = option(None, help="initial weights: null (random), 'default' or a path", path=True)
     split: str = option("train", help="rows to train on")
     eval_split: str | None = option("test", help="held-out rows for accuracy (null: none)")
+    seeds: int = option(1, gt=0, help="models trained with seeds defaults.seed + 0..seeds-1 (accuracy: their mean "
+                                      "+- 95% interval; the first one is the step's model)")
     targets: Literal["onehot", "soft", "relabel"] = option(
         "onehot", help="onehot: labels; soft: the annotator's global softmax; relabel: label maps pooled per crop")
     crop: Literal["pad", "resized"] = option(
@@ -36,8 +42,9 @@ class TrainConfig(ModelOptions, FitOptions, MixOptions):
 
 
 class TrainStep(Step):
-    summary = "Train a model with curate.learn.fit; writes safetensors weights and held-out accuracy."
-    version = 2
+    summary = ("Train a model with curate.learn.fit (over one or more seeds); writes safetensors weights, "
+               "held-out accuracy and its curves.")
+    version = 3
     Config = TrainConfig
     inputs = {
         "data": Role(("table",), help="the table version to train on"),
@@ -49,7 +56,10 @@ class TrainStep(Step):
     def headline(cls, metrics: Mapping[str, Any]) -> str:
         if metrics.get("accuracy") is None:
             return f"final train loss {metrics['train_loss']:.4g} (no held-out split)"
-        return f"held-out accuracy {metrics['accuracy']:.2%} ({metrics['eval_rows']:,} rows)"
+        if metrics.get("accuracy_ci95") is None:
+            return f"held-out accuracy {metrics['accuracy']:.2%} ({metrics['eval_rows']:,} rows)"
+        return (f"held-out accuracy {metrics['accuracy']:.2%} ± {metrics['accuracy_ci95']:.2%} "
+                f"(mean, 95% interval over {metrics['seeds']} seeds; {metrics['eval_rows']:,} rows)")
 
     @classmethod
     def check(cls, config: TrainConfig, wired):
@@ -70,7 +80,9 @@ class TrainStep(Step):
 
         from curate.data import decode_images
         from curate.learn import ArrayData, fit
+        from curate.learn.curves import save_curves
         from curate.relabel import LabelMapStore, ResizedCrop, ResizedCropData
+        from curate.stats import summarize
 
         cfg: TrainConfig = ctx.config
         table = ctx.input("data").table()
@@ -105,12 +117,27 @@ class TrainStep(Step):
         else:
             data = ArrayData(images, targets, augment=cfg.augment(), num_classes=len(names))
             kind, mix = ("soft" if targets.ndim == 2 else "hard"), mixer
-        result = fit(model, data, **cfg.fit_kwargs(), targets=kind, mix=mix, seed=ctx.seed,
-                     device=ctx.torch_device(), eval_data=eval_data, progress=ctx.progress)
-        ctx.save_model(model)
-        ctx.write_json("history.json", result.history)
-        last = result.history[-1]
-        ctx.metrics.update(train_rows=len(train_idx), epochs=cfg.epochs, train_loss=round(float(last["loss"]), 4),
-                           targets=cfg.targets, mix=cfg.mix)
-        if result.final_accuracy is not None:
-            ctx.metrics.update(accuracy=round(float(result.final_accuracy), 4), eval_rows=len(eval_data[1]))
+        histories: dict[int, list[dict[str, float]]] = {}
+        for seed in range(ctx.seed, ctx.seed + cfg.seeds):
+            if seed != ctx.seed:  # the first model was built above, to size the images
+                model = build_model(cfg, class_names=names, seed=seed)
+            result = fit(model, data, **cfg.fit_kwargs(), targets=kind, mix=mix, seed=seed,
+                         device=ctx.torch_device(), eval_data=eval_data, progress=ctx.progress)
+            histories[seed] = result.history
+            if seed == ctx.seed:
+                ctx.save_model(model)
+        ctx.write_json("history.json", [{"seed": seed, "history": rows} for seed, rows in histories.items()])
+        ctx.write_file("curve.png", lambda p: save_curves(
+            p, histories, title=f"{ctx.step_id}: {cfg.model} on {len(train_idx):,} '{cfg.split}' rows, "
+                                f"{cfg.seeds} seed{'s' if cfg.seeds > 1 else ''}"))
+        last = [rows[-1] for rows in histories.values()]
+        train_loss = round(float(np.mean([row["loss"] for row in last])), 4)
+        if eval_data is None:
+            ctx.metrics.update(seeds=cfg.seeds, train_loss=train_loss)
+        else:  # the mean and its interval first: the run summary shows the first metrics
+            held_out = summarize([row["eval_accuracy"] for row in last])
+            ctx.metrics.update(accuracy=round(held_out["mean"], 4),
+                               accuracy_ci95=None if held_out["ci95"] is None else round(held_out["ci95"], 4),
+                               seeds=cfg.seeds, train_loss=train_loss,
+                               accuracy_runs=[round(a, 4) for a in held_out["runs"]], eval_rows=len(eval_data[1]))
+        ctx.metrics.update(train_rows=len(train_idx), epochs=cfg.epochs, targets=cfg.targets, mix=cfg.mix)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-import curate.index.faiss_index as fi
+import curate.index.kinds as kinds
 from curate.errors import UsageError
 from curate.index import build_index, load_index, sidecar_path
 
@@ -131,6 +131,7 @@ def test_save_load_round_trip(tmp_path, data, kind):
         assert loaded.nprobe == 5
     if kind == "hnsw":
         assert loaded.ef_search == 99
+    assert loaded.calibration == index.calibration and (loaded.calibration is None) == (kind == "flat")
     side = json.loads(sidecar_path(tmp_path / "vectors.faiss").read_text())
     assert side["index_sha256"] == digest and side["ntotal"] == 2000 and side["ids"][:2] == ["id0", "id1"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vectors.faiss", "vectors.faiss.json"]  # no temp leftovers
@@ -182,12 +183,14 @@ def test_callers_arrays_are_not_mutated(data):
 
 def test_auto_is_exact_below_the_documented_size_and_ivf_above(monkeypatch, data):
     e, _ = data
-    assert build_index(e).kind == "flat"
+    assert build_index(e).kind == "flat" and build_index(e).calibration is None
     assert build_index(e, nlist=4, nprobe=2).kind == "flat"  # IVF knobs wait for the size that picks IVF
-    monkeypatch.setattr(fi, "AUTO_EXACT_MAX", 1000)
+    monkeypatch.setattr(kinds, "AUTO_EXACT_MAX", 1000)
     assert build_index(e, nlist=4, nprobe=2).params["nlist"] == 4 and build_index(e, nlist=4, nprobe=2).nprobe == 2
-    index = build_index(e)
-    assert index.kind == "ivf" and index.nprobe == min(index.params["nlist"], 8)
+    index = build_index(e)  # IVF, its nprobe calibrated to the default recall target
+    assert index.kind == "ivf" and index.calibration.knob == "nprobe" and index.nprobe == index.calibration.value
+    assert index.calibration.target == 0.95 and index.calibration.reached
+    assert build_index(e, recall=None).nprobe == min(index.params["nlist"], 8)  # manual: the fixed default
 
 
 @pytest.mark.parametrize(
@@ -196,6 +199,9 @@ def test_auto_is_exact_below_the_documented_size_and_ivf_above(monkeypatch, data
         ({"kind": "hnws"}, "did you mean 'hnsw'"),
         ({"metric": "dot"}, "`metric` must be one of"),
         ({"kind": "flat", "nlist": 8}, "`nlist` applies to kind 'ivf' or 'ivfpq'"),
+        ({"kind": "ivf", "hnsw_m": 8}, "`hnsw_m` applies to kind 'hnsw', not 'ivf'"),
+        ({"kind": "auto", "m_pq": 8}, "`m_pq` applies to kind 'ivfpq', not 'auto'"),
+        ({"kind": "hnsw", "recall": 1.5}, r"`recall` must be a recall@10 target in \(0, 1\]"),
         ({"kind": "ivf", "nlist": 100, "train_size": 50}, "`train_size` must be at least 100"),
         ({"kind": "ivfpq", "nlist": 4, "m_pq": 5}, "`m_pq` must divide the embedding size 32"),
         ({"ids": ["a"] * 2000}, "`ids` must be unique, but 'a' appears 2000 times"),

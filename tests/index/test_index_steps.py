@@ -202,6 +202,7 @@ def test_configs_refuse_knobs_of_another_kind_and_equal_splits():
     auto = config.from_mapping(IndexConfig, {"kind": "auto", "nlist": 8, "nprobe": 2})  # used when auto picks IVF
     assert IndexStep.check(auto, {}) == []
     assert IndexStep.check(config.from_mapping(IndexConfig, {"kind": "auto", "m_pq": 8}), {})[0][0] == "m_pq"
-    assert config.from_mapping(IndexConfig, {"kind": "flat"}).build_options() == {"kind": "flat", "metric": "cosine"}
+    assert config.from_mapping(IndexConfig, {"kind": "flat"}).build_options() == {"kind": "flat", "metric": "cosine",
+                                                                                  "recall": 0.95}
     with pytest.raises(config.ConfigError, match="reference_split: must differ from query_split"):
         config.from_mapping(DuplicatesConfig, {"query_split": "train"})

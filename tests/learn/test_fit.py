@@ -8,6 +8,7 @@ import torch
 
 from curate.errors import UsageError
 from curate.learn import ArrayData, Augment, fit, learning_rate
+from curate.learn.fit import progress_postfix
 from curate.learn.mixing import MIXERS, create_mixer
 
 FAST = dict(epochs=3, batch_size=32, lr=0.05, device="cpu", progress=False)
@@ -25,6 +26,26 @@ def test_fit_lowers_loss_and_separates_the_classes(separable, make_convnet):
     assert losses[-1] < 0.3 * losses[0]
     assert result.final_accuracy == result.history[-1]["eval_accuracy"] >= 0.95
     assert not result.model.training  # handed back ready for inference
+
+
+def test_history_has_each_epochs_held_out_accuracy_and_the_progress_bar_shows_it(separable, make_convnet, capsys):
+    """One eval per epoch in the history; the bar's postfix ends with the last epoch's loss and accuracy."""
+    images, labels = separable
+    result = fit(make_convnet(), ArrayData(images, labels), eval_data=(images[:30], labels[:30]),
+                 **{**FAST, "progress": True})
+    scores = [h["eval_accuracy"] for h in result.history]
+    assert len(scores) == 3 and all(s in {k / 30 for k in range(31)} for s in scores)
+    shown = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    last = result.history[-1]
+    assert f"eval_acc={last['eval_accuracy']:.2%}" in shown and f"loss={last['loss']:.4f}" in shown
+    assert "epoch=3" in shown
+    without = fit(make_convnet(), ArrayData(images, labels), **{**FAST, "progress": True})
+    assert "eval_accuracy" not in without.history[-1] and "eval_acc" not in capsys.readouterr().err
+
+
+def test_progress_postfix_shows_accuracy_only_once_scored():
+    assert progress_postfix(1, 2.30259, None) == {"epoch": "1", "loss": "2.3026"}
+    assert progress_postfix(4, 0.5, 0.4796) == {"epoch": "4", "loss": "0.5000", "eval_acc": "47.96%"}
 
 
 def test_same_seed_same_weights_other_seed_other_weights(separable, make_convnet):

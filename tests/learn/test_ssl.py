@@ -4,6 +4,7 @@ model embed, index and duplicates take while predict refuses its untrained head.
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,37 @@ def test_ssl_step_model_feeds_embed_index_and_duplicates_and_predict_refuses_its
     predict = SSL_RECIPE + "  - id: probs\n    uses: predict\n    inputs: {data: cifar, model: ssl}\n"
     with pytest.raises(UsageError, match="untrained"):
         run_recipe(parse_recipe(predict, filename="ssl.yaml"), workdir=tmp_path, progress=False)
+
+
+CIFAR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10" / "test" / "images.npy"
+
+
+@pytest.mark.skipif(not CIFAR.is_file(), reason="needs ../shared/data/cifar10 (the CIFAR-10 lossless subset)")
+def test_ssl_features_put_jpeg_copies_next_to_their_originals_for_the_duplicates_audit():
+    """Issue 18's ask: the duplicates audit on SSL features pairs a JPEG re-encode with its original and no two
+    distinct images at the threshold that catches every copy."""
+    import io
+
+    from PIL import Image
+
+    from curate.index.duplicates import find_near_duplicates
+    from curate.execute.local import array_batches, map_batches
+    from curate.learn import EmbedFn
+
+    images = np.load(CIFAR)[:48]
+
+    def jpeg(image):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="JPEG", quality=75)
+        return np.asarray(Image.open(buffer).convert("RGB"))
+
+    copies = np.stack([jpeg(im) for im in images[:8]])
+    model = create_model("resnet20-cifar", num_classes=10, weights=None, seed=0)
+    train_ssl(model, images, epochs=1, batch_size=16, device="cpu", progress=False)
+    both = np.concatenate([images, copies])
+    x = map_batches(EmbedFn(model, device="cpu", normalize=True), array_batches(both, batch_size=64),
+                    rows=len(both))["embeddings"]
+    d_copy = 1 - np.einsum("ij,ij->i", x[48:], x[:8])
+    groups = find_near_duplicates(x, threshold=float(d_copy.max()) + 1e-6, k=5, kind="flat")
+    np.testing.assert_array_equal(groups.components[48:], groups.components[:8])  # each copy with its original
+    assert groups.sizes.max() == 2  # and no distinct image joins a group

@@ -27,6 +27,11 @@ class Source:
     """Base class of data sources."""
 
     Config: ClassVar[type]
+    skipped: list[tuple[str, str]]
+    """Inputs the last ``load`` left out, as (path relative to the source, why): the step lists them."""
+
+    def __init__(self) -> None:
+        self.skipped = []
 
     def load(self, config: Any, *, cache_dir: Path, progress: bool = True) -> "datasets.Dataset":  # pragma: no cover
         raise NotImplementedError
@@ -48,9 +53,15 @@ def source_config_class(kind: str) -> type:
     return SOURCES.get(kind).Config
 
 
-def load_source(config: Any, *, cache_dir: str | os.PathLike, progress: bool = True) -> "datasets.Dataset":
-    """Load the sample table that ``config`` (any source's ``Config``) describes."""
-    return SOURCES.get(config.kind)().load(config, cache_dir=Path(cache_dir), progress=progress)
+def load_source(config: Any, *, cache_dir: str | os.PathLike, progress: bool = True,
+                skipped: list[tuple[str, str]] | None = None) -> "datasets.Dataset":
+    """Load the sample table that ``config`` (any source's ``Config``) describes; the inputs it skipped
+    (path, why) are appended to ``skipped`` when given."""
+    source = SOURCES.get(config.kind)()
+    table = source.load(config, cache_dir=Path(cache_dir), progress=progress)
+    if skipped is not None:
+        skipped.extend(source.skipped)
+    return table
 
 
 def source_fingerprint(config: Any) -> str | None:
@@ -82,10 +93,15 @@ def read_class_names(path: str | os.PathLike, *, where: str, field: str = "class
 
 
 def stat_fingerprint(paths: Iterable[Path], *, root: Path | None = None) -> str:
-    """sha256 over (name, size, mtime) of files: detects edits without reading the bytes."""
+    """sha256 over (name, size, mtime) of files: detects edits without reading the bytes. A path that
+    cannot be stat'ed (a broken or looping symlink) counts by its name alone."""
     h = hashlib.sha256()
     for p in sorted(paths):
-        st = p.stat()
+        try:
+            st = p.stat()
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:
+            size = mtime = -1
         name = p.relative_to(root).as_posix() if root else str(p)
-        h.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{name}\0{size}\0{mtime}\n".encode())
     return h.hexdigest()

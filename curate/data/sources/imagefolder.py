@@ -1,7 +1,9 @@
 """``imagefolder``: ``root/<split>/<class>/<image>`` or ``root/<class>/<image>``.
 
 Images are stored as path references (not copied); ids are the path relative to the
-root, in posix form. Unreadable files are skipped and reported in one warning.
+root, in posix form. Unreadable files (corrupt, truncated, empty, not an image, over PIL's
+decompression-bomb limit) and broken or looping symlinks are skipped: counted, listed in the source
+step's ``skipped.txt`` and reported in one warning, since one bad file in a big folder should not stop a run.
 """
 
 from __future__ import annotations
@@ -30,24 +32,39 @@ def _entries(folder: Path) -> list[os.DirEntry]:
         return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
 
 
+def _kind(entry: os.DirEntry) -> str:
+    """"dir", "file", or "broken" for a symlink that loops or points nowhere (stat fails)."""
+    try:
+        return "dir" if entry.is_dir() else "file" if entry.is_file() else "broken"
+    except OSError:
+        return "broken"
+
+
 def _subdirs(folder: Path) -> list[str]:
-    return [e.name for e in _entries(folder) if e.is_dir()]
+    return [e.name for e in _entries(folder) if _kind(e) == "dir"]
 
 
 def _images(folder: Path, extensions: tuple[str, ...]) -> list[str]:
-    return [e.name for e in _entries(folder) if e.is_file() and e.name.lower().endswith(extensions)]
+    """Files with an image ending, and broken symlinks with one (kept so they are counted as skipped)."""
+    return [e.name for e in _entries(folder) if _kind(e) != "dir" and e.name.lower().endswith(extensions)]
 
 
-def _is_readable(path: Path) -> bool:
-    """Whether PIL can identify and verify the file (cheap: no full decode)."""
+def _problem(path: Path) -> str | None:
+    """Why PIL cannot read the file (None when it can): identify, verify, then a full decode, since a
+    truncated file can pass ``verify`` and fail only when its pixels are read."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
             im.verify()
-        return True
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError):
-        return False
+        with Image.open(path) as im:
+            im.draft("RGB", (1, 1))  # JPEG: decode at 1/8 scale, which still reads every byte
+            im.load()
+        return None
+    except Image.DecompressionBombError as exc:
+        return f"over the decompression-bomb limit ({exc})".splitlines()[0]
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as exc:
+        return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 class ImageFolderSource(Source):
@@ -61,7 +78,7 @@ class ImageFolderSource(Source):
             None, help="split layout: the split folders to read (default all); flat layout: the split name (default train)")
         extensions: tuple[str, ...] = option(EXTENSIONS, help="file endings counted as images (case-insensitive)")
         class_names: tuple[str, ...] | None = option(None, help="class order (default: sorted folder names)")
-        verify: bool = option(True, help="open every image once and skip unreadable ones")
+        verify: bool = option(True, help="decode every image once and skip unreadable ones (listed in skipped.txt)")
 
         def __post_init__(self) -> None:
             if not self.extensions:
@@ -102,12 +119,13 @@ class ImageFolderSource(Source):
             raise UsageError(f"{where}: class folder '{unknown[0]}' is not in `class_names` "
                              f"({', '.join(class_names)}); add it or remove the folder")
         if config.verify and rows:
-            readable = thread_map(_is_readable, [root / r for _, _, r in rows], progress=progress, desc="verify images")
-            skipped = [r for (_, _, r), ok in zip(rows, readable) if not ok]
-            if skipped:
-                log.warning("%s: skipped %d unreadable image(s) of %d: %s%s", where, len(skipped), len(rows),
-                            ", ".join(skipped[:SHOW_SKIPPED]), ", ..." if len(skipped) > SHOW_SKIPPED else "")
-                rows = [row for row, ok in zip(rows, readable) if ok]
+            problems = thread_map(_problem, [root / r for _, _, r in rows], progress=progress, desc="verify images")
+            self.skipped = [(r, why) for (_, _, r), why in zip(rows, problems) if why is not None]
+            if self.skipped:
+                log.warning("%s: skipped %d unreadable image(s) of %d: %s%s", where, len(self.skipped), len(rows),
+                            ", ".join(r for r, _ in self.skipped[:SHOW_SKIPPED]),
+                            ", ..." if len(self.skipped) > SHOW_SKIPPED else "")
+                rows = [row for row, why in zip(rows, problems) if why is None]
         index = {name: i for i, name in enumerate(class_names)}
         paths = [root / r for _, _, r in rows]
         table = make_table(
@@ -125,6 +143,8 @@ class ImageFolderSource(Source):
         root = Path(config.path).expanduser().resolve()
         if not root.is_dir():
             return None
-        extensions = tuple(e.lower() for e in config.extensions)
-        return stat_fingerprint((p for p in root.rglob("*") if p.name.lower().endswith(extensions) and p.is_file()),
-                                root=root)
+        try:  # exactly the files a load reads; a folder the scan refuses is left for load to report
+            rows = self._scan(config, root, f"imagefolder '{config.path}'")
+        except UsageError:
+            return None
+        return stat_fingerprint((root / r for _, _, r in rows), root=root)
