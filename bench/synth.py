@@ -161,6 +161,7 @@ def main() -> None:
     parser.add_argument("--diffusion-steps", type=int, default=None, help="override the size's DDPM training steps")
     parser.add_argument("--train-only", action="store_true", help="ssl/tokens: train (into --cache) and stop")
     parser.add_argument("--classes", nargs="+", default=None, help="tokens: classes to learn tokens for")
+    parser.add_argument("--token-lr", type=float, default=1.25e-3, help="tokens: AdamW lr of the token (official)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -610,14 +611,17 @@ def tokens_part(args, cfg, seeds) -> None:
           f"{len(ot_s)} rows, held-out accuracy {judge4_acc:.3f}")
     classify = PixelClassifier(guide).to(device)
     n_steps, w = cfg["token_inference_steps"], cfg["cfg"]
-    print(f"shortened protocol: epoch_size 5, max_epochs {cfg['max_epochs']} (official 50), patience "
+    print(f"shortened protocol: lr {args.token_lr} (official 1.25e-3), epoch_size 5, max_epochs {cfg['max_epochs']} (official 50), patience "
           f"{cfg['patience']} (15), {cfg['train_steps']} DDIM steps per optimization generation (30), "
           f"{n_steps} per sample, CFG {w} (7), {cfg['token_per_class']} samples per class per seed, seeds {seeds}")
-    scores = {f"{m} {p}": [] for m in ("judge10", "judge4", "guide") for p in ("plain", "token")}
+    tokenizer, _ = t2i.with_placeholder("newclas")
+    start = t2i.init_row(tokenizer, "a")  # the untrained token: the control for the prompt's form
+    prompts = ("plain", "init", "token")
+    scores = {f"{m} {p}": [] for m in ("judge10", "judge4", "guide") for p in prompts}
     seconds, epochs = {c: [] for c in classes}, {c: [] for c in classes}
     for seed in seeds:
         settings = TokenSettings(max_epochs=cfg["max_epochs"], patience=cfg["patience"], seed=35 + seed,
-                                 num_inference_steps=cfg["train_steps"], cfg_scale=w)
+                                 num_inference_steps=cfg["train_steps"], cfg_scale=w, lr=args.token_lr)
         learned = {}
         for y, c in enumerate(classes):
             tok = optimize_token(t2i, classify, class_name=c, target=y, settings=settings)
@@ -627,7 +631,7 @@ def tokens_part(args, cfg, seeds) -> None:
             print(f"   seed {seed} {c:12s} {tok.epochs:3d} epochs ({tok.stop}), {tok.seconds:6.1f}s, loss "
                   f"{tok.history[0]['loss']:.3f} -> best {tok.best_loss:.3f}", flush=True)
         labels, _, sample_seeds = plan_samples(np.arange(k), per_class=cfg["token_per_class"], base_seed=1000 + seed)
-        for name, tokens in (("plain", {y: None for y in learned}), ("token", learned)):
+        for name, tokens in zip(prompts, ({y: None for y in learned}, {y: start for y in learned}, learned)):
             images = generate(t2i, tokens, classes, labels, sample_seeds, steps=n_steps, cfg_scale=w, batch_size=64)
             scores[f"judge10 {name}"].append(float(judge10_correct(images, labels).mean()))
             scores[f"judge4 {name}"].append(float((predict_images(judge4, images, device=device).argmax(1)
@@ -637,13 +641,14 @@ def tokens_part(args, cfg, seeds) -> None:
     print("\ntoken optimization per class to the stopping rule: "
           + "; ".join(f"{c} {interval(seconds[c])} s, {np.mean(epochs[c]):.1f} epochs" for c in classes))
     print(f"   {'prompt':28s} {'ResNet judge acc':>18s} {'ConvNet judge acc':>18s} {'guide p(target)':>18s}")
-    for name, label in (("plain", "A photo of <class>"), ("token", "A photo of newclas <class>")):
+    for name, label in zip(prompts, ("A photo of <class>", "newclas, untrained ('a')", "newclas, learned")):
         print(f"   {label:28s} {interval(scores[f'judge10 {name}']):>18s} {interval(scores[f'judge4 {name}']):>18s} "
               f"{interval(scores[f'guide {name}']):>18s}")
     for judge in ("judge10", "judge4"):
-        gain = np.subtract(scores[f"{judge} token"], scores[f"{judge} plain"]).tolist()
-        print(f"   {judge} accuracy gain of the token, paired by seed: {interval(gain)} "
-              f"({', '.join(f'{v:+.3f}' for v in gain)})")
+        for base in ("plain", "init"):
+            gain = np.subtract(scores[f"{judge} token"], scores[f"{judge} {base}"]).tolist()
+            print(f"   {judge} accuracy gain of the learned token over {base}, paired by seed: {interval(gain)} "
+                  f"({', '.join(f'{v:+.3f}' for v in gain)})")
 
 
 def seam_ratio(image: np.ndarray, window: int) -> float:
