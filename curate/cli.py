@@ -47,6 +47,12 @@ class _Group(click.Group):
             if code == 1:
                 click.echo("(run with `curate --debug ...` for the traceback)", err=True)
             ctx.exit(code)
+        except OSError as exc:  # the machine, not the input: a full disk, a permission, a vanished mount
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.secho(f"error: {exc}", fg="red", err=True)
+            click.echo("(run with `curate --debug ...` for the traceback)", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -34,7 +34,8 @@ class Problem:
             subject += f"{self.field}: "
         elif subject:
             subject = subject.rstrip() + ": "
-        return f"{where}{subject}{self.message}"
+        line = f"{where}{subject}{self.message}"
+        return line.replace("\r", "\\r").replace("\n", "\\n")  # one problem, one line, even with user text
 
 
 class RecipeError(UsageError):

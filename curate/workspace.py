@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -47,6 +48,19 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp(\.[^/]*)?$")
+"""Names :func:`atomic_write` gives its temporary files (``mkstemp`` adds 8 random characters)."""
+
+
+def remove_stale_writes(folder: str | os.PathLike) -> list[Path]:
+    """Delete temporary files that a killed process left mid-write under ``folder`` (call it holding the
+    run lock, so no live writer owns them); returns what it removed."""
+    stale = [p for p in Path(folder).rglob(".*.tmp*") if _TEMPORARY.match(p.name) and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], Any]) -> str:
     """Write ``path`` atomically; ``writer(tmp_path)`` produces the file. Returns its sha256.
 
@@ -66,8 +80,10 @@ def atomic_write(path: str | os.PathLike, writer: Callable[[Path], Any]) -> str:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         _replace_into_place(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # e.g. a full disk: say which file it hit
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     _fsync_dir(path.parent)
     return digest

@@ -55,22 +55,30 @@ class SimulatedCrash(BaseException):
 
 
 class WriteFaults:
-    """Counts commits of curate's atomic writes and crashes at the ``fail_at``-th one (1-based)."""
+    """Counts commits of curate's atomic writes and crashes at the ``fail_at``-th one (1-based); with
+    ``under`` and ``name`` only commits into that folder (and with that file name) count. ``paths``
+    records every commit's destination."""
 
     Crash = SimulatedCrash
 
     def __init__(self, real):
         self._real = real
         self.fail_at: int | None = None
+        self.under: Path | None = None
+        self.name: str | None = None
         self.count = 0
+        self.paths: list[Path] = []
 
-    def reset(self, fail_at: int | None) -> None:
-        self.fail_at, self.count = fail_at, 0
+    def reset(self, fail_at: int | None, *, under: Path | None = None, name: str | None = None) -> None:
+        self.fail_at, self.under, self.name, self.count = fail_at, under, name, 0
 
     def __call__(self, src, dst):
-        self.count += 1
-        if self.fail_at is not None and self.count == self.fail_at:
-            raise SimulatedCrash(f"simulated crash at commit #{self.count} ({Path(dst).name})")
+        dst = Path(dst)
+        self.paths.append(dst)
+        if (self.under is None or dst.is_relative_to(self.under)) and (self.name is None or dst.name == self.name):
+            self.count += 1
+            if self.fail_at is not None and self.count == self.fail_at:
+                raise SimulatedCrash(f"simulated crash at commit #{self.count} ({dst.name})")
         self._real(src, dst)
 
 

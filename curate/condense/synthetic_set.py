@@ -83,8 +83,11 @@ class SyntheticSet:
         """Write the set to ``path`` (plain write: wrap in ``curate.workspace.atomic_write``)."""
         from safetensors.torch import save_file
 
+        # Wall-clock seconds stay out (history.json has them): the file holds only what the data and
+        # settings determine, so a resumed run writes the same bytes and downstream cache keys hold.
+        history = [{k: v for k, v in row.items() if k != "seconds"} for row in self.history]
         meta = {"format": FORMAT, "num_classes": self.num_classes, "mean": list(self.mean), "std": list(self.std),
-                "class_names": self.class_names, "provenance": self.provenance, "history": self.history}
+                "class_names": self.class_names, "provenance": self.provenance, "history": history}
         tensors = {"images": self.images.detach().float().cpu().contiguous(),
                    "labels": self.labels.detach().long().cpu().contiguous()}
         save_file(tensors, str(path), metadata={"curate": json.dumps(meta, default=str)})

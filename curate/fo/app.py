@@ -32,6 +32,18 @@ log = logging.getLogger(__name__)
 LOCAL = "127.0.0.1"
 
 
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` only answers on this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # a host name: resolvable to anything
+        return False
+
+
 @dataclass
 class AppHandle:
     """A running App server: open ``url`` in a browser; ``close()`` stops it."""
@@ -86,6 +98,10 @@ def launch_app(
     process = _start_server(port=port, address=address, env=server_env, log_path=log_path)
     path = "/datasets/" + urllib.parse.quote(dataset_name)
     host = LOCAL if address in ("0.0.0.0", "::", "") else address  # a wildcard bind is browsed via localhost
+    if not is_loopback(address):
+        log.warning("the FiftyOne App is bound to %s: anyone who can reach this machine on port %d can browse "
+                    "and tag the dataset (it has no login); bind 127.0.0.1 unless you mean to share it",
+                    address or "every interface", port)
     url = f"http://{host}:{port}{path}"
     try:
         _wait_for_http_ok(url, process=process, timeout=wait_timeout, log_path=log_path)

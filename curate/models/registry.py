@@ -149,7 +149,9 @@ def save_model(model: CurateModel, folder: Path) -> None:
               "cfg": model.cfg, "head_trained": bool(model.head_trained), "_curate_version": __version__}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt", "curate_model": model.name})
+    # One metadata key: safetensors orders several arbitrarily, so the bytes (and the model's fingerprint,
+    # which downstream cache keys read) would change from save to save; config.json names the model.
+    save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
 
 
 def load_model(folder: str | Path) -> CurateModel:

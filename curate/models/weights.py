@@ -7,6 +7,7 @@ through ``torch.load(weights_only=True)``, which refuses arbitrary objects.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -36,10 +37,14 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         state = load_file(str(path), device="cpu")
     elif suffix in TORCH_SUFFIXES:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's pickle-protocol notice says nothing a user can act on
+                warnings.simplefilter("ignore", UserWarning)
+                state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises UnpicklingError, RuntimeError... for unsafe or broken files
-            raise UsageError(f"weights file {str(path)!r} cannot be loaded with torch.load(weights_only=True): "
-                             f"{str(err).splitlines()[0]}") from err
+            # torch's message goes on to suggest weights_only=False; curate never unpickles arbitrary objects
+            raise UsageError(f"weights file {str(path)!r} is refused: it holds more than tensors (or is broken), "
+                             "and curate loads torch files only with torch.load(weights_only=True); save its "
+                             "state_dict as .safetensors where you trust the file") from err
         if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
     else:

@@ -153,7 +153,7 @@ class _Validator:
 
     def _apply_overrides(self, steps: list) -> dict[str, Any]:
         defaults = self.data.get("defaults") if isinstance(self.data.get("defaults"), dict) else {}
-        index = {s.get("id"): i for i, s in enumerate(steps) if isinstance(s, dict)}
+        index = {s["id"]: i for i, s in enumerate(steps) if isinstance(s, dict) and isinstance(s.get("id"), str)}
         for ov in self.overrides:
             head, rest = ov.path[0], ov.path[1:]
             if head == "defaults":
@@ -183,7 +183,7 @@ class _Validator:
         data = self.data
         if not isinstance(data, dict):
             raise RecipeError(Problem("a recipe must be a mapping with `name` and `steps`", file=self.filename,
-                                      line=line_of(self.lines, ())))
+                                      line=line_of(self.lines, ()) or 1))
         for key in data:
             if key not in TOP_KEYS:
                 self.problem(f"unknown top-level key '{key}'{did_you_mean(str(key), list(TOP_KEYS))}; "

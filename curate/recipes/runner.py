@@ -177,6 +177,8 @@ def run_recipe(
     outcomes: list[StepOutcome] = []
     threads = _Threads(recipe.defaults.threads)
     with workspace.run_lock(run_dir):
+        for path in workspace.remove_stale_writes(run_dir):
+            log.info("removed %s, left by a run killed mid-write", path)
         _write_run_file(run_dir, recipe)
         try:
             _run_steps(recipe, run_dir, needed, forced, outcomes, reporter, threads, progress)

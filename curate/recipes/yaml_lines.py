@@ -40,19 +40,23 @@ def load_value(text: str) -> Any:
 
 
 def load_yaml(text: str, *, filename: str) -> tuple[Any, dict[Path_, int]]:
-    loader = RecipeLoader(text)
     try:
-        try:
+        loader = RecipeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a control character: the reader refuses the text up front
+        raise RecipeError(Problem(f"invalid YAML: unacceptable character #x{exc.character:04x}", file=filename,
+                                  line=text.count("\n", 0, max(exc.position, 0)) + 1)) from None
+    try:
+        try:  # parsing, then building values: a tag safe_load refuses fails while building
             node = loader.get_single_node()
+            lines: dict[Path_, int] = {}
+            if node is None:
+                return None, lines
+            lines[()] = node.start_mark.line + 1
+            return _build(loader, node, (), lines, filename), lines
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark else None
+            line = mark.line + 1 if mark else 1
             raise RecipeError(Problem(f"invalid YAML: {exc.problem or exc}", file=filename, line=line)) from None
-        lines: dict[Path_, int] = {}
-        if node is None:
-            return None, lines
-        lines[()] = node.start_mark.line + 1
-        return _build(loader, node, (), lines, filename), lines
     finally:
         loader.dispose()
 

@@ -74,3 +74,17 @@ def test_a_crash_while_committing_a_folder_keeps_the_previous_folder(tmp_path, w
             (tmp / "a.txt").write_text("new")
     assert (target / "a.txt").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table"]
+
+
+def test_a_rerun_removes_temporary_files_a_killed_write_left(tmp_path):
+    """kill -9 between mkstemp and the rename leaves ``.name.XXXXXXXX.tmp.ext``; the next run under the lock
+    deletes such files and nothing else."""
+    step = tmp_path / "compare"
+    step.mkdir()
+    left = [step / ".compare.w28ok9po.tmp.png", step / "sub" / ".table.abcd_123.tmp"]
+    kept = [step / "compare.png", step / ".hidden", step / "notes.tmp.txt", step / ".x.short.tmp"]
+    for path in left + kept:
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("x")
+    assert sorted(workspace.remove_stale_writes(tmp_path)) == sorted(left)
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in left)

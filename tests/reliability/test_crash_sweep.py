@@ -1,0 +1,159 @@
+"""Crash safety and source protection across every step kind: one recipe uses each kind once on a small
+read-only image folder; the run is killed (a simulated crash at an atomic commit) at the first and the last
+commit (``step.json``) of every step in turn, and at a middle one too in the ``slow`` variant, and resumed
+each time. The finished run must equal an
+uninterrupted one output by output, the FiftyOne dataset must hold each sample once, and the image folder
+must be byte-for-byte what it was."""
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from curate.recipes import parse_recipe, run_recipe
+from curate.steps import STEPS
+from tests.reliability.test_bad_images import tree_digest
+
+SWEEP = """\
+name: sweep
+steps:
+  - id: images
+    uses: source
+    with: {{kind: imagefolder, path: '{root}'}}
+  - id: teacher
+    uses: predict
+    inputs: {{data: images}}
+    with: {{model: resnet20-cifar, split: test}}
+  - id: train
+    uses: train
+    inputs: {{data: images}}
+    with: {{model: convnet, model_config: {{width: 8, depth: 1}}, epochs: 1, batch_size: 16}}
+  - id: embed
+    uses: embed
+    inputs: {{data: images}}
+    with: {{model: resnet20-cifar}}
+  - id: probe
+    uses: predict
+    inputs: {{data: images, embeddings: embed}}
+    with: {{probe: linear, folds: 2}}
+  - id: audit
+    uses: audit
+    inputs: {{data: images, pred_probs: probe, embeddings: embed}}
+  - id: clean
+    uses: audit_apply
+    inputs: {{data: images, audit: audit}}
+    with: {{action: drop, unreviewed: apply}}
+  - id: quality
+    uses: image_quality
+    inputs: {{data: images}}
+  - id: index
+    uses: index
+    inputs: {{data: images, embeddings: embed}}
+  - id: duplicates
+    uses: duplicates
+    inputs: {{data: images, embeddings: embed, index: index}}
+  - id: relabel
+    uses: relabel
+    inputs: {{data: images}}
+    with: {{model: resnet20-cifar, shard_size: 8}}
+  - id: condense
+    uses: condense
+    inputs: {{data: images}}
+    with: {{method: dm, ipc: 1, iterations: 3, model_config: {{width: 8, depth: 2}}, options: {{batch_real: 4}},
+           checkpoint_every: 1, evaluate: {{runs: 1, epochs: 1}}}}
+  - id: ddpm
+    uses: train_diffusion
+    inputs: {{data: images}}
+    with: {{image_size: 8, block_out_channels: [4, 8], steps: 3, batch_size: 4, checkpoint_every: 1}}
+  - id: sieve
+    uses: train
+    inputs: {{data: images}}
+    with: {{model: convnet, model_config: {{width: 8, depth: 1, im_size: 8}}, epochs: 1, batch_size: 16}}
+  - id: gen
+    uses: synth
+    inputs: {{data: images, diffusion: ddpm, filter: sieve}}
+    with: {{per_class: 1, guidance_scale: 1.0, num_inference_steps: 2, noisy_steps: 2, noisy_width: 8,
+           min_confidence: 0.0, min_copy_distance: 0.0}}
+  - id: compare
+    uses: compare
+    inputs: {{runs: [teacher, train]}}
+  - id: export
+    uses: export
+    inputs: {{data: condense}}
+    with: {{license: other}}
+  - id: fiftyone
+    uses: fiftyone
+    inputs: {{data: images, predictions: [teacher], embeddings: [embed]}}
+"""
+
+def image_folder(root: Path) -> None:
+    """root/<split>/<class>/*.png: the 10 bundled CIFAR-10 classes, 3 train and 2 test images each."""
+    from curate.data.sources.demo import DEMO_DIR
+
+    data = np.load(DEMO_DIR / "cifar10_demo.npz", allow_pickle=False)
+    classes = json.loads((DEMO_DIR / "classes.json").read_text())
+    for split, n in (("train", 3), ("test", 2)):
+        images, labels = data[f"{split}_images"], data[f"{split}_labels"]
+        for name in classes:
+            (root / split / name).mkdir(parents=True)
+            for i, row in enumerate(np.flatnonzero(labels == classes.index(name))[:n]):
+                Image.fromarray(images[row]).save(root / split / name / f"{i}.png")
+
+
+def read_only(root: Path, *, on: bool) -> None:
+    """Take write permission off (or give it back to) the whole tree, as a shared read-only mount would."""
+    for dirpath, _, filenames in os.walk(root):
+        for p in [Path(dirpath), *(Path(dirpath) / f for f in filenames)]:
+            mode = p.stat().st_mode
+            p.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) if on else mode | stat.S_IWUSR)
+
+
+def outputs(run_dir: Path, step: str) -> dict[str, str]:
+    manifest = json.loads((run_dir / step / "step.json").read_text())
+    return {name: entry["fingerprint"] for name, entry in manifest["outputs"].items()}
+
+
+@pytest.mark.parametrize("middle", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["ends", "middle"])
+def test_every_step_kind_survives_crashes_at_its_commits_and_leaves_the_source_untouched(middle, tmp_path,
+                                                                                         write_faults, fo):
+    root = tmp_path / "images"
+    image_folder(root)
+    plan = parse_recipe(SWEEP.format(root=root), filename="sweep.yaml")
+    kinds = {step.kind for step in plan.steps}
+    assert kinds == {k for k in STEPS.names() if not k.startswith("toy_")}, "add the new step kind to SWEEP"
+    read_only(root, on=True)
+    before = tree_digest(root)
+    try:
+        write_faults.reset(None)
+        reference = run_recipe(plan, workdir=tmp_path / "ref", progress=False)
+        commits = {step.id: sum(p.is_relative_to(reference.run_dir / step.id) for p in write_faults.paths)
+                   for step in plan.steps}
+        assert all(commits.values()), commits
+
+        crashed = tmp_path / "crash" / "sweep"
+        survived = {}
+        for step in plan.steps:
+            points = sorted({1, (commits[step.id] + 1) // 2}) if middle else [1]
+            for k, name in [(k, None) for k in points] + [(1, "step.json")]:
+                write_faults.reset(k, under=crashed / step.id, name=name)
+                with pytest.raises(write_faults.Crash):
+                    run_recipe(plan, workdir=tmp_path / "crash", progress=False)
+                survived[step.kind] = survived.get(step.kind, 0) + 1
+        write_faults.reset(None)
+        resumed = run_recipe(plan, workdir=tmp_path / "crash", progress=False)
+        assert tree_digest(root) == before  # the user's folder: not one byte, link or mode changed
+    finally:
+        read_only(root, on=False)
+
+    assert resumed.run_dir == crashed and len(survived) == len(kinds) and min(survived.values()) >= 2
+    for step in plan.steps:  # every output bit-identical: CPU work here is deterministic
+        assert outputs(crashed, step.id) == outputs(reference.run_dir, step.id), step.id
+    assert not list(crashed.rglob("*.tmp*")), "a temporary file of an interrupted write was left behind"
+
+    dataset = fo.load_dataset(json.loads((crashed / "fiftyone.json").read_text())["dataset"])
+    ids = dataset.values("sample_id") if dataset.has_field("sample_id") else dataset.values("filepath")
+    assert len(dataset) == len(ids) == len(set(ids)) == 50, "duplicate or orphan samples in the FiftyOne dataset"
