@@ -174,9 +174,10 @@ class TextToImage:
         return x.clamp(-1, 1)
 
     @contextlib.contextmanager
-    def spliced(self, splice: TokenSplice | None) -> Iterator[None]:
-        """The text encoder reads ``splice`` for its token embeddings, and every model is frozen, inside."""
-        modules = [m for m in (self.text_encoder, self.unet, self.vae) if m is not None]
+    def spliced(self, splice: TokenSplice | None, *others: nn.Module) -> Iterator[None]:
+        """The text encoder reads ``splice`` for its token embeddings, and every model (and ``others``, e.g. the
+        classifier) is frozen, inside: only the token gets a gradient."""
+        modules = [m for m in (self.text_encoder, self.unet, self.vae, *others) if m is not None]
         flags = [[p.requires_grad for p in m.parameters()] for m in modules]
         base = self.text_encoder.get_input_embeddings()
         try:
@@ -248,7 +249,7 @@ def optimize_token(t2i: TextToImage, classify: Callable[[torch.Tensor], torch.Te
     goal = torch.tensor([int(target)], device=t2i.unet.device)
     kept, seed, stop, history = splice.row.detach().clone(), settings.seed, "max_epochs", []
     started = time.perf_counter()
-    with t2i.spliced(splice):
+    with t2i.spliced(splice, *([classify] if isinstance(classify, nn.Module) else [])):
         with torch.no_grad():
             null = t2i.context(tokenizer, [""])
         for epoch in tqdm(range(settings.max_epochs), disable=not progress, desc=f"token {class_name}", unit="epoch"):

@@ -26,7 +26,9 @@ def test_only_the_placeholder_embedding_changes():
     before = _snapshot(t2i)
     vocab = len(t2i.tokenizer)
     settings = TokenSettings(epoch_size=1, max_epochs=2, patience=5, accuracy=1.0, weight_decay=0.5, lr=0.1, **FAST)
-    tok = optimize_token(t2i, MeanColour(), class_name="red", target=0, settings=settings)
+    classifier = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2))
+    tok = optimize_token(t2i, classifier, class_name="red", target=0, settings=settings)
+    assert all(p.grad is None and p.requires_grad for p in classifier.parameters())  # frozen inside, restored after
     after = _snapshot(t2i)
     assert before.keys() == after.keys()
     for k in before:
