@@ -1,11 +1,14 @@
-"""ReLabel on CIFAR-10: one-hot vs global soft vs localized (LabelPooling) targets, with and without CutMix.
+"""ReLabel on CIFAR-10: one-hot vs global soft vs localized (LabelPooling) targets, plain, with CutMix and with ResizeMix.
 
-Run (the full benchmark; hours on a CPU, minutes on a GPU)::
+Run (the README's shortened protocol: 45.5 minutes on one thread of a shared 2-core CPU)::
 
-    python bench/relabel.py --epochs 60 --seeds 0 1 2 --width 64 --annotator-model resnet20-cifar \\
-        --annotator-epochs 60
+    python bench/relabel.py --epochs 10 --seeds 0 1 2 --width 8 --annotator-epochs 16 --resnet56-rows half --threads 1
 
-Reduced preview (``--quick``: 1 seed, 4 epochs, a width-32 student, a small ConvNet annotator)::
+Longer protocol (the previous README table's budgets, not rerun since paper mixing became the default)::
+
+    python bench/relabel.py --epochs 30 --seeds 0 1 2 --width 32 --annotator-epochs 60 --threads 1
+
+Reduced preview (``--quick``: 1 seed, 4 epochs, a width-32 student, a ResNet-20 annotator trained 4 epochs)::
 
     python bench/relabel.py --quick
 
@@ -13,14 +16,20 @@ Data: the lossless CIFAR-10 subset in ../shared/data/cifar10 (4,660 train, 932 t
 Every student is the same ConvNet (depth 3, batch norm), trained with ``curate.learn.fit`` for the
 same epochs on the same random-resized crops + flips (``ResizedCropData``); only the targets
 (``onehot`` labels, ``soft`` = the annotator's global softmax, ``relabel`` = the label map pooled
-over each crop) and CutMix (alpha 1, ``--cutmix-prob``; region-exact targets for label maps) change.
-Two settings:
+over each crop) and the mixing change: none, CutMix (alpha 1) or ResizeMix (scale 0.1-0.8), each on
+a share ``--mix-prob`` of the batches. Label-map targets are mixed as ReLabel's code does
+(``paper``: the two whole-crop targets by pasted area) and, as a second row, region-exact
+(``exact``: the pasted box pooled from the source map, the rest from the target map). A seed fixes
+the crops and the mixing draws, so rows differ only in their targets; paired differences
+(exact - paper) are printed. Two settings:
 
 - ``resnet56``: the pretrained akamaster ResNet-56 annotates the 4,660 train images. It was trained
   on all of CIFAR-10's train split, these images included, so its maps are confident and close to
   the labels: an optimistic setting.
-- ``half``: an annotator trained here on one half of the train images annotates the other half,
-  and students train on that second half only: the honest setting.
+- ``half``: a ResNet-20 (``--annotator-model``; globally pooled, so its dense map is its linear
+  head applied at every location as ReLabel's 1x1 convolution) trained here on one half of the
+  train images annotates the other half, and students train on that second half only: the
+  honest setting.
 
 Prints held-out accuracy (mean and 95% t-interval over seeds), annotation throughput (images/s,
 end to end through ``curate.relabel.annotate`` from a PNG table), and the training time per step of
@@ -40,22 +49,21 @@ import torch
 
 from curate.data import make_table
 from curate.learn import ArrayData, Augment, fit, predict_images
-from curate.learn.mixing import CutMix
+from curate.learn.mixing import CutMix, ResizeMix
 from curate.models import create_model
 from curate.relabel import LabelMapStore, ResizedCrop, ResizedCropData, annotate, create_annotator, multi_labels
+from curate.stats import summarize
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESNET56 = SHARED / "models" / "cifar10_resnet_akamaster" / "resnet56.safetensors"
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
 def interval(values: list[float]) -> str:
-    """``mean ± half-width`` of the 95% t-interval, in percent."""
-    mean = 100 * float(np.mean(values))
-    if len(values) < 2:
-        return f"{mean:.1f} (n=1)"
-    half = T975.get(len(values) - 1, 1.96) * 100 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
-    return f"{mean:.1f} ± {half:.1f} (n={len(values)})"
+    """``mean +- half-width`` of the 95% t-interval (:func:`curate.stats.summarize`), in percent."""
+    stats = summarize(values)
+    if stats["ci95"] is None:
+        return f"{100 * stats['mean']:.1f} (n=1)"
+    return f"{100 * stats['mean']:.1f} +- {100 * stats['ci95']:.1f}"
 
 
 def load(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -81,17 +89,37 @@ def label_maps(model, images: np.ndarray, labels: np.ndarray, args, folder: Path
     return store.read(), probs, done.images_per_s
 
 
+MIX_NAMES = {"none": "", "cutmix": " + CutMix", "resizemix": " + ResizeMix"}
+# (targets, mix, relabel_mix): every row of the table, in order
+VARIANTS = [(t, "none", "paper") for t in ("onehot", "soft", "relabel")] + [
+    v for mix in ("cutmix", "resizemix")
+    for v in ((("onehot", mix, "paper"), ("soft", mix, "paper"), ("relabel", mix, "paper"), ("relabel", mix, "exact")))]
+
+
+def row_name(targets: str, mix: str, relabel_mix: str) -> str:
+    name = {"onehot": "one-hot", "soft": "soft (global softmax)", "relabel": "relabel (LabelPooling)"}[targets]
+    name += MIX_NAMES[mix]
+    return name + (f" ({relabel_mix})" if targets == "relabel" and mix != "none" else "")
+
+
+def mixer(args, mix: str):
+    if mix == "cutmix":
+        return CutMix(alpha=1.0, prob=args.mix_prob)
+    return ResizeMix(prob=args.mix_prob) if mix == "resizemix" else None
+
+
 def student(args, seed: int):
     return create_model("convnet", num_classes=10, width=args.width, depth=3, norm="batchnorm", seed=seed)
 
 
-def train_student(args, images, labels, maps, probs, targets: str, mix: bool, seed: int, test):
+def train_student(args, images, labels, maps, probs, variant, seed: int, test):
     """Held-out accuracy and the mean training seconds per step."""
+    targets, mix, relabel_mix = variant
     data = ResizedCropData(
         images, num_classes=10, crop=ResizedCrop(scale=(args.crop_scale, 1.0)),
         maps=maps if targets == "relabel" else None,
         targets={"onehot": labels, "soft": probs}.get(targets),
-        mixer=CutMix(alpha=1.0, prob=args.cutmix_prob) if mix else None,
+        mixer=mixer(args, mix), relabel_mix=relabel_mix,
     )
     model = student(args, seed)
     result = fit(model, data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=5e-4,
@@ -102,23 +130,32 @@ def train_student(args, images, labels, maps, probs, targets: str, mix: bool, se
     return accuracy, seconds
 
 
-def compare(name: str, args, images, labels, maps, probs, test, rows: list) -> None:
-    for mix in (False, True):
-        for targets in ("onehot", "soft", "relabel"):
-            runs = [train_student(args, images, labels, maps, probs, targets, mix, seed, test) for seed in args.seeds]
-            label = f"{targets}{' + CutMix' if mix else ''}"
-            rows.append((name, label, interval([a for a, _ in runs]), 1000 * float(np.mean([s for _, s in runs]))))
-            print(f"  {name:9s} {label:18s} {rows[-1][2]:>18s}  {rows[-1][3]:7.1f} ms/step", flush=True)
+def compare(name: str, args, images, labels, maps, probs, test, results: dict) -> None:
+    """Train every variant over the seeds; ``results[(name, variant)]`` = (accuracies, seconds per step)."""
+    for variant in VARIANTS:
+        if variant[1] not in args.mixes:
+            continue
+        runs = [train_student(args, images, labels, maps, probs, variant, seed, test) for seed in args.seeds]
+        results[name, variant] = ([a for a, _ in runs], [s for _, s in runs])
+        print(f"  {name:9s} {row_name(*variant):44s} {interval(results[name, variant][0]):>12s}  "
+              f"{1000 * float(np.mean(results[name, variant][1])):6.1f} ms/step", flush=True)
+    for mix in args.mixes[1:] if args.mixes[0] == "none" else args.mixes:
+        paper, exact = results.get((name, ("relabel", mix, "paper"))), results.get((name, ("relabel", mix, "exact")))
+        if paper and exact:
+            diff = [e - p for e, p in zip(exact[0], paper[0])]
+            print(f"  {name:9s} relabel{MIX_NAMES[mix]}: exact - paper, paired by seed: {interval(diff)} points")
 
 
-def step_time_ratio(args, images, labels, maps, *, mix: bool, repeats: int = 7, rows: int = 1024) -> float:
+def step_time_ratio(args, images, labels, maps, *, mix: str, relabel_mix: str, repeats: int = 7,
+                    rows: int = 1024) -> float:
     """Median ratio of LabelPooling to one-hot seconds per step: one-epoch fits on the same rows and crops,
     interleaved so that load on a shared machine hits both alike."""
     subset = slice(0, min(rows, len(images)))
-    mixer = CutMix(alpha=1.0, prob=args.cutmix_prob) if mix else None
     crop = ResizedCrop(scale=(args.crop_scale, 1.0))
-    onehot = ResizedCropData(images[subset], targets=labels[subset], num_classes=10, crop=crop, mixer=mixer)
-    pooled = ResizedCropData(images[subset], maps=maps.index(subset), num_classes=10, crop=crop, mixer=mixer)
+    onehot = ResizedCropData(images[subset], targets=labels[subset], num_classes=10, crop=crop,
+                             mixer=mixer(args, mix))
+    pooled = ResizedCropData(images[subset], maps=maps.index(subset), num_classes=10, crop=crop,
+                             mixer=mixer(args, mix), relabel_mix=relabel_mix)
     model = student(args, 0)
     ratios = []
     for _ in range(repeats):
@@ -141,67 +178,78 @@ def split_halves(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--width", type=int, default=64, help="student ConvNet width")
+    parser.add_argument("--width", type=int, default=32, help="student ConvNet width")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--crop-scale", type=float, default=0.25, help="lower end of the crops' area share")
-    parser.add_argument("--cutmix-prob", type=float, default=0.5, help="share of batches mixed (CIFAR: 0.5)")
+    parser.add_argument("--mixes", nargs="+", default=["none", "cutmix", "resizemix"],
+                        choices=["none", "cutmix", "resizemix"])
+    parser.add_argument("--mix-prob", type=float, default=0.5, help="share of batches mixed (CIFAR CutMix: 0.5)")
     parser.add_argument("--resolution", type=int, default=None, help="annotator input size (default: 32)")
     parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument("--annotator-model", default="resnet20-cifar", help="annotator trained on one half")
+    parser.add_argument("--annotator-model", default="resnet20-cifar",
+                        help="globally pooled model trained on one half (a flatten-head ConvNet has no dense map)")
     parser.add_argument("--annotator-epochs", type=int, default=60)
+    parser.add_argument("--resnet56-rows", default="all", choices=["all", "half"],
+                        help="images the resnet56 setting annotates and trains students on: all 4,660, or the "
+                             "2,330 of the honest setting's second half (same student images in both columns)")
     parser.add_argument("--settings", nargs="+", default=["resnet56", "half"], choices=["resnet56", "half"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="reduced preview: 1 seed, 4 epochs, width 32, "
-                                                             "a ConvNet annotator trained 6 epochs")
+                                                             "the annotator trained 4 epochs")
     args = parser.parse_args()
     if args.quick:
-        args.epochs, args.seeds, args.width = 4, [0], 32
-        args.annotator_model, args.annotator_epochs = "convnet", 6
+        args.epochs, args.seeds, args.width, args.annotator_epochs = 4, [0], 32, 4
     if args.threads:
         torch.set_num_threads(args.threads)
+    began = time.perf_counter()
     images, labels = load("train")
     test = load("test")
     print(f"CIFAR-10 subset: {len(images)} train, {len(test[0])} test; student convnet width {args.width}, "
-          f"{args.epochs} epochs, seeds {args.seeds}; crops scale ({args.crop_scale}, 1); device {args.device}; "
-          f"CPU threads {torch.get_num_threads()}")
-    rows: list = []
+          f"{args.epochs} epochs, seeds {args.seeds}; crops scale ({args.crop_scale}, 1); mixing {args.mixes} "
+          f"on {args.mix_prob:.0%} of batches; device {args.device}; CPU threads {torch.get_num_threads()}")
+    results: dict = {}
     timing = None
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        first, second = split_halves(labels)
         if "resnet56" in args.settings:
-            print("resnet56: pretrained ResNet-56 (saw all of CIFAR-10 train) annotates the 4,660 train images")
+            rows = np.arange(len(labels)) if args.resnet56_rows == "all" else second
+            print(f"resnet56: pretrained ResNet-56 (saw all of CIFAR-10 train) annotates {len(rows):,} train images "
+                  f"({args.resnet56_rows}); students train on those")
             annotator = create_model("resnet56-cifar", num_classes=10, weights=RESNET56)
-            maps, probs, _ = label_maps(annotator, images, labels, args, folder, "resnet56")
-            compare("resnet56", args, images, labels, maps, probs, test, rows)
-            timing = (images, labels, maps)
+            maps, probs, _ = label_maps(annotator, images[rows], labels[rows], args, folder, "resnet56")
+            compare("resnet56", args, images[rows], labels[rows], maps, probs, test, results)
+            timing = (images[rows], labels[rows], maps)
         if "half" in args.settings:
-            first, second = split_halves(labels)
             print(f"half: {args.annotator_model} trained {args.annotator_epochs} epochs on {len(first)} images "
                   f"annotates the other {len(second)}; students train on those")
-            cfg = {"norm": "batchnorm", "width": 64} if args.annotator_model == "convnet" else {}
-            annotator = create_model(args.annotator_model, num_classes=10, weights=None, seed=0, **cfg)
+            annotator = create_model(args.annotator_model, num_classes=10, weights=None, seed=0)
             fit(annotator, ArrayData(images[first], labels[first], augment=Augment()), epochs=args.annotator_epochs,
                 batch_size=args.batch_size, lr=args.lr, seed=0, device=args.device, progress=False,
                 channels_last=True)
             acc = float((predict_images(annotator, test[0], device=args.device).argmax(1) == test[1]).mean())
             print(f"  annotator test accuracy {100 * acc:.1f}%")
             maps, probs, _ = label_maps(annotator, images[second], labels[second], args, folder, "half")
-            compare("half", args, images[second], labels[second], maps, probs, test, rows)
+            compare("half", args, images[second], labels[second], maps, probs, test, results)
             timing = timing or (images[second], labels[second], maps)
 
-    print("\n| setting | targets | test accuracy % (mean ± 95% CI) | train ms/step |")
-    print("|---|---|---|---|")
-    for name, label, acc, ms in rows:
-        print(f"| {name} | {label} | {acc} | {ms:.0f} |")
-    for mix in (False, True):
-        if timing is not None:
-            ratio = step_time_ratio(args, *timing, mix=mix)
-            print(f"LabelPooling step time vs one-hot{' with CutMix' if mix else ''}: {ratio:.3f}x "
-                  "(median of interleaved one-epoch fits on 1,024 images; target <= 1.15x)")
+    settings = [s for s in ("resnet56", "half") if s in args.settings]
+    print(f"\n| targets | {' | '.join(settings)} |")
+    print(f"|---|{'---|' * len(settings)}")
+    for variant in VARIANTS:
+        if (settings[0], variant) in results:
+            print(f"| {row_name(*variant)} | {' | '.join(interval(results[s, variant][0]) for s in settings)} |")
+    if timing is not None:
+        for mix, relabel_mix in (("none", "paper"), ("cutmix", "paper"), ("cutmix", "exact")):
+            ratio = step_time_ratio(args, *timing, mix=mix, relabel_mix=relabel_mix)
+            print(f"LabelPooling step time vs one-hot{'' if mix == 'none' else f' with CutMix ({relabel_mix})'}: "
+                  f"{ratio:.3f}x (median of 7 interleaved one-epoch fits on 1,024 images; target <= 1.15x)")
+    print(f"total {(time.perf_counter() - began) / 60:.1f} min")
+
 
 if __name__ == "__main__":
     main()

@@ -180,3 +180,21 @@ def fo(fiftyone_db):
 def port():
     """A localhost port that was free a moment ago."""
     return free_port()
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray cluster of 2 CPUs for the whole session (skips where Ray is not installed)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_cluster(ray_session, request):
+    """The session's Ray cluster, with the requesting test module's classes (batch functions defined in it)
+    pickled by value: its workers cannot import test modules by name."""
+    ray_session.cloudpickle.register_pickle_by_value(request.module)
+    yield ray_session
+    ray_session.cloudpickle.unregister_pickle_by_value(request.module)

@@ -97,6 +97,18 @@ def _stack(rows: np.ndarray, arrays: list[np.ndarray], size: tuple[int, int] | N
     return np.stack(arrays)
 
 
+def stored_images(table: "datasets.Dataset", rows: np.ndarray) -> tuple[list[bytes | None], list[str | None]]:
+    """The stored bytes and paths of ``rows`` of the ``image`` column (for a remote worker to decode)."""
+    return _raw_images(table, _row_indices(table, rows))
+
+
+def decode_stored(rows: np.ndarray, data: Sequence[bytes | None], paths: Sequence[str | None], *,
+                  size: tuple[int, int] | None = None) -> np.ndarray:
+    """RGB uint8 ``(N, H, W, 3)`` of stored bytes/paths (from :func:`stored_images`), in this thread;
+    ``rows`` only name the rows in errors."""
+    return _stack(rows, _decode_chunk(rows, list(data), list(paths), size=size), size)
+
+
 def _submit(pool: ThreadPoolExecutor, table: "datasets.Dataset", rows: np.ndarray,
             size: tuple[int, int] | None, parts: int) -> list[Future]:
     data, paths = _raw_images(table, rows)

@@ -128,6 +128,7 @@ def card_text(
     description: str | None = None,
     limitations: str | None = None,
     shards: dict[str, list[str]] | None = None,
+    nodes: int = 1,
 ) -> str:
     """The README.md text: YAML metadata between ``---`` lines, then the markdown body.
 
@@ -147,18 +148,28 @@ def card_text(
     body = [f"# {name}", ""]
     if description:
         body += [description.strip(), ""]
-    body += _contents(dataset_dict, shards) + _columns(dataset_dict) + _made(facts) \
+    body += _contents(dataset_dict, shards, nodes) + _columns(dataset_dict) + _made(facts) \
         + _made_sets(dataset_dict) + _evaluation(facts) + _limitations(dataset_dict, limitations)
     return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n"))
 
 
-def _contents(dataset_dict, shards) -> list[str]:
-    lines = ["## Contents", "", "| split | rows | by set | Parquet shards |", "|---|---:|---|---:|"]
+def _contents(dataset_dict, shards, nodes: int) -> list[str]:
+    from curate.export.dataset import shard_rows
+
+    lines = ["## Contents", "", "| split | rows | by set | Parquet shards | rows per shard |",
+             "|---|---:|---|---:|---|"]
     for split, ds in dataset_dict.items():
         sets = _counts(ds["set"]) if "set" in ds.column_names else {}
         by_set = ", ".join(f"{k}: {v}" for k, v in sets.items())
-        lines.append(f"| {split} | {len(ds)} | {by_set} | {len((shards or {}).get(split, []))} |")
-    return lines + [""]
+        count = len((shards or {}).get(split, []))
+        sizes = sorted(set(shard_rows(len(ds), count))) if count else []
+        lines.append(f"| {split} | {len(ds)} | {by_set} | {count} | {' or '.join(map(str, sizes))} |")
+    lines.append("")
+    if nodes > 1:
+        lines += [f"Each split has a multiple of {nodes} shards in row order, so "
+                  f"`split_dataset_by_node(load_dataset(\"parquet\", data_files=..., streaming=True)[split], "
+                  f"rank=r, world_size={nodes})` gives each of {nodes} nodes whole shards.", ""]
+    return lines
 
 
 def _columns(dataset_dict) -> list[str]:

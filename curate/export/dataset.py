@@ -98,13 +98,23 @@ def _is_float_list(feature) -> bool:
             and inner.dtype.startswith("float"))
 
 
-def shard_files(dataset_dict: "datasets.DatasetDict", rows_per_shard: int) -> dict[str, list[str]]:
-    """The Parquet shard names of each split, ``data/<split>-XXXXX-of-YYYYY.parquet`` (Hub convention)."""
+def shard_files(dataset_dict: "datasets.DatasetDict", rows_per_shard: int, *, nodes: int = 1
+                ) -> dict[str, list[str]]:
+    """The Parquet shard names of each split, ``data/<split>-XXXXX-of-YYYYY.parquet`` (Hub convention).
+
+    Each split has a multiple of ``nodes`` shards (at most ``rows_per_shard`` rows each) of sizes differing by
+    at most one row, so that ``datasets.distributed.split_dataset_by_node`` on the streamed Parquet gives each
+    of ``nodes`` nodes whole shards and the same number of rows within one row per shard."""
     out = {}
     for split, ds in dataset_dict.items():
-        n = max(1, math.ceil(len(ds) / rows_per_shard))
+        n = nodes * max(1, math.ceil(len(ds) / (rows_per_shard * nodes)))
         out[split] = [f"{DATA_DIR}/{split}-{i:05d}-of-{n:05d}.parquet" for i in range(n)]
     return out
+
+
+def shard_rows(rows: int, shards: int) -> list[int]:
+    """Rows of each of ``shards`` contiguous shards of ``rows`` rows (``Dataset.shard(contiguous=True)``)."""
+    return [rows // shards + (i < rows % shards) for i in range(shards)]
 
 
 @contextlib.contextmanager
@@ -126,26 +136,29 @@ def write_export(
     *,
     card_text: str,
     rows_per_shard: int = 20_000,
+    nodes: int = 1,
     progress: bool = False,
 ) -> dict[str, list[str]]:
     """Write ``folder/dataset`` (``save_to_disk``) and ``folder/hub`` (``README.md`` +
     ``data/<split>-XXXXX-of-YYYYY.parquet``, the layout the Hub loads), each folder atomically.
 
     The shards are written from the saved copy, whose images ``save_to_disk`` embedded as
-    bytes, so they never point at files outside the export. Returns the shard files per split.
+    bytes, so they never point at files outside the export. Returns the shard files per split (a multiple of
+    ``nodes`` each, see :func:`shard_files`).
     """
     folder = Path(folder)
     with _datasets_progress(progress):
-        return _write_export(dataset_dict, folder, card_text=card_text, rows_per_shard=rows_per_shard)
+        return _write_export(dataset_dict, folder, card_text=card_text, rows_per_shard=rows_per_shard, nodes=nodes)
 
 
-def _write_export(dataset_dict, folder: Path, *, card_text: str, rows_per_shard: int) -> dict[str, list[str]]:
+def _write_export(dataset_dict, folder: Path, *, card_text: str, rows_per_shard: int, nodes: int
+                  ) -> dict[str, list[str]]:
     import datasets
 
     with workspace.atomic_dir(folder / "dataset") as tmp:
         dataset_dict.save_to_disk(str(tmp))
     saved = datasets.load_from_disk(str(folder / "dataset"))
-    shards = shard_files(saved, rows_per_shard)
+    shards = shard_files(saved, rows_per_shard, nodes=nodes)
     with workspace.atomic_dir(folder / "hub") as tmp:
         (tmp / DATA_DIR).mkdir()
         for split, names in shards.items():

@@ -394,9 +394,6 @@ def build_index(
     """
     import faiss
 
-    _choice("metric", metric, METRICS)
-    if kind != "auto":
-        index_kind(kind)  # unknown kinds fail before the vectors are copied
     if recall is not None and (isinstance(recall, bool) or not isinstance(recall, (int, float, np.floating))
                                or not 0 < recall <= 1):
         raise UsageError(f"`recall` must be a recall@10 target in (0, 1] (or None for manual knobs), got {recall!r}")
@@ -405,18 +402,8 @@ def build_index(
                                              ("hnsw_m", hnsw_m), ("ef_construction", ef_construction),
                                              ("ef_search", ef_search), ("train_size", train_size))
              if value is not None}
-    misplaced = misplaced_options(kind, list(given))
-    if misplaced:
-        raise UsageError(misplaced[0][1])
-    x = as_vectors(embeddings, name="embeddings", metric=metric)
+    x, ids, meta = checked_build_inputs(embeddings, kind=kind, metric=metric, ids=ids, given=given, meta=meta)
     n, d = x.shape
-    if n == 0:
-        raise UsageError("`embeddings` has no rows; there is nothing to index")
-    ids = checked_ids(ids, n)
-    try:
-        meta = json.loads(json.dumps(meta or {}))
-    except (TypeError, ValueError) as err:
-        raise UsageError(f"`meta` must be JSON-serialisable (str, numbers, lists, dicts): {err}") from None
     if metric == "cosine":
         zero = int((~x.any(axis=1)).sum())
         if zero:
@@ -451,6 +438,28 @@ def build_index(
     log.info("built %s index of %d x %d (%s) in %.1f s", resolved, n, d, metric, time.perf_counter() - start)
     return SimilarityIndex(index, kind=resolved, metric=metric, ids=ids, params=params, meta=meta,
                            calibration=calibration)
+
+
+def checked_build_inputs(embeddings: Any, *, kind: Kind, metric: Metric, ids: Sequence[str] | None,
+                         given: dict[str, Any], meta: dict[str, Any] | None
+                         ) -> tuple[np.ndarray, tuple[str, ...] | None, dict[str, Any]]:
+    """The checks every build makes before it copies anything: metric, kind and its options, then the vectors
+    (float32, normalised for cosine), their ids and a JSON-able ``meta``."""
+    _choice("metric", metric, METRICS)
+    if kind != "auto":
+        index_kind(kind)  # unknown kinds fail before the vectors are copied
+    misplaced = misplaced_options(kind, list(given))
+    if misplaced:
+        raise UsageError(misplaced[0][1])
+    x = as_vectors(embeddings, name="embeddings", metric=metric)
+    if len(x) == 0:
+        raise UsageError("`embeddings` has no rows; there is nothing to index")
+    ids = checked_ids(ids, len(x))
+    try:
+        meta = json.loads(json.dumps(meta or {}))
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"`meta` must be JSON-serialisable (str, numbers, lists, dicts): {err}") from None
+    return x, ids, meta
 
 
 def _progress_bar(total: int, progress: bool, desc: str):

@@ -158,8 +158,9 @@ class ResizeMix(BoxMixer):
     """ResizeMix: shrink the *whole* source image to a patch and paste it at a random place.
 
     tau ~ U(scale); the patch is ``floor(tau * H) x floor(tau * W)`` (at least 1 px), fully
-    inside the image, resized with antialiased bilinear interpolation; its share of the
-    area is the weight of the source's target.
+    inside the image, resized with plain bilinear interpolation (``F.interpolate``, no
+    antialiasing, as the paper's code) so a shrunk patch keeps its aliasing; its share of
+    the area is the weight of the source's target.
     """
 
     def __init__(self, *, scale: tuple[float, float] = (0.1, 0.8), prob: float = 1.0):
@@ -179,7 +180,7 @@ class ResizeMix(BoxMixer):
     def paste(self, images: torch.Tensor, draw: MixDraw) -> torch.Tensor:
         x1, y1, x2, y2 = draw.box
         patch = F.interpolate(images[draw.perm.to(images.device)].float(), size=(y2 - y1, x2 - x1),
-                              mode="bilinear", align_corners=False, antialias=True)
+                              mode="bilinear", align_corners=False, antialias=False)
         if not images.dtype.is_floating_point:  # uint8 batches (mixed before preprocessing)
             patch = patch.round_().clamp_(0, 255)
         out = images.clone()

@@ -19,6 +19,7 @@ import yaml
 
 from curate.config import CommandLineValue, ConfigValueError, option, parse_config
 from curate.errors import Problem, RecipeError, UnknownName
+from curate.execute.ray import RayOptions
 from curate.recipes.yaml_lines import line_of, load_value, load_yaml
 from curate.registry import did_you_mean
 from curate.steps.base import STEPS, Step, create_step
@@ -34,19 +35,21 @@ class Defaults:
 
     device: Literal["auto", "cpu", "cuda"] = option("auto", help="where models run")
     seed: int = option(0, ge=0, help="base seed; part of every step's cache key")
-    executor: Literal["local", "ray"] = option("local", help="how batch functions run (only local exists yet)")
+    executor: str = option("local", help="how batch work (predict, embed, relabel) runs: local (this process) or "
+                                         "ray (a Ray cluster, see `ray`); a step's own `executor` overrides it")
+    ray: RayOptions = option(default_factory=RayOptions, help="the ray executor's cluster, workers and shards")
     threads: int | Literal["auto"] = option("auto", help="torch CPU threads; auto: every CPU this process may use "
                                                          "(see curate.threads)")
 
     def __post_init__(self) -> None:
-        from curate.execute import EXECUTORS
+        from curate.execute import executor_problem
 
         if self.threads != "auto" and self.threads < 1:
             raise ConfigValueError("threads", f"must be 'auto' or a whole number >= 1, got {self.threads}")
 
-        if self.executor not in EXECUTORS:
-            raise ConfigValueError("executor", f"the '{self.executor}' executor is not available yet (batch work "
-                                               f"runs in this process); use executor: local")
+        problem = executor_problem(self.executor)
+        if problem:
+            raise ConfigValueError("executor", problem)
 
 
 @dataclass

@@ -28,7 +28,8 @@ from curate.config import to_dict
 from curate.errors import CurateError, StepFailed, UsageError
 from curate.recipes.overview import RunOverview, write_run_index
 from curate.recipes.recipe import PlannedStep, Recipe, load_recipe
-from curate.steps.base import Input, Step, StepContext
+from curate.execute import executor_record
+from curate.steps.base import SHARDS_DIR, Input, Step, StepContext
 from curate.threads import apply_threads, prefer_passive_waiting
 
 log = logging.getLogger("curate.run")
@@ -267,6 +268,7 @@ def _run_step(step: PlannedStep, inputs: dict[str, list[Input]], step_dir: Path,
     ctx = StepContext(
         step_id=step.id, kind=step.kind, run_dir=run_dir, dir=step_dir, config=step.config, inputs=inputs,
         seed=recipe.defaults.seed, device=recipe.defaults.device, progress=progress,
+        executor_name=recipe.defaults.executor, executor_options={"ray": recipe.defaults.ray}, signature=key,
     )
     started = time.time()
     try:
@@ -276,6 +278,7 @@ def _run_step(step: PlannedStep, inputs: dict[str, list[Input]], step_dir: Path,
     except Exception as exc:
         raise StepFailed(step.id, exc) from exc
     seconds = time.time() - started
+    shutil.rmtree(step_dir / SHARDS_DIR, ignore_errors=True)  # the outputs hold them now
     ctx.metrics.setdefault("seconds", round(seconds, 3))
     workspace.write_json(step_dir / "metrics.json", ctx.metrics)
     manifest = {
@@ -292,6 +295,7 @@ def _run_step(step: PlannedStep, inputs: dict[str, list[Input]], step_dir: Path,
         "seed": recipe.defaults.seed,
         "device": ctx.device,
         "threads": threads,
+        "executor": {name: executor_record(name, run) for name, run in ctx.executors.items()},
         "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(seconds, 3),
         "curate_version": __version__,

@@ -4,7 +4,8 @@
   ``dense_classifier``) as batch functions, and :func:`annotate` into sharded storage;
 - :mod:`~curate.relabel.storage`: top-k label maps in safetensors shards + an index;
 - :mod:`~curate.relabel.pooling`: LabelPooling (RoIAlign of a map over a crop box, softmax);
-- :mod:`~curate.relabel.data`: random-resized crops with pooled targets, region-exact mixing;
+- :mod:`~curate.relabel.data`: random-resized crops with pooled targets, and their mixing under
+  CutMix/ResizeMix (ReLabel's own by default, or region-exact);
 - :mod:`~curate.relabel.maps`: top-k, densify, global multi-labels.
 
 CutMix and ResizeMix live with the training loop, in :mod:`curate.learn.mixing`.

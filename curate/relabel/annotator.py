@@ -7,7 +7,10 @@ shard and writes the label-map folder of :mod:`curate.relabel.storage`; finished
 are kept across interruptions and never recomputed.
 
 ``dense_classifier`` (the default) applies the classifier head at every location of
-``forward_features`` (:func:`dense_logits`). Its output per image: ``scores`` float16 and
+``forward_features`` (:func:`dense_logits`): ReLabel's 1x1 convolution, which exists only
+for a head over a globally pooled feature (CNNs with average pooling, ViTs). A head over
+the flattened map (the ConvNet) has a weight per position, so it is refused rather than
+approximated. Its output per image: ``scores`` float16 and
 ``classes`` uint16 (k, h, w), the top-k logits of each location; ``global_probs`` (K,),
 the softmax of the model's own logits (the "soft" global target); ``label_scores`` (K,),
 each class's share of the image (:func:`curate.relabel.maps.area_scores`), the pooled
@@ -50,30 +53,26 @@ def dense_logits(model: nn.Module, features: torch.Tensor, *, input_size: tuple[
 
     - map (B, C, h, w) and a head over C (global average pooling): the head as a 1x1
       convolution, ``L[:, y, x] = W F[:, y, x] + b``;
-    - map and a head over the flattened map (ConvNet): each location's share of the
-      logit, ``L[:, y, x] = h w W[:, :, y, x] F[:, y, x] + b``, so the spatial mean is the
-      logit (only at the input size the head was built for);
     - ViT tokens (B, L, D): the head over each patch token (DINOv2's CLS + mean-patch head
       as CLS part + that token; CLIP's layernorm and projection first), on the grid of
       ``input_size`` / patch size.
 
     With average pooling and the mean-patch heads the spatial mean equals the model's logits.
+    A head over the flattened map (ConvNet) is refused: splitting its position-specific
+    weights into per-location logits is not a classifier applied at each location.
     """
     own = getattr(model, "dense_logits", None)
     if callable(own):
         return own(features)
     head = model.classifier_head
     if features.ndim == 4:
-        b, c, h, w = features.shape
-        if head.in_features == c:
-            out = torch.einsum("bchw,kc->bkhw", features, head.weight)
-        elif head.in_features == c * h * w:
-            weight = head.weight.view(-1, c, h, w)
-            out = torch.einsum("bchw,kchw->bkhw", features, weight) * (h * w)
-        else:
-            raise UsageError(f"model '{getattr(model, 'name', '?')}' has a head over {head.in_features} features, "
-                             f"but its feature map is {c}x{h}x{w}; a head over a flattened map runs only at the "
-                             f"input size it was built for ({tuple(model.preprocess.size)})")
+        _, c, h, w = features.shape
+        if head.in_features != c:
+            raise UsageError(f"model '{getattr(model, 'name', '?')}' has a head over {head.in_features} features of "
+                             f"its {c}x{h}x{w} feature map (a flattened map: a weight per position), so it has no "
+                             "classifier to apply at each location as ReLabel's 1x1 convolution; annotate with a "
+                             "globally pooled model (e.g. resnet20-cifar, resnet56-cifar or a ViT)")
+        out = torch.einsum("bchw,kc->bkhw", features, head.weight)
         return out + head.bias.view(1, -1, 1, 1) if head.bias is not None else out
     if features.ndim == 3:
         return _token_logits(model, features, input_size)
@@ -207,7 +206,8 @@ def annotate(
     Rows go in shards of ``shard_size``; a shard already in ``folder`` with the same ids and
     ``signature`` (a digest of everything that determines the maps: model, weights,
     resolution, k) is kept, others are recomputed. ``executor`` has the signature of
-    :func:`curate.execute.local.run_batches` (the default). Writes ``index.json`` last.
+    :func:`curate.execute.local.run_batches` (the default); one that streams shards (``iter_shards``, the
+    Ray executor) runs every pending shard in one job. Writes ``index.json`` last.
     """
     from curate.data.table import column
     from curate.execute.local import run_batches
@@ -222,30 +222,26 @@ def annotate(
         raise UsageError("nothing to annotate: the selection has 0 rows")
     ids = column(table, "id").take(rows).to_pylist()
     starts = range(0, len(rows), shard_size)
-    shards: list[dict[str, Any]] = []
-    computed = reused = computed_rows = 0
-    compute_seconds = 0.0
-    shape: dict[str, int] = {}
+    shards: list[dict[str, Any]] = [{"file": shard_name(number), "ids": ids[start:start + shard_size]}
+                                    for number, start in enumerate(starts)]
+    pending = []
+    for number, start in enumerate(starts):
+        header = shard_header(folder / shards[number]["file"])
+        if header is not None and header["ids"] == shards[number]["ids"] and header["signature"] == signature:
+            shards[number]["sha256"] = header["sha256"]
+        else:
+            pending.append((number, rows[start:start + shard_size]))
+    began = time.perf_counter()
     with tqdm(total=len(rows), disable=not progress, unit="img", desc="annotate") as bar:
-        for number, start in enumerate(starts):
-            shard_ids = ids[start:start + shard_size]
-            path = folder / shard_name(number)
-            header = shard_header(path)
-            if header is not None and header["ids"] == shard_ids and header["signature"] == signature:
-                digest = header["sha256"]
-                reused += 1
-            else:
-                began = time.perf_counter()
-                out = executor(annotator, table, batch_size=batch_size, indices=rows[start:start + shard_size],
-                               size=annotator.size, progress=False)
-                compute_seconds += time.perf_counter() - began
-                digest = write_shard(path, ids=shard_ids, arrays=out, signature=signature)
-                computed += 1
-                computed_rows += len(shard_ids)
-            shards.append({"file": path.name, "ids": shard_ids, "sha256": digest})
-            bar.update(len(shard_ids))
-            if not shape:
-                shape = _shard_shape(path)
+        bar.update(len(rows) - sum(len(part) for _, part in pending))
+        for number, out in _run_shards(executor, annotator, table, pending, batch_size=batch_size):
+            shards[number]["sha256"] = write_shard(folder / shards[number]["file"], ids=shards[number]["ids"],
+                                                   arrays=out, signature=signature)
+            bar.update(len(shards[number]["ids"]))
+    compute_seconds = time.perf_counter() - began
+    computed, reused = len(pending), len(shards) - len(pending)
+    computed_rows = sum(len(part) for _, part in pending)
+    shape = _shard_shape(folder / shards[0]["file"])
     _remove_stale_shards(folder, len(shards))
     info = LabelMapInfo(num_classes=shape["num_classes"], top_k=shape["top_k"], height=shape["height"],
                         width=shape["width"], class_names=list(class_names) if class_names is not None else None,
@@ -256,6 +252,19 @@ def annotate(
     if rate is not None:
         log.info("label maps: %d images annotated at %.1f images/s (%d shards reused)", computed_rows, rate, reused)
     return Annotation(folder, len(rows), len(shards), computed, reused, compute_seconds, rate, index_sha)
+
+
+def _run_shards(executor: Callable[..., dict[str, np.ndarray]], annotator: Any, table: "datasets.Dataset",
+                pending: list[tuple[int, np.ndarray]], *, batch_size: int):
+    """``(number, outputs)`` of each pending shard as it finishes: all in one job when the executor streams
+    shards (``iter_shards``, e.g. Ray: one pool, the model loaded once per worker), else a call per shard."""
+    stream = getattr(executor, "iter_shards", None)
+    if stream is not None:
+        yield from stream(annotator, table, pending, batch_size=batch_size, size=annotator.size, progress=False)
+        return
+    for number, rows in pending:
+        yield number, executor(annotator, table, batch_size=batch_size, indices=rows, size=annotator.size,
+                               progress=False)
 
 
 def _shard_shape(path: Path) -> dict[str, int]:

@@ -6,12 +6,18 @@ so the target can be pooled over the same region. :class:`ResizedCropData` is a
 :class:`curate.learn.TrainData` over images with either label maps (ReLabel: LabelPooling
 per crop) or fixed targets (labels or soft rows: the baselines under the same crops).
 
-With a box mixer (CutMix, ResizeMix) the data mixes its own batches, so that with label
-maps each region's target comes from its own map: the pasted box is mapped back into
-the source sample's crop and pooled from the source map, the rest of the crop is pooled
-from the target map (``z_{A-P} = (z_A - r z_P) / (1 - r)`` for pasted share r, by
-linearity of pooling), and the two softmaxed targets are mixed by area. The official
-ReLabel code instead mixes the two whole-crop targets by area (``region_targets="crop"``).
+With a box mixer (CutMix, ResizeMix) the data mixes its own batches. How label-map
+targets are mixed is ``relabel_mix``:
+
+- ``paper`` (the default; naver-ai/relabel_imagenet ``cutmix_batch``): each sample's
+  target is the LabelPooling of its own whole crop, and the two targets are mixed by the
+  pasted area exactly as soft labels are (:func:`curate.learn.mixing.mix_targets`).
+- ``exact`` (a curate variant, :func:`region_targets`): each region's target comes from
+  the map of the sample it shows. The pasted box is mapped back into the source sample's
+  crop and pooled from the source map; the rest of the crop is pooled from the target map
+  through the area identity ``z_{A-P} = (z_A - r z_P) / (1 - r)`` for pasted share r, which
+  scales the pooling (sampling) error of ``z_A`` by ``1 / (1 - r)`` and of ``z_P`` by
+  ``r / (1 - r)``: large for large pasted shares.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from curate.learn.mixing import BoxMixer, MixDraw, mix_targets
 from curate.relabel.maps import TopKMaps
 from curate.relabel.pooling import pool_labels
 
-REGION_TARGETS = ("exact", "crop")
+RELABEL_MIXES = ("paper", "exact")
 
 
 class CropDraws(NamedTuple):
@@ -145,9 +151,12 @@ def crop_to_image(crops: torch.Tensor, flip: torch.Tensor, region: torch.Tensor)
 
 def region_targets(maps: TopKMaps, crops: torch.Tensor, flip: torch.Tensor, draw: MixDraw, *, num_classes: int,
                    fill_value: float = 0.0) -> torch.Tensor:
-    """Soft targets (B, K) of a mixed batch, each region pooled from its own sample's map.
+    """Soft targets (B, K) of a mixed batch, each region pooled from its own sample's map (``exact``).
 
-    Row i shows crop i outside the pasted box and part of crop ``perm[i]`` inside it.
+    Row i shows crop i outside the pasted box and part of crop ``perm[i]`` inside it. Not
+    ReLabel's mixing (that is ``mix_targets`` of the whole-crop targets); the pooled logits
+    of "crop minus box" come from the area identity, so for a pasted share r their sampling
+    error grows as ``1 / (1 - r)``.
     """
     height, width = draw.size
     x1, y1, x2, y2 = draw.box
@@ -171,7 +180,8 @@ class ResizedCropData:
     ``targets`` (labels (N,) or soft rows (N, K), the same for every crop). It yields soft
     rows (B, K) unless it holds labels and no mixer (then labels (B,)); pass
     :attr:`target_kind` to :func:`curate.learn.fit` as ``targets``. A ``mixer`` is applied
-    here (not by fit) on the uint8 crops.
+    here (not by fit) on the uint8 crops; ``relabel_mix`` says how label-map targets are
+    mixed (``paper``: the whole-crop targets by area; ``exact``: :func:`region_targets`).
     """
 
     def __init__(
@@ -183,7 +193,7 @@ class ResizedCropData:
         num_classes: int,
         crop: ResizedCrop | None = None,
         mixer: BoxMixer | None = None,
-        region: Literal["exact", "crop"] = "exact",
+        relabel_mix: Literal["paper", "exact"] = "paper",
         fill_value: float = 0.0,
     ):
         self.images = as_tensor(images)
@@ -192,8 +202,8 @@ class ResizedCropData:
                              f"{tuple(self.images.shape)}")
         if (maps is None) == (targets is None):
             raise UsageError("give exactly one of `maps` (label maps) and `targets` (labels or soft rows)")
-        if region not in REGION_TARGETS:
-            raise UsageError(f"`region` must be one of {', '.join(REGION_TARGETS)}, got {region!r}")
+        if relabel_mix not in RELABEL_MIXES:
+            raise UsageError(f"`relabel_mix` must be one of {', '.join(RELABEL_MIXES)}, got {relabel_mix!r}")
         rows = len(maps) if maps is not None else len(targets)
         if rows != len(self.images):
             raise UsageError(f"the {'label maps' if maps is not None else '`targets`'} have {rows} rows but "
@@ -205,7 +215,7 @@ class ResizedCropData:
         self.num_classes = num_classes
         self.crop = crop or ResizedCrop()
         self.mixer = mixer
-        self.region = region
+        self.relabel_mix = relabel_mix
         self.fill_value = fill_value
 
     def __len__(self) -> int:
@@ -239,7 +249,7 @@ class ResizedCropData:
                 targets = mix_targets(targets, draw) if draw is not None else targets
             return out, targets
         maps = self.maps.index(rows)
-        if draw is not None and self.region == "exact":
+        if draw is not None and self.relabel_mix == "exact":
             return out, region_targets(maps, crops, draws.flip, draw, num_classes=self.num_classes,
                                        fill_value=self.fill_value)
         targets = pool_labels(maps, crops, num_classes=self.num_classes, fill_value=self.fill_value).softmax(1)

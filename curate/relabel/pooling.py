@@ -14,8 +14,18 @@ sampling_ratio=-1)`` on ``box * (w, h)``:
 - the pooled score is the mean of the samples (per class), and the target its softmax.
 
 The official ReLabel loader calls ``roi_align(aligned=False)`` on ``box * 15 - 0.5``, the
-same thing except that it widens boxes narrower than one cell to one cell. A box over
-the whole image samples exactly the cell centres, so it pools to the spatial mean.
+same thing except that it widens boxes narrower than one cell to one cell. It builds the
+box as ``(y1, x1, y2, x2)`` (top, left, bottom, right) and passes it into RoIAlign's
+``(x1, y1, x2, y2)`` slots, so its released maps would be pooled transposed (unless they
+were stored transposed, which could not be checked). curate's own maps are not: they are
+written and pooled with x the column. A box over the whole image samples exactly the cell
+centres, so it pools to the spatial mean.
+
+Every float32 step follows torchvision's kernel, so that the sample count ``ceil(end -
+start)`` of a box exactly a whole number of cells wide is that number at any image and
+map size: ``(x2 - x1) * w`` would round 16/40 to 24/40 of a 5-cell map to 1.0000001 cells
+and take two samples.
+
 Bilinear sampling on a grid is separable, so pooling is a weighted sum of the map with
 per-box location weights ``rows (h,) x cols (w,)`` (:func:`roi_weights`), which top-k maps
 scatter into classes without ever building the dense (B, K, h, w) map.
@@ -31,11 +41,11 @@ from curate.relabel.maps import TopKMaps
 def _axis_weights(lo: torch.Tensor, hi: torch.Tensor, n: int) -> torch.Tensor:
     """Per-box weights (B, n) of the n cells along one axis: the mean of the samples' bilinear weights."""
     start = lo * n - 0.5
-    length = (hi - lo) * n
+    length = (hi * n - 0.5) - start  # torchvision's order: roi_end - roi_start
     grid = torch.ceil(length).clamp(min=0).long()
     samples = torch.arange(max(int(grid.max()), 1), device=lo.device, dtype=lo.dtype)
     per = grid.clamp(min=1).to(lo.dtype)
-    pos = start[:, None] + (samples + 0.5) * (length / per)[:, None]
+    pos = start[:, None] + (samples + 0.5)[None] * length[:, None] / per[:, None]
     valid = (samples < grid[:, None]) & (pos >= -1) & (pos <= n)
     pos = pos.clamp(min=0)
     low = pos.floor().long()

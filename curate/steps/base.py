@@ -22,6 +22,9 @@ from curate.registry import Registry
 
 log = logging.getLogger("curate.steps")
 
+SHARDS_DIR = ".shards"
+"""Where an executor keeps a step's finished output shards until the step completes (then removed)."""
+
 FIFTYONE_RECORD = "fiftyone.json"
 """What a step wrote into the run's FiftyOne dataset (dataset, fields, plots, views), in its folder."""
 
@@ -173,6 +176,10 @@ class StepContext:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    executor_name: str = "local"
+    executor_options: Mapping[str, Any] = field(default_factory=dict)
+    signature: str = ""
+    executors: dict[str, Callable[..., Any]] = field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
@@ -243,6 +250,18 @@ class StepContext:
         manifest = {"id": self.step_id, "kind": self.kind, "config": to_dict(self.config), "outputs": self.outputs,
                     "files": self.files, "metrics": self.metrics}
         return Input(self.step_id, self.dir, manifest)
+
+    def executor(self, name: str | None = None) -> Callable[..., Any]:
+        """The executor of this step's batch work: ``name`` (the step's own ``executor``) or the recipe's,
+        with the recipe's options for it; its resumable shards go to ``.shards/`` in the step's folder, keyed
+        by the step's cache key (``signature``), and what it did goes into step.json."""
+        from curate.execute import create_executor
+
+        name = name or self.executor_name
+        if name not in self.executors:
+            self.executors[name] = create_executor(name, options=self.executor_options.get(name),
+                                                   shard_dir=self.path(SHARDS_DIR), signature=self.signature)
+        return self.executors[name]
 
     def torch_device(self) -> str:
         from curate.learn.device import resolve_device

@@ -12,11 +12,11 @@ from typing import Any, Mapping
 from curate.config import option
 from curate.data.table import class_names_of, split_indices
 from curate.steps.base import Role, Step, StepContext
-from curate.steps.options import ModelOptions, check_class_names, model_spec, require_one_model
+from curate.steps.options import ExecutorOptions, ModelOptions, check_class_names, model_spec, require_one_model
 
 
 @dataclass(frozen=True, kw_only=True)
-class EmbedConfig(ModelOptions):
+class EmbedConfig(ModelOptions, ExecutorOptions):
     split: str | None = option(None, help="rows to embed (null: all)")
     batch_size: int = option(256, gt=0)
     normalize: bool = option(True, help="L2-normalize each vector (cosine search)")
@@ -60,7 +60,7 @@ class EmbedStep(Step):
             check_class_names(model, spec["class_names"])
         start = time.perf_counter()
         vectors = embed(model, table, indices=idx, batch_size=cfg.batch_size, normalize=cfg.normalize,
-                        device=ctx.torch_device(), progress=ctx.progress)
+                        device=ctx.device, progress=ctx.progress, executor=ctx.executor(cfg.executor))
         seconds = time.perf_counter() - start
         ids = np.asarray(table["id"])[idx]
         entry = ctx.save_array("embeddings", vectors.astype(np.float32), ids, table=data, split=cfg.split)

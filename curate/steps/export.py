@@ -34,7 +34,10 @@ class ExportConfig:
     pretty_name: str | None = option(None, help="card title (null: '<recipe> (curate)')")
     description: str | None = option(None, help="a paragraph for the top of the card")
     limitations: str | None = option(None, help="known limitations to add to the card")
-    rows_per_shard: int = option(20_000, gt=0, help="rows per Parquet shard")
+    rows_per_shard: int = option(20_000, gt=0, help="rows per Parquet shard (at most)")
+    nodes: int = option(1, gt=0, help="shards per split are a multiple of this, so that "
+                                      "datasets.distributed.split_dataset_by_node gives each of this many nodes "
+                                      "whole shards and the same rows (within one per shard)")
     push_to_hub: PushOptions | None = option(None, help="upload the export: {repo_id, private}")
 
 
@@ -69,9 +72,9 @@ class ExportStep(Step):
         card = card_text(dataset_dict, facts=facts, license=cfg.license,
                          task_categories=cfg.task_categories, source_datasets=cfg.source_datasets,
                          pretty_name=cfg.pretty_name, description=cfg.description, limitations=cfg.limitations,
-                         shards=shard_files(dataset_dict, cfg.rows_per_shard))
+                         shards=shard_files(dataset_dict, cfg.rows_per_shard, nodes=cfg.nodes), nodes=cfg.nodes)
         shards = write_export(dataset_dict, ctx.dir, card_text=card, rows_per_shard=cfg.rows_per_shard,
-                              progress=ctx.progress)
+                              nodes=cfg.nodes, progress=ctx.progress)
         hub = ctx.path("hub")
         splits = {s: len(ds) for s, ds in dataset_dict.items()}
         ctx.add_output("export", {"path": "hub", "dataset": "dataset", "card": "hub/README.md",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from curate.config import option
 from curate.steps.base import Input, Role, Step, StepContext
+from curate.steps.options import ExecutorOptions
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -27,7 +28,7 @@ _KIND_OPTIONS = ("nlist", "nprobe", "m_pq", "train_size", "hnsw_m", "ef_construc
 
 
 @dataclass(frozen=True, kw_only=True)
-class IndexConfig:
+class IndexConfig(ExecutorOptions):
     kind: str = option("auto", help="auto: exact (flat) below 200,000 rows, IVF above; or an index kind of "
                                     "curate.index.INDEX_KINDS: flat, hnsw, ivf, ivfpq (inverted lists + PQ codes)")
     metric: Literal["cosine", "l2"] = option("cosine", help="distances: 1 - cos (cosine) or Euclidean (l2)")
@@ -42,6 +43,8 @@ class IndexConfig:
     ef_construction: int | None = option(None, gt=0, help="hnsw build-time candidate list (null: 80)")
     ef_search: int | None = option(None, gt=0, help="hnsw query-time candidate list (null: calibrated to `recall`, "
                                                     "or 64 without one; a value wins)")
+    shards: int | None = option(None, gt=0, help="build in this many shards, filled in parallel (on Ray workers "
+                                                 "with executor: ray) and merged: flat, ivf or ivfpq, recall: null")
     fiftyone: bool = option(True, help="register a `faiss` similarity run in the run's FiftyOne dataset, if any")
 
     def build_options(self) -> dict[str, Any]:
@@ -72,7 +75,13 @@ class IndexStep(Step):
         if config.kind != "auto" and config.kind not in INDEX_KINDS:
             return [("kind", f"{INDEX_KINDS.unknown_message(config.kind)} (or 'auto')")]
         # auto uses the IVF knobs when it picks IVF (never PQ)
-        return misplaced_options(config.kind, [k for k in _KIND_OPTIONS if getattr(config, k) is not None])
+        problems = misplaced_options(config.kind, [k for k in _KIND_OPTIONS if getattr(config, k) is not None])
+        if config.shards and config.kind == "hnsw":
+            problems.append(("shards", "HNSW graphs cannot be merged from shards; use kind ivf (or drop `shards`)"))
+        if config.shards and config.recall is not None:
+            problems.append(("recall", "a sharded build cannot calibrate to a recall target (every row is in the "
+                                       "index); set `recall: null` (and `nprobe`), or drop `shards`"))
+        return problems
 
     def run(self, ctx: StepContext) -> None:
         import hashlib
@@ -82,6 +91,7 @@ class IndexStep(Step):
 
         from curate import workspace
         from curate.index import build_index, sidecar_path
+        from curate.index.sharded import build_sharded_index
 
         cfg: IndexConfig = ctx.config
         data, emb = ctx.input("data"), ctx.input("embeddings")
@@ -99,8 +109,13 @@ class IndexStep(Step):
         }
         ids = np.asarray(table["id"], dtype=str)[rows]
         started = time.perf_counter()
-        index = build_index(vectors, ids=ids.tolist(), meta=meta, seed=ctx.seed, progress=ctx.progress,
-                            **cfg.build_options())
+        if cfg.shards:
+            options = {k: v for k, v in cfg.build_options().items() if k != "recall"}
+            index = build_sharded_index(vectors, shards=cfg.shards, ids=ids.tolist(), meta=meta, seed=ctx.seed,
+                                        map_tasks=getattr(ctx.executor(cfg.executor), "map_tasks", map), **options)
+        else:
+            index = build_index(vectors, ids=ids.tolist(), meta=meta, seed=ctx.seed, progress=ctx.progress,
+                                **cfg.build_options())
         build_seconds = time.perf_counter() - started
         path = ctx.path(INDEX_FILE)
         digest = index.save(path)  # atomic: the index file, then its sidecar

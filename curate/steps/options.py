@@ -20,6 +20,22 @@ class ModelOptions:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ExecutorOptions:
+    """Which executor runs a step's batch work (curate.execute.EXECUTORS)."""
+
+    executor: str | None = option(None, help="local or ray: how this step's batch work runs (null: "
+                                             "defaults.executor)")
+
+    def __post_init__(self) -> None:
+        from curate.config import ConfigValueError
+        from curate.execute import executor_problem
+
+        problem = self.executor and executor_problem(self.executor)
+        if problem:
+            raise ConfigValueError("executor", problem)
+
+
+@dataclass(frozen=True, kw_only=True)
 class FitOptions:
     """Options of curate.learn.fit, the one training loop."""
 

@@ -16,8 +16,8 @@ from curate.config import ConfigValueError, option
 from curate.data.table import class_names_of, split_indices
 from curate.errors import UsageError
 from curate.steps.base import Role, Step, StepContext
-from curate.steps.options import (FitOptions, ModelOptions, build_model, check_class_names, require_one_model,
-                                  require_trained_head)
+from curate.steps.options import (ExecutorOptions, FitOptions, ModelOptions, build_model, check_class_names,
+                                  require_one_model, require_trained_head)
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ PROBE_FOLDS = 5
 
 
 @dataclass(frozen=True, kw_only=True)
-class PredictConfig(ModelOptions):
+class PredictConfig(ModelOptions, ExecutorOptions):
     split: str | None = option(None, help="rows to predict (null: all; with a probe: the embedded rows)")
     batch_size: int = option(256, gt=0)
     probe: Literal["linear", "knn"] | None = option(
@@ -39,6 +39,7 @@ class PredictConfig(ModelOptions):
     train: FitOptions = option(default_factory=FitOptions, help="how each fold's model is trained (folds only)")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.folds == 1:
             raise ConfigValueError("folds", "expected 0 (off) or at least 2, got 1")
         if self.probe and self.folds == 0:
@@ -121,8 +122,9 @@ class PredictStep(Step):
         require_trained_head(model, names, output="pred_probs", fixes=(
             "train it (a `train` step wired to `inputs.model`), cross-train it out of fold (`folds: 5`), or "
             "probe an embed step's vectors (`probe: linear` with `inputs.embeddings`)"))
-        return predict(model, table, indices=idx, batch_size=cfg.batch_size, device=ctx.torch_device(),
-                       progress=ctx.progress)
+        # the device resolves where the model runs (a Ray worker may have the GPU the driver lacks)
+        return predict(model, table, indices=idx, batch_size=cfg.batch_size, device=ctx.device,
+                       progress=ctx.progress, executor=ctx.executor(cfg.executor))
 
     def _out_of_fold(self, ctx: StepContext, table, idx, names):
         import numpy as np

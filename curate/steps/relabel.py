@@ -17,13 +17,14 @@ from typing import Any, Mapping
 from curate.config import option
 from curate.data.table import class_names_of, split_indices
 from curate.steps.base import Input, Role, Step, StepContext
-from curate.steps.options import ModelOptions, build_model, check_class_names, require_one_model, require_trained_head
+from curate.steps.options import (ExecutorOptions, ModelOptions, build_model, check_class_names, require_one_model,
+                                  require_trained_head)
 
 MAPS_DIR = "label_maps"
 
 
 @dataclass(frozen=True, kw_only=True)
-class RelabelConfig(ModelOptions):
+class RelabelConfig(ModelOptions, ExecutorOptions):
     annotator: str = option("dense_classifier", help="registered annotator (curate.relabel.ANNOTATORS)")
     resolution: int | None = option(None, gt=0, help="annotator input size in pixels (null: the model's own)")
     top_k: int = option(5, gt=0, help="classes stored per map location")
@@ -71,12 +72,13 @@ class RelabelStep(Step):
             "train an annotator on this table (a `train` step wired to `inputs.model`) or name a model trained on "
             "these classes"))
         annotator = create_annotator(cfg.annotator, model, resolution=cfg.resolution, top_k=cfg.top_k,
-                                     device=ctx.torch_device())
-        what = {k: v for k, v in to_dict(cfg).items() if k not in ("threshold", "batch_size")}
+                                     device=ctx.device)  # resolved where the model runs
+        what = {k: v for k, v in to_dict(cfg).items() if k not in ("threshold", "batch_size", "executor")}
         signature = signature_of({"config": what, "table": data.entry("table")["fingerprint"], "seed": ctx.seed,
                                   "model": trained.entry("model")["fingerprint"] if trained else None})
         done = annotate(annotator, table, ctx.path(MAPS_DIR), indices=idx, shard_size=cfg.shard_size,
-                        batch_size=cfg.batch_size, signature=signature, class_names=names, progress=ctx.progress)
+                        batch_size=cfg.batch_size, signature=signature, class_names=names, progress=ctx.progress,
+                        executor=ctx.executor(cfg.executor))
         store = LabelMapStore(done.folder)
         info = store.info
         ctx.add_output("label_maps", {

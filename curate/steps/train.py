@@ -2,7 +2,9 @@
 
 Targets are the labels (``onehot``), the annotator's global softmax (``soft``) or label
 maps pooled over each random-resized crop (``relabel``, LabelPooling); the last two read
-the ``label_maps`` of a `relabel` step. ``mix`` adds CutMix or ResizeMix.
+the ``label_maps`` of a `relabel` step. ``mix`` adds CutMix or ResizeMix; with label maps,
+``relabel_mix`` picks how the two samples' targets mix (``paper``, the default, as ReLabel's
+code: the whole-crop targets by pasted area; ``exact``: each region pooled from its own map).
 
 ``seeds: N`` trains N models that differ only in their seeds, ``defaults.seed + 0 .. N-1``
 (initial weights and every draw of ``fit``), and reports the mean held-out accuracy with
@@ -33,6 +35,10 @@ class TrainConfig(ModelOptions, FitOptions, MixOptions):
     crop: Literal["pad", "resized"] = option(
         "pad", help="pad: random crop after `crop_padding`; resized: random-resized crop (needed by relabel)")
     crop_scale: tuple[float, float] = option((0.08, 1.0), help="resized crop: range of the crop's share of the area")
+    relabel_mix: Literal["paper", "exact"] = option(
+        "paper", help="targets relabel with a mix: paper mixes the two crops' pooled targets by the pasted area "
+                      "(ReLabel's code); exact pools the pasted box from the source map and the rest from the "
+                      "target map (a curate variant)")
 
     def __post_init__(self) -> None:
         for name in ("crop_scale", "mix_scale"):
@@ -44,7 +50,7 @@ class TrainConfig(ModelOptions, FitOptions, MixOptions):
 class TrainStep(Step):
     summary = ("Train a model with curate.learn.fit (over one or more seeds); writes safetensors weights, "
                "held-out accuracy and its curves.")
-    version = 3
+    version = 4
     Config = TrainConfig
     inputs = {
         "data": Role(("table",), help="the table version to train on"),
@@ -73,6 +79,9 @@ class TrainStep(Step):
         if config.targets == "relabel" and config.crop != "resized":
             problems.append(("crop", "targets 'relabel' pools the label map over random-resized crops; "
                                      "set crop: resized"))
+        if config.relabel_mix != "paper" and (config.targets != "relabel" or config.mix == "none"):
+            problems.append(("relabel_mix", f"'{config.relabel_mix}' mixes label-map targets, so it needs "
+                                            "targets: relabel and mix: cutmix or resizemix; drop it otherwise"))
         return problems
 
     def run(self, ctx: StepContext) -> None:
@@ -112,7 +121,7 @@ class TrainStep(Step):
         if cfg.crop == "resized":
             crop = ResizedCrop(scale=cfg.crop_scale, flip=cfg.flip)
             data = ResizedCropData(images, maps=maps, targets=targets, num_classes=len(names), crop=crop,
-                                   mixer=mixer)
+                                   mixer=mixer, relabel_mix=cfg.relabel_mix)
             kind, mix = data.target_kind, None
         else:
             data = ArrayData(images, targets, augment=cfg.augment(), num_classes=len(names))
@@ -141,3 +150,5 @@ class TrainStep(Step):
                                seeds=cfg.seeds, train_loss=train_loss,
                                accuracy_runs=[round(a, 4) for a in held_out["runs"]], eval_rows=len(eval_data[1]))
         ctx.metrics.update(train_rows=len(train_idx), epochs=cfg.epochs, targets=cfg.targets, mix=cfg.mix)
+        if maps is not None and mixer is not None:
+            ctx.metrics["relabel_mix"] = cfg.relabel_mix

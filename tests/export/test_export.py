@@ -276,3 +276,22 @@ def test_run_facts_read_hub_ids_and_the_license_an_hf_source_recorded(tmp_path, 
     assert facts.source_datasets == ("someone/flowers",) and facts.source_license == "cc-by-4.0"
     assert run_facts(root, upstream_of="mine").source_datasets == ()
     assert [s["id"] for s in run_facts(root, upstream_of="files").steps] == ["files"]
+
+
+def test_shards_split_evenly_across_nodes_and_the_card_records_the_layout(run, tmp_path):
+    """`nodes: 2`: a multiple of 2 shards per split; split_dataset_by_node streams each node whole shards, every
+    row exactly once, the same count within one row per shard; the card gives the layout."""
+    import datasets
+    from datasets.distributed import split_dataset_by_node
+
+    ctx = export(run, rows_per_shard=2, nodes=2)
+    shards = ctx.outputs["export"]["shards"]
+    assert {s: len(f) for s, f in shards.items()} == {"train": 4, "test": 2}
+    files = [str(ctx.dir / "hub" / f) for f in shards["train"]]
+    stream = datasets.load_dataset("parquet", data_files={"train": files}, streaming=True,
+                                   cache_dir=str(tmp_path / "hf"))["train"]
+    per_node = [[row["id"] for row in split_dataset_by_node(stream, rank=r, world_size=2)] for r in range(2)]
+    assert sorted(per_node[0] + per_node[1]) == sorted(datasets.load_from_disk(str(ctx.dir / "dataset"))["train"]["id"])
+    assert [len(ids) for ids in per_node] == [3, 3]
+    text = (ctx.dir / "hub" / "README.md").read_text()
+    assert "| train | 6 |" in text and "| 4 | 1 or 2 |" in text and "world_size=2" in text

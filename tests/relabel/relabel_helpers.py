@@ -32,15 +32,21 @@ def bilinear(m: torch.Tensor, y: float, x: float) -> torch.Tensor:
 
 
 def reference_pool(m: torch.Tensor, box) -> torch.Tensor:
-    """The mean of bilinear samples on an even ceil(h) x ceil(w) grid over ``box`` (x1, y1, x2, y2 fractions)."""
+    """The mean of bilinear samples on an even ceil(h) x ceil(w) grid over ``box`` (x1, y1, x2, y2 fractions).
+
+    The box's start, end and size in cells are float32, as in torchvision's kernel on a float32 map.
+    """
     _, h, w = m.shape
-    x1, y1, x2, y2 = (float(v) for v in box)
-    sx, ex, sy, ey = x1 * w - 0.5, x2 * w - 0.5, y1 * h - 0.5, y2 * h - 0.5
+    x1, y1, x2, y2 = (np.float32(v) for v in box)
+    half = np.float32(0.5)
+    sx, ex, sy, ey = x1 * np.float32(w) - half, x2 * np.float32(w) - half, y1 * np.float32(h) - half, \
+        y2 * np.float32(h) - half
     gw, gh = math.ceil(ex - sx), math.ceil(ey - sy)
     total = torch.zeros(m.shape[0], dtype=torch.float64)
     for iy in range(gh):
         for ix in range(gw):
-            total += bilinear(m, sy + (iy + 0.5) * (ey - sy) / gh, sx + (ix + 0.5) * (ex - sx) / gw)
+            total += bilinear(m, float(sy) + (iy + 0.5) * float(ey - sy) / gh,
+                              float(sx) + (ix + 0.5) * float(ex - sx) / gw)
     return (total / max(gh * gw, 1)).float()
 
 

@@ -26,7 +26,6 @@ def tiny_dinov2(tmp_path):
 
 
 MODELS = {
-    "convnet": lambda tmp: create_model("convnet", num_classes=5, width=8, depth=2, im_size=16, seed=0),
     "resnet20": lambda tmp: create_model("resnet20-cifar", num_classes=10, weights=None, seed=0),
     "dinov2": tiny_dinov2,
 }
@@ -34,7 +33,7 @@ MODELS = {
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_spatial_mean_of_the_dense_map_is_the_models_logits(name, tmp_path):
-    """Average-pool CNN (1x1 conv head), flattened-map head (per-location share) and ViT mean-patch head."""
+    """Average-pool CNN (1x1 conv head) and ViT mean-patch head."""
     model = MODELS[name](tmp_path)
     h, w = model.preprocess.size
     x = torch.randn(3, 3, h, w, generator=torch.Generator().manual_seed(0))
@@ -55,16 +54,23 @@ def test_cnn_head_at_one_location_is_the_linear_layer_on_that_feature_vector():
         torch.testing.assert_close(maps[0, :, 2, 5], model.linear(features[0, :, 2, 5]))
 
 
-def test_resolution_sets_the_map_size_and_a_flattened_head_refuses_another_size():
+def test_resolution_sets_the_map_size():
     images = np.random.default_rng(0).integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
     resnet = create_model("resnet20-cifar", num_classes=10, weights=None, seed=0)
     for resolution, side in ((None, 8), (64, 16)):
         fn = create_annotator("dense_classifier", resnet, resolution=resolution, top_k=3, device="cpu")
         out = map_batches(fn, array_batches(images, batch_size=2), rows=4)
         assert out["scores"].shape == (4, 3, side, side)
+
+
+@pytest.mark.parametrize("resolution", [None, 64])
+def test_a_head_over_the_flattened_map_has_no_dense_map_and_says_what_to_use(resolution):
+    """The ConvNet's head has a weight per position: no 1x1 convolution to run, at any input size."""
+    images = np.random.default_rng(0).integers(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
     convnet = create_model("convnet", num_classes=10, width=8, depth=2, im_size=32, seed=0)
-    fn = create_annotator("dense_classifier", convnet, resolution=64, device="cpu")
-    with pytest.raises(UsageError, match="flattened map runs only at the input size"):
+    fn = create_annotator("dense_classifier", convnet, resolution=resolution, device="cpu")
+    with pytest.raises(UsageError, match=r"model 'convnet' has a head over \d+ features .* flattened map.* "
+                                         "annotate with a globally pooled model \\(e.g. resnet20-cifar"):
         map_batches(fn, array_batches(images, batch_size=2), rows=4)
 
 
@@ -102,8 +108,8 @@ class Counting:
 
 
 def _annotator():
-    model = create_model("convnet", num_classes=3, width=4, depth=2, im_size=8, seed=0)
-    return create_annotator("dense_classifier", model, top_k=2, device="cpu")
+    model = create_model("resnet20-cifar", num_classes=3, weights=None, seed=0)
+    return create_annotator("dense_classifier", model, resolution=8, top_k=2, device="cpu")
 
 
 def test_resuming_a_half_written_annotation_recomputes_only_the_missing_shards(tmp_path):

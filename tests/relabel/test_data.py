@@ -1,4 +1,5 @@
-"""Random-resized crops whose targets are pooled from exactly that crop, and region-exact mixing."""
+"""Random-resized crops whose targets are pooled from exactly that crop, and mixing label-map targets
+(``paper``: the whole-crop targets by area, the default; ``exact``: each region from its own map)."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from curate.errors import UsageError
-from curate.learn.mixing import CutMix, MixDraw
+from curate.learn.mixing import CutMix, MixDraw, ResizeMix, mix_targets
 from curate.relabel import ResizedCrop, ResizedCropData, label_targets, region_targets, topk_maps
 from curate.relabel.maps import TopKMaps
 
@@ -120,6 +121,85 @@ def test_resizemix_region_target_pools_the_whole_source_crop():
     assert draw.ratio == 0.25
     assert targets[0, 1] == pytest.approx(0.25, abs=2e-3) and targets[0, 0] == pytest.approx(0.75, abs=2e-3)
     assert targets[0, 2] < 1e-3
+
+
+class FixedDraw(CutMix):
+    """CutMix whose every batch is the given :class:`MixDraw` (after consuming CutMix's random draws)."""
+
+    def __init__(self, draw: MixDraw):
+        super().__init__()
+        self.fixed = draw
+
+    def draw(self, batch_size, size, generator):
+        super().draw(batch_size, size, generator)
+        return self.fixed
+
+
+def whole_image_crops() -> ResizedCrop:
+    return ResizedCrop(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False)
+
+
+@pytest.mark.parametrize("mixer", [CutMix(prob=1.0), ResizeMix(prob=1.0)], ids=["cutmix", "resizemix"])
+def test_with_constant_maps_paper_exact_and_plain_soft_mixing_agree(mixer):
+    g = torch.Generator().manual_seed(8)
+    s = torch.randn(16, 5, generator=g)
+    maps = topk_maps(s[:, :, None, None].expand(16, 5, 4, 4), 5)
+    soft = label_targets(maps, torch.tensor([[0.0, 0.0, 1.0, 1.0]]).expand(16, 4), num_classes=5)
+    out = {}
+    for mode in ("paper", "exact"):
+        data = ResizedCropData(halves(16, side=16), maps=maps, num_classes=5, mixer=mixer, relabel_mix=mode)
+        out[mode] = data.batch(torch.arange(16), torch.Generator().manual_seed(9))
+    draw = mixer.draw(16, (16, 16), crop_then_mix_generator(16, seed=9))
+    plain = mix_targets(soft, draw)
+    assert torch.equal(out["paper"][0], out["exact"][0])  # the same pixels
+    torch.testing.assert_close(out["paper"][1], plain, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(out["exact"][1], plain, atol=1e-4, rtol=1e-4)
+
+
+def crop_then_mix_generator(n: int, *, seed: int) -> torch.Generator:
+    """The generator as ResizedCropData.batch leaves it after drawing ``n`` crops (the mixer draws next)."""
+    g = torch.Generator().manual_seed(seed)
+    ResizedCrop().sample(n, 16, 16, g)
+    return g
+
+
+def two_sample_maps() -> TopKMaps:
+    """Sample 0: class 0 everywhere; sample 1: class 1 on its left half, class 2 on its right half."""
+    dense = torch.zeros(2, 4, 8, 8)
+    dense[0, 0] = 8.0
+    dense[1] = split_map(4, 8, 8, left=1, right=2)
+    return topk_maps(dense, 2)
+
+
+def test_paper_mixing_mixes_the_whole_crop_targets_and_exact_pools_each_region():
+    """Each row gets the other's output-left half pasted over its own left half.
+
+    paper: row 1 keeps its whole-crop target (half class 1, half class 2) at weight 1/2, though
+    its class-1 half is covered; exact: row 1's visible right half is class 2 only.
+    """
+    maps = two_sample_maps()
+    draw = MixDraw(perm=torch.tensor([1, 0]), box=(0, 0, 8, 16), size=(16, 16), source=(0.0, 0.0, 0.5, 1.0))
+    out = {}
+    for mode in ("paper", "exact"):
+        data = ResizedCropData(halves(2, side=16), maps=maps, num_classes=4, crop=whole_image_crops(),
+                               mixer=FixedDraw(draw), relabel_mix=mode)
+        out[mode] = data.batch(torch.arange(2), torch.Generator().manual_seed(10))[1]
+    whole = label_targets(maps, torch.tensor([[0.0, 0.0, 1.0, 1.0]] * 2), num_classes=4)
+    torch.testing.assert_close(out["paper"], mix_targets(whole, draw))
+    paper = out["paper"].tolist()
+    assert paper[1][1] == pytest.approx(paper[1][2], abs=1e-3)
+    assert paper[1][1] == pytest.approx(0.25, abs=0.01) and paper[1][0] == pytest.approx(0.5, abs=0.01)
+    torch.testing.assert_close(out["exact"], region_targets(maps, torch.tensor([[0.0, 0.0, 1.0, 1.0]] * 2),
+                                                            torch.tensor([False, False]), draw, num_classes=4))
+    assert out["exact"][1, 2] == pytest.approx(0.5, abs=1e-3) and out["exact"][1, 1] < 1e-3
+    assert out["exact"][0, 1] == pytest.approx(0.5, abs=1e-3) and out["exact"][0, 2] < 1e-3  # row 1's left half
+
+
+def test_paper_mixing_is_the_default():
+    data = ResizedCropData(halves(2), maps=two_sample_maps(), num_classes=4, mixer=CutMix())
+    assert data.relabel_mix == "paper"
+    with pytest.raises(UsageError, match="`relabel_mix` must be one of paper, exact, got 'crop'"):
+        ResizedCropData(halves(2), maps=two_sample_maps(), num_classes=4, relabel_mix="crop")
 
 
 def test_fixed_targets_under_a_mixer_are_one_hot_rows_mixed_by_the_pasted_area():

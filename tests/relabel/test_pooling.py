@@ -36,6 +36,33 @@ def test_full_box_pools_to_the_spatial_mean():
     torch.testing.assert_close(pool_dense(maps, full), maps.mean(dim=(2, 3)), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("image, cells", [(40, 5), (56, 7), (24, 3), (36, 6), (225, 15), (96, 12), (33, 11)])
+def test_a_crop_of_whole_cells_samples_exactly_those_cell_centres(image, cells):
+    """Non-power-of-two sizes: the float32 box size in cells must not round up to one sample too many.
+
+    Boxes are pixel edges divided by the image size, as :meth:`ResizedCrop.fractions` makes them.
+    """
+    per = image // cells
+    pairs = [(a, b) for a in range(cells) for b in range(a + 1, cells + 1)]
+    pixels = torch.tensor([[a * per, 0, b * per, image] for a, b in pairs], dtype=torch.float32)
+    across = roi_weights(pixels / image, height=1, width=cells)[:, 0]
+    down = roi_weights(pixels[:, [1, 0, 3, 2]] / image, height=cells, width=1)[:, :, 0]
+    expected = torch.zeros(len(pairs), cells)
+    for row, (a, b) in enumerate(pairs):
+        expected[row, a:b] = 1 / (b - a)
+    torch.testing.assert_close(across, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(down, expected, atol=1e-6, rtol=0)
+    maps = torch.randn(len(pairs), 3, 2, cells, generator=torch.Generator().manual_seed(7))
+    reference = torch.stack([reference_pool(m, b) for m, b in zip(maps, pixels / image)])
+    torch.testing.assert_close(pool_dense(maps, pixels / image), reference, atol=1e-5, rtol=1e-5)
+
+
+def test_the_issue_example_pools_one_cell():
+    """16 to 24 px of a 40 px image on a 5-cell map is exactly cell 2."""
+    weights = roi_weights(torch.tensor([[16 / 40, 0, 24 / 40, 1.0]]), height=1, width=5)
+    torch.testing.assert_close(weights[0, 0], torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0]), atol=1e-7, rtol=0)
+
+
 def test_constant_map_gives_its_softmax_for_every_box():
     """Catches a sum where a mean belongs (box size leaking into the target)."""
     s = torch.tensor([2.0, -1.0, 0.5, 3.0])
