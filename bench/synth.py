@@ -77,6 +77,17 @@ SSL_SIZES = {
     "gpu": dict(context_dim=256, cond_levels=(1,), ssl_epochs=100, sample_per_class=100, patch_steps=20000,
                 patch_images=1200, references=8, panorama_steps=50),
 }
+TOKEN_SIZES = {
+    "tiny": dict(real_per_class=10, token_blocks=(8, 16), context_dim=16, t2i_steps=40, t2i_batch=16, max_epochs=2,
+                 patience=1, train_steps=3, token_per_class=4, token_inference_steps=3, cfg=3.0),
+    "short": dict(real_per_class=100, token_blocks=(16, 32), context_dim=32, t2i_steps=300, t2i_batch=32,
+                  max_epochs=6, patience=3, train_steps=6, token_per_class=20, token_inference_steps=10, cfg=3.0),
+    "cpu": dict(real_per_class=300, token_blocks=(16, 32), context_dim=32, t2i_steps=900, t2i_batch=32,
+                max_epochs=12, patience=4, train_steps=8, token_per_class=40, token_inference_steps=20, cfg=3.0),
+    "gpu": dict(real_per_class=500, token_blocks=(128, 256, 256), context_dim=128, t2i_steps=30000, t2i_batch=128,
+                max_epochs=50, patience=15, train_steps=30, token_per_class=100, token_inference_steps=30, cfg=7.0),
+}
+TOKEN_CLASSES = ("airplane", "automobile", "frog", "ship")
 SHARED = Path("/work/shared/data/cifar10")
 IMAGENET = Path("/work/shared/data/imagenet/val_subset")
 RESNET56 = Path("/work/shared/data/models/cifar10_resnet_akamaster/resnet56.safetensors")
@@ -135,7 +146,7 @@ def load_judge(num_classes: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("guidance", "ssl", "panorama"), default="guidance")
+    parser.add_argument("--part", choices=("guidance", "ssl", "panorama", "tokens"), default="guidance")
     parser.add_argument("--size", choices=list(SIZES), default="tiny")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="classifier seeds (default: 0 1 2; tiny: 0)")
     parser.add_argument("--guidance-scale", type=float, default=2.0)
@@ -148,7 +159,9 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=None, help="ssl/panorama: keep/reuse trained models here")
     parser.add_argument("--out", type=Path, default=None, help="ssl/panorama: write sample sheets here")
     parser.add_argument("--diffusion-steps", type=int, default=None, help="override the size's DDPM training steps")
-    parser.add_argument("--train-only", action="store_true", help="ssl: train (into --cache) and stop")
+    parser.add_argument("--train-only", action="store_true", help="ssl/tokens: train (into --cache) and stop")
+    parser.add_argument("--classes", nargs="+", default=None, help="tokens: classes to learn tokens for")
+    parser.add_argument("--token-lr", type=float, default=1.25e-3, help="tokens: AdamW lr of the token (official)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -158,6 +171,8 @@ def main() -> None:
         return ssl_part(args, {**cfg, **SSL_SIZES[args.size]}, seeds)
     if args.part == "panorama":
         return panorama_part(args, {**cfg, **SSL_SIZES[args.size]})
+    if args.part == "tokens":
+        return tokens_part(args, {**cfg, **TOKEN_SIZES[args.size]}, seeds)
 
     from curate.learn import ArrayData, Augment, fit, predict_images, resolve_device
     from curate.models import create_model
@@ -524,6 +539,116 @@ def panorama_part(args, cfg) -> None:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         write_png(args.out / "ssl_panorama.png", row_grid(rows, gap=6), scale=2)
+
+
+# --- Synth III: discriminative class tokens ---------------------------------------------------------------------
+
+
+def tokens_part(args, cfg, seeds) -> None:
+    """A small text-conditioned DDPM on the real subset of a few classes; per seed, a token per class learned against
+    a ConvNet GUIDE, and two JUDGES' accuracy on "A photo of <class>" vs "A photo of newclas <class>" samples drawn
+    from the same seeds. Judges: the pretrained ResNet (10-way) and a wider ConvNet trained on the OTHER training
+    rows of these classes, another seed (4-way); neither guided nor chose anything."""
+    from curate.learn import ArrayData, Augment, fit, predict_images, resolve_device
+    from curate.models import create_model
+    from synth.class_tokens import TextToImage, TokenSettings, generate, optimize_token
+    from synth.guidance import PixelClassifier
+    from synth.methods import plan_samples
+    from synth.text_conditioning import class_prompts, text_conditioner
+    from synth.train_diffusion import build_unet, train_ddpm
+
+    device = resolve_device(args.device)
+    all_x, all_y, te_x, te_y, all_names = load_data(10 ** 6)
+    classes = list(args.classes or TOKEN_CLASSES)
+    ids = np.array([all_names.index(c) for c in classes])
+    k, s = len(classes), cfg["image_size"]
+    rows = [np.flatnonzero(all_y == i) for i in ids]
+    subset = np.concatenate([r[:cfg["real_per_class"]] for r in rows])
+    other = np.concatenate([r[cfg["real_per_class"]:] for r in rows])
+    remap = {int(i): j for j, i in enumerate(ids)}
+    tr_s, tr_y = resize(all_x[subset], s), np.array([remap[int(v)] for v in all_y[subset]])
+    ot_s, ot_y = resize(all_x[other], s), np.array([remap[int(v)] for v in all_y[other]])
+    test = np.isin(te_y, ids)
+    te_s, te_y = resize(te_x[test], s), np.array([remap[int(v)] for v in te_y[test]])
+    print(f"part=tokens size={args.size} device={device} threads={torch.get_num_threads()} classes={classes} "
+          f"real subset={len(tr_s)} other train rows={len(ot_s)} test={len(te_s)} image={s}x{s} "
+          f"unet={cfg['token_blocks']} text width={cfg['context_dim']} t2i steps={cfg['t2i_steps']}")
+
+    def build():
+        unet = build_unet(image_size=s, block_out_channels=cfg["token_blocks"], layers_per_block=1,
+                          attention_levels=(len(cfg["token_blocks"]) - 1,), conditioning="cross_attention",
+                          context_dim=cfg["context_dim"], seed=0)
+        return unet, text_conditioner(classes, context_dim=cfg["context_dim"], seed=0)
+
+    def train(pair):
+        prompts = pair[1].encode(class_prompts(tr_y, classes, seed=0)).numpy()
+        return train_ddpm(pair[0], tr_s, tr_y, embeddings=prompts, conditioner=pair[1], steps=cfg["t2i_steps"],
+                          batch_size=cfg["t2i_batch"], lr=1e-3, warmup_steps=50, ema_decay=0.995, seed=0,
+                          device=device, progress=True)
+
+    unet, conditioner, sched_cfg = cached_ddpm(args, f"text2image_{args.size}", build, train)
+    if args.train_only:
+        return
+    t2i = TextToImage(conditioner.tokenizer, conditioner.text_encoder, unet, sched_cfg).to(device)
+
+    def convnet(x, y, width, seed):
+        model = create_model("convnet", num_classes=k, weights=None, width=width, im_size=s, seed=seed)
+        res = fit(model, ArrayData(x, y, augment=Augment(flip=True, crop_padding=2), num_classes=k),
+                  epochs=cfg["epochs"], batch_size=64, lr=0.05, seed=seed, device=device, eval_data=(te_s, te_y),
+                  progress=False)
+        return model, res.final_accuracy
+
+    guide, guide_acc = convnet(tr_s, tr_y, cfg["width"], 100)
+    judge4, judge4_acc = convnet(ot_s, ot_y, 2 * cfg["width"], 200)
+    judge_name, judge10 = load_judge(10)
+
+    def judge10_correct(images, labels):
+        return predict_images(judge10, images, device=device).argmax(1) == ids[labels]
+
+    print(f"guide: ConvNet width {cfg['width']} (seed 100) on the subset, held-out accuracy {guide_acc:.3f}; "
+          f"judges (no part in making or choosing samples): {judge_name} 10-way, held-out accuracy at {s}px "
+          f"{judge10_correct(te_s, te_y).mean():.3f}; ConvNet width {2 * cfg['width']} (seed 200) on the other "
+          f"{len(ot_s)} rows, held-out accuracy {judge4_acc:.3f}")
+    classify = PixelClassifier(guide).to(device)
+    n_steps, w = cfg["token_inference_steps"], cfg["cfg"]
+    print(f"shortened protocol: lr {args.token_lr} (official 1.25e-3), epoch_size 5, max_epochs {cfg['max_epochs']} (official 50), patience "
+          f"{cfg['patience']} (15), {cfg['train_steps']} DDIM steps per optimization generation (30), "
+          f"{n_steps} per sample, CFG {w} (7), {cfg['token_per_class']} samples per class per seed, seeds {seeds}")
+    tokenizer, _ = t2i.with_placeholder("newclas")
+    start = t2i.init_row(tokenizer, "a")  # the untrained token: the control for the prompt's form
+    prompts = ("plain", "init", "token")
+    scores = {f"{m} {p}": [] for m in ("judge10", "judge4", "guide") for p in prompts}
+    seconds, epochs = {c: [] for c in classes}, {c: [] for c in classes}
+    for seed in seeds:
+        settings = TokenSettings(max_epochs=cfg["max_epochs"], patience=cfg["patience"], seed=35 + seed,
+                                 num_inference_steps=cfg["train_steps"], cfg_scale=w, lr=args.token_lr)
+        learned = {}
+        for y, c in enumerate(classes):
+            tok = optimize_token(t2i, classify, class_name=c, target=y, settings=settings)
+            learned[y] = tok.row
+            seconds[c].append(tok.seconds)
+            epochs[c].append(tok.epochs)
+            print(f"   seed {seed} {c:12s} {tok.epochs:3d} epochs ({tok.stop}), {tok.seconds:6.1f}s, loss "
+                  f"{tok.history[0]['loss']:.3f} -> best {tok.best_loss:.3f}", flush=True)
+        labels, _, sample_seeds = plan_samples(np.arange(k), per_class=cfg["token_per_class"], base_seed=1000 + seed)
+        for name, tokens in zip(prompts, ({y: None for y in learned}, {y: start for y in learned}, learned)):
+            images = generate(t2i, tokens, classes, labels, sample_seeds, steps=n_steps, cfg_scale=w, batch_size=64)
+            scores[f"judge10 {name}"].append(float(judge10_correct(images, labels).mean()))
+            scores[f"judge4 {name}"].append(float((predict_images(judge4, images, device=device).argmax(1)
+                                                   == labels).mean()))
+            guided = predict_images(guide, images, device=device)
+            scores[f"guide {name}"].append(float(guided[np.arange(len(labels)), labels].mean()))
+    print("\ntoken optimization per class to the stopping rule: "
+          + "; ".join(f"{c} {interval(seconds[c])} s, {np.mean(epochs[c]):.1f} epochs" for c in classes))
+    print(f"   {'prompt':28s} {'ResNet judge acc':>18s} {'ConvNet judge acc':>18s} {'guide p(target)':>18s}")
+    for name, label in zip(prompts, ("A photo of <class>", "newclas, untrained ('a')", "newclas, learned")):
+        print(f"   {label:28s} {interval(scores[f'judge10 {name}']):>18s} {interval(scores[f'judge4 {name}']):>18s} "
+              f"{interval(scores[f'guide {name}']):>18s}")
+    for judge in ("judge10", "judge4"):
+        for base in ("plain", "init"):
+            gain = np.subtract(scores[f"{judge} token"], scores[f"{judge} {base}"]).tolist()
+            print(f"   {judge} accuracy gain of the learned token over {base}, paired by seed: {interval(gain)} "
+                  f"({', '.join(f'{v:+.3f}' for v in gain)})")
 
 
 def seam_ratio(image: np.ndarray, window: int) -> float:

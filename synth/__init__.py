@@ -15,5 +15,7 @@ Modules (each imports torch/diffusers itself, so ``import synth`` stays cheap):
 - ``synth.methods``: the synth method contract and ``classifier_guidance``;
 - ``synth.ssl_conditioned``: the ``ssl_conditioned`` method (variations and interpolations of real images' embeddings);
 - ``synth.panorama``: large images assembled from overlapping windows conditioned on a grid of embeddings;
+- ``synth.text_conditioning``: prompts through a small CLIP text encoder and an offline tokenizer (text-to-image);
+- ``synth.class_tokens``: the ``class_tokens`` method (one learned token per class, Discriminative Class Tokens);
 - ``synth.steps``: the recipe steps ``train_diffusion`` and ``synth``.
 """

@@ -158,16 +158,23 @@ def save_conditioner(folder: Path, conditioner: Conditioner) -> None:
     from safetensors.torch import save_file
 
     folder = Path(folder)
+    if not isinstance(conditioner, Conditioner):  # a text conditioner: tokenizer/ and text_encoder/
+        conditioner.save(folder)
+        return
     state = {k: v.detach().cpu().contiguous() for k, v in conditioner.state_dict().items()}
     save_file(state, str(folder / CONDITIONER_WEIGHTS))
     (folder / CONDITIONER_CONFIG).write_text(json.dumps(conditioner.config(), indent=2) + "\n")
 
 
 def load_conditioner(folder: Path) -> Conditioner | None:
-    """The conditioner saved in ``folder``, or None when the model has none."""
+    """The conditioner saved in ``folder`` (a text encoder with its tokenizer too), or None when the model has none."""
     from safetensors.torch import load_file
 
+    from synth.text_conditioning import TextConditioner, has_text_encoder
+
     folder = Path(folder)
+    if has_text_encoder(folder):
+        return TextConditioner.load(folder)
     if not (folder / CONDITIONER_CONFIG).is_file():
         return None
     cfg = json.loads((folder / CONDITIONER_CONFIG).read_text())

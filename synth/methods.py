@@ -152,11 +152,13 @@ class ClassifierGuidanceMethod:
 
     def prepare(self, cfg: ClassifierGuidanceConfig, inputs: SynthInputs, *, base_seed: int, device: str,
                 progress: bool) -> Guide:
-        if inputs.diffusion.embedding_conditioned:
+        if inputs.diffusion.conditioner is not None:
             from curate.errors import UsageError
 
+            what, use = ("text", "class_tokens") if inputs.diffusion.text_conditioned else ("embeddings",
+                                                                                            "ssl_conditioned")
             raise UsageError("method classifier_guidance samples a class-conditional or unconditional UNet; this "
-                             "diffusion model is conditioned on embeddings: use method ssl_conditioned")
+                             f"diffusion model is conditioned on {what}: use method {use}")
         sampler = guidance_sampler(cfg, inputs.diffusion.scheduler_config)
         return GUIDANCE.get(cfg.guidance).from_inputs(cfg, inputs, alphas_cumprod=sampler.alphas_cumprod,
                                                       seed=base_seed, device=device, progress=progress)

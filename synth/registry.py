@@ -14,6 +14,7 @@ from curate.registry import Registry
 METHODS: Registry = Registry("synth method", entry_point_group="curate.synth_methods")
 METHODS.register("classifier_guidance", "synth.methods:ClassifierGuidanceMethod")
 METHODS.register("ssl_conditioned", "synth.ssl_conditioned:SSLConditionedMethod")
+METHODS.register("class_tokens", "synth.class_tokens:ClassTokensMethod")
 
 GUIDANCE: Registry = Registry("guidance method", entry_point_group="curate.guidance")
 GUIDANCE.register("noisy_classifier", "synth.guidance:NoisyClassifierGuidance")

@@ -35,7 +35,12 @@ class TrainDiffusionConfig:
         "cross_attention", help="with inputs.embeddings: cross-attention on the projected embedding "
                                 "(UNet2DConditionModel, attending at attention_levels and the middle block) or "
                                 "the cheaper vector added to the time embedding")
-    context_dim: int = option(64, gt=0, help="cross_attention: width of the projected embedding token")
+    context_dim: int = option(64, gt=0, help="cross_attention: width of the projected embedding token (or of the "
+                                             "text encoder)")
+    text_conditioning: bool = option(
+        False, help="condition on prompts made from the class names (a few templates) through a small CLIP text "
+                    "encoder trained with the UNet (cross-attention), for text-to-image methods (class_tokens)")
+    text_layers: int = option(2, gt=0, help="text_conditioning: transformer layers of the text encoder")
     p_uncond: float = option(0.1, ge=0, le=1, help="share of training rows conditioned on the null embedding "
                                                    "(the projection of zeros), for classifier-free guidance")
     normalize_embeddings: bool = option(True, help="L2-normalize each embedding before the projection (the "
@@ -68,6 +73,11 @@ class TrainDiffusionStep(Step):
         if "embeddings" in wired and config.class_conditional:
             return [("class_conditional", "the model is conditioned on inputs.embeddings, not on classes; set "
                                           "class_conditional: false")]
+        if config.text_conditioning and config.class_conditional:
+            return [("class_conditional", "the model is conditioned on prompts (text_conditioning), not on class "
+                                          "ids; set class_conditional: false")]
+        if config.text_conditioning and "embeddings" in wired:
+            return [("text_conditioning", "a model is conditioned on prompts or on inputs.embeddings, not both")]
         return []
 
     @classmethod
@@ -89,7 +99,7 @@ class TrainDiffusionStep(Step):
         images = decode_images(table, rows, size=(cfg.image_size, cfg.image_size))
         labels = np.asarray(table["label"])[rows]
         emb = ctx.maybe_input("embeddings")
-        kind = cfg.conditioning if emb else None
+        kind = "cross_attention" if cfg.text_conditioning else cfg.conditioning if emb else None
         unet = td.build_unet(image_size=cfg.image_size, block_out_channels=cfg.block_out_channels,
                              layers_per_block=cfg.layers_per_block, attention_levels=cfg.attention_levels,
                              num_classes=len(names) if cfg.class_conditional else None, conditioning=kind,
@@ -98,6 +108,11 @@ class TrainDiffusionStep(Step):
         if emb:
             vectors, encoder = _training_embeddings(emb, np.asarray(table["id"])[rows])
             conditioner = _conditioner(unet, kind, vectors.shape[1], cfg.normalize_embeddings, ctx.seed)
+        elif cfg.text_conditioning:
+            from synth.text_conditioning import class_prompts, text_conditioner
+
+            conditioner = text_conditioner(names, context_dim=cfg.context_dim, layers=cfg.text_layers, seed=ctx.seed)
+            vectors = conditioner.encode(class_prompts(labels, names, seed=ctx.seed)).numpy()
         fingerprints = {"data": source.entry("table")["fingerprint"],
                         "embeddings": emb.entry("embeddings")["fingerprint"] if emb else None}
         key = td.resume_key_of(config=to_dict(cfg), **fingerprints, seed=ctx.seed)
@@ -121,7 +136,7 @@ class TrainDiffusionStep(Step):
         ctx.add_output(DIFFUSION_TYPE, {
             "path": "model", "fingerprint": workspace.tree_sha256(target), "format": "diffusers",
             "image_size": cfg.image_size, "conditional": cfg.class_conditional, "class_names": names,
-            "conditioning": kind, "embed_step": emb.step_id if emb else None})
+            "conditioning": "text" if cfg.text_conditioning else kind, "embed_step": emb.step_id if emb else None})
         ctx.write_file("loss.png", lambda p: td.loss_curve_png(p, result.losses))
         ctx.write_file("losses.npy", lambda p: np.save(p, result.losses))
         tail = result.losses[-max(1, len(result.losses) // 10):]
@@ -157,7 +172,8 @@ def _conditioner(unet, kind: str, dim: int, normalize: bool, seed: int):
 
 
 class SynthStep(Step):
-    summary = ("Generate labelled images with a diffusion model (method: classifier_guidance, ssl_conditioned), "
+    summary = ("Generate labelled images with a diffusion model (method: classifier_guidance, ssl_conditioned, "
+               "class_tokens), "
                "filter them (confidence of a classifier that did not guide, near copies), append them as "
                "`set: synthetic` rows in a new table version; KID/FID.")
     version = 4
@@ -165,7 +181,8 @@ class SynthStep(Step):
         "data": Role(("table",), help="the table version to extend (and its real rows for filters and KID/FID)"),
         "diffusion": Role((DIFFUSION_TYPE,), optional=True, help="a train_diffusion step (or with.diffusion_model)"),
         "classifier": Role(("model",), optional=True,
-                           help="a `train` step's classifier that guides (guidance: clean_classifier)"),
+                           help="a `train` step's classifier that guides (guidance: clean_classifier) or that the "
+                                "class tokens are learned against (class_tokens)"),
         "filter": Role(("model",), optional=True,
                        help="a `train` step's classifier that filters and scores the samples (not the guide)"),
         "embeddings": Role(("embeddings",), optional=True,

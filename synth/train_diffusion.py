@@ -210,7 +210,7 @@ def train_ddpm(
     if embeddings is not None and len(embeddings) != len(images):
         raise UsageError(f"`embeddings` has {len(embeddings)} rows but `images` has {len(images)}")
     model = unet if conditioner is None else ConditionedUNet(unet, conditioner)
-    vectors = None if embeddings is None else torch.as_tensor(np.asarray(embeddings), dtype=torch.float32)
+    vectors = None if embeddings is None else _condition_tensor(np.asarray(embeddings))
     size = unet.config.sample_size
     if images.shape[1:3] != (size, size):
         raise UsageError(f"`images` are {images.shape[1]}x{images.shape[2]} but the UNet's sample_size is {size}")
@@ -266,6 +266,11 @@ def train_ddpm(
                       images_per_second=rate, conditioner=conditioner)
 
 
+def _condition_tensor(values: np.ndarray) -> torch.Tensor:
+    """Embedding vectors as float32; token ids (a text conditioner's input) stay integers."""
+    return torch.as_tensor(values) if values.dtype.kind in "iu" else torch.as_tensor(values, dtype=torch.float32)
+
+
 def _resume(state: dict | None, model, ema: EMA, opt, generator, losses: np.ndarray) -> int:
     """Load a matching checkpoint's state; returns the step to continue from (0 when there is none)."""
     if state is None or len(state["losses"]) != len(losses):
@@ -293,10 +298,13 @@ class DiffusionModel:
     conditioner: Conditioner | None = None
     conditioning: dict[str, Any] | None = None
     folder: Path | None = None
+    vae: Any = None
 
     @property
     def image_size(self) -> int:
-        return int(self.unet.config.sample_size)
+        """Side of a sample in pixels: the UNet's size, times the VAE's downsampling for a latent model."""
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 1
+        return int(self.unet.config.sample_size) * factor
 
     @property
     def conditional(self) -> bool:
@@ -304,7 +312,11 @@ class DiffusionModel:
 
     @property
     def embedding_conditioned(self) -> bool:
-        return self.conditioner is not None
+        return isinstance(self.conditioner, Conditioner)
+
+    @property
+    def text_conditioned(self) -> bool:
+        return self.conditioner is not None and not self.embedding_conditioned
 
     def conditioned_unet(self) -> ConditionedUNet:
         if self.conditioner is None:
@@ -376,8 +388,13 @@ def load_diffusion_model(source: str | Path) -> DiffusionModel:
         unet = unet_class.from_pretrained(path, subfolder=sub, low_cpu_mem_usage=False)
         has_config = (sched_dir / "scheduler_config.json").is_file()
         scheduler_config = dict((DDPMScheduler.load_config(sched_dir) if has_config else make_scheduler().config))
+        vae = None
+        if (path / "vae").is_dir():  # a latent (Stable Diffusion style) model
+            from diffusers import AutoencoderKL
+
+            vae = AutoencoderKL.from_pretrained(path, subfolder="vae", low_cpu_mem_usage=False).eval()
         return DiffusionModel(unet.eval(), scheduler_config, meta.get("class_names"), conditioner=conditioner,
-                              conditioning=meta.get("conditioning"), folder=path)
+                              conditioning=meta.get("conditioning"), folder=path, vae=vae)
     try:
         unet = UNet2DModel.from_pretrained(str(source), subfolder="unet", low_cpu_mem_usage=False)
         scheduler_config = dict(DDPMScheduler.load_config(str(source), subfolder="scheduler"))

@@ -23,7 +23,7 @@ from synth_helpers import tiny_conditioned, tiny_sampler, tiny_unet
 
 NAMES = ["a", "b"]
 TINY = {"per_class": 3, "batch_size": 4, "num_inference_steps": 2, "noisy_steps": 3, "noisy_width": 8,
-        "guidance_scale": 5.0, "min_confidence": 0.0}
+        "guidance_scale": 5.0, "min_confidence": 0.0, "max_epochs": 2, "epoch_size": 1, "train_steps": 2}
 
 
 def _inputs(conditioning="classes"):
@@ -33,6 +33,10 @@ def _inputs(conditioning="classes"):
     if conditioning == "embeddings":
         model = tiny_conditioned()
         diffusion = DiffusionModel(model.unet, scheduler_config, NAMES, conditioner=model.conditioner)
+    elif conditioning == "text":
+        from text_helpers import tiny_text_model
+
+        diffusion = tiny_text_model(names=NAMES)
     else:
         diffusion = DiffusionModel(tiny_unet(num_classes=2), scheduler_config, NAMES)
     return SynthInputs(diffusion, rng.integers(0, 256, size=(8, 8, 8, 3), dtype=np.uint8), np.arange(8) % 2, NAMES,
@@ -102,7 +106,7 @@ def test_synth_method_contract(name):
     sample at the model's size, with its label, number and seed, and only known per-sample columns; each sample
     depends on its own seed only; a model of the other conditioning is refused in one line."""
     cls = METHODS.get(name)
-    assert cls.conditioning in ("classes", "embeddings")
+    assert cls.conditioning in ("classes", "embeddings", "text")
     method, cfg, inputs = cls(), _config(cls.Config), _inputs(cls.conditioning)
     labels, numbers, seeds = plan_samples(np.arange(2), per_class=cfg.per_class, base_seed=3)
     guide = method.prepare(cfg, inputs, base_seed=3, device="cpu", progress=False)

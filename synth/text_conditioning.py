@@ -1,0 +1,140 @@
+"""Text conditioning of a small diffusion UNet: a CLIP text encoder built from a config, trained with the UNet.
+
+So text-to-image methods (:mod:`synth.class_tokens`) can be run and tested without downloaded weights,
+``train_diffusion`` can condition a ``UNet2DConditionModel`` on prompts made from the class names with a
+few templates. The tokenizer is a ``CLIPTokenizer`` built offline from a vocabulary of the byte symbols
+(with and without the end-of-word mark), one BPE merge chain per word of the class names and templates,
+and CLIP's start/end tokens; unknown words fall back to their characters, so any prompt tokenizes.
+
+:class:`TextConditioner` plugs into the conditioning seam of :mod:`synth.conditioning`: its input is a
+row of token ids (what ``train_ddpm`` calls embeddings), its context the text encoder's last hidden
+states ``(B, L, d)``, and its null context the encoding of the empty prompt, as Stable Diffusion's
+classifier-free guidance uses. A saved model has ``tokenizer/`` and ``text_encoder/`` beside ``unet/``
+and ``scheduler/``, the layout of a diffusers Stable Diffusion folder.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from curate.errors import UsageError
+
+TRAIN_TEMPLATES = ("a photo of a {}", "a picture of the {}", "an image of a {}", "{}")
+"""Prompts of a training row: its class name in one of these, drawn per row from the seed."""
+EXTRA_WORDS = "a high resolution realistic image of close up photo the picture an"
+"""Words of the class-token templates, so they tokenize as whole words too."""
+TOKENIZER_DIR = "tokenizer"
+TEXT_ENCODER_DIR = "text_encoder"
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+
+
+def words_of(texts: Sequence[str]) -> list[str]:
+    """The lowercase words of ``texts`` (CLIP's tokenizer lowercases and splits on non-letters), in first-seen order."""
+    return list(dict.fromkeys(w for t in texts for w in re.findall(r"[a-z]+", t.lower())))
+
+
+def build_tokenizer(words: Sequence[str]):
+    """A ``CLIPTokenizer`` whose vocabulary has every byte symbol and one token per word of ``words``."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    symbols = list(bytes_to_unicode().values())
+    vocab = symbols + [s + "</w>" for s in symbols]
+    known = set(vocab)
+    merges = []
+    for word in words:
+        piece = word[0]
+        for i, ch in enumerate(word[1:], 1):
+            nxt = ch + ("</w>" if i == len(word) - 1 else "")
+            merges.append((piece, nxt))
+            piece += nxt
+            if piece not in known:
+                known.add(piece)
+                vocab.append(piece)
+    vocab += [BOS, EOS]
+    return CLIPTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=list(dict.fromkeys(merges)))
+
+
+def build_text_encoder(tokenizer, *, hidden_size: int, layers: int = 2, heads: int = 4, max_length: int = 24,
+                       seed: int = 0):
+    """A random ``CLIPTextModel`` of ``layers`` x ``hidden_size`` over ``tokenizer``'s vocabulary, seeded."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    if hidden_size % heads:
+        raise UsageError(f"`context_dim` {hidden_size} must be divisible by the {heads} text attention heads")
+    config = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                            num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=max_length,
+                            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                            pad_token_id=tokenizer.pad_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return CLIPTextModel(config)
+
+
+class TextConditioner(nn.Module):
+    """Token ids ``(B, L)`` -> the text encoder's last hidden states ``(B, L, d)``; dropped rows read the empty prompt."""
+
+    kind = "cross_attention"
+
+    def __init__(self, tokenizer, text_encoder: nn.Module):
+        super().__init__()
+        self.tokenizer, self.text_encoder = tokenizer, text_encoder
+        self.context_dim = int(text_encoder.config.hidden_size)
+        self.max_length = int(text_encoder.config.max_position_embeddings)
+
+    def config(self) -> dict:
+        return {"kind": "text", "context_dim": self.context_dim, "max_length": self.max_length}
+
+    def encode(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Token ids ``(B, max_length)`` of ``prompts``, padded and truncated as the model was trained."""
+        return self.tokenizer(list(prompts), padding="max_length", max_length=self.max_length, truncation=True,
+                              return_tensors="pt").input_ids
+
+    def forward(self, ids: torch.Tensor, drop: torch.Tensor | None = None) -> torch.Tensor:
+        device = self.text_encoder.device
+        ids = ids.to(device=device, dtype=torch.long)
+        if drop is not None:
+            ids = torch.where(drop.to(device)[:, None], self.encode([""]).to(device), ids)
+        return self.text_encoder(ids).last_hidden_state
+
+    def null(self, batch: int) -> torch.Tensor:
+        return self(self.encode([""] * batch))
+
+    def save(self, folder: Path) -> None:
+        self.tokenizer.save_pretrained(Path(folder) / TOKENIZER_DIR)
+        self.text_encoder.save_pretrained(Path(folder) / TEXT_ENCODER_DIR, safe_serialization=True)
+
+    @classmethod
+    def load(cls, folder: Path) -> "TextConditioner":
+        """From a folder with ``tokenizer/`` and ``text_encoder/`` (a curate text model or a Stable Diffusion folder)."""
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        folder = Path(folder)
+        return cls(CLIPTokenizer.from_pretrained(folder / TOKENIZER_DIR),
+                   CLIPTextModel.from_pretrained(folder / TEXT_ENCODER_DIR)).eval()
+
+
+def has_text_encoder(folder: Path) -> bool:
+    return (Path(folder) / TEXT_ENCODER_DIR).is_dir() and (Path(folder) / TOKENIZER_DIR).is_dir()
+
+
+def text_conditioner(class_names: Sequence[str], *, context_dim: int, layers: int = 2, seed: int = 0,
+                     extra_templates: Sequence[str] = ()) -> TextConditioner:
+    """A fresh tokenizer and text encoder for prompts about ``class_names`` (and the words of ``extra_templates``)."""
+    words = words_of([*class_names, *TRAIN_TEMPLATES, EXTRA_WORDS, *extra_templates])
+    tokenizer = build_tokenizer(words)
+    return TextConditioner(tokenizer, build_text_encoder(tokenizer, hidden_size=context_dim, layers=layers,
+                                                         seed=seed)).eval()
+
+
+def class_prompts(labels: np.ndarray, class_names: Sequence[str], *, seed: int,
+                  templates: Sequence[str] = TRAIN_TEMPLATES) -> list[str]:
+    """One prompt per row: its class name in a template drawn from ``seed``."""
+    pick = np.random.default_rng(seed).integers(len(templates), size=len(labels))
+    return [templates[k].format(class_names[int(y)]) for k, y in zip(pick, np.asarray(labels))]
