@@ -13,6 +13,7 @@ from PIL import Image
 from curate.cli import cli
 from curate.data.images import decode_images
 from curate.data.table import make_table
+from reliability_helpers import tree_digest
 
 rng = np.random.default_rng(0)
 RGB = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
@@ -52,24 +53,6 @@ def messy_folder(root: Path) -> None:
     os.symlink(root / "b" / "one.png", root / "b" / "linked.png")
     (root / "a" / "full.jpg").unlink()
     (root / "a" / "full.png").unlink()
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """Every entry under ``root``: file bytes, link targets and modes, so any write or chmod shows."""
-    import hashlib
-
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            rel = p.relative_to(root).as_posix()
-            if p.is_symlink():
-                out[rel] = "link:" + os.readlink(p)
-            elif p.is_file():
-                out[rel] = hashlib.sha256(p.read_bytes()).hexdigest() + f":{p.stat().st_mode:o}"
-            else:
-                out[rel] = f"dir:{p.stat().st_mode:o}"
-    return out
 
 
 RECIPE = """\

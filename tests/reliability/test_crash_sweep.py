@@ -16,7 +16,7 @@ from PIL import Image
 
 from curate.recipes import parse_recipe, run_recipe
 from curate.steps import STEPS
-from tests.reliability.test_bad_images import tree_digest
+from reliability_helpers import tree_digest
 
 SWEEP = """\
 name: sweep
