@@ -23,7 +23,8 @@ from curate.index.duplicates import (
     representatives,
 )
 from curate.index.calibrate import Calibration
-from curate.index.faiss_index import DEFAULT_RECALL, SimilarityIndex, build_index, load_index, sidecar_path
+from curate.index.faiss_index import DEFAULT_RECALL, SimilarityIndex, build_index, sidecar_path
+from curate.index.saved import load_index
 from curate.index.kinds import AUTO_EXACT_MAX, INDEX_KINDS, IndexKind
 from curate.index.knn import knn_graph
 

@@ -42,7 +42,8 @@ import fiftyone.brain.internal.core.utils as fbu
 import numpy as np
 from fiftyone.brain.similarity import DuplicatesMixin, Similarity, SimilarityConfig, SimilarityIndex
 
-from curate.index.faiss_index import METRICS, as_vectors, build_index, drop_self, load_index, sidecar_path
+from curate.index.faiss_index import METRICS, as_vectors, build_index, drop_self, sidecar_path
+from curate.index.saved import load_index
 from curate.index.kinds import INDEX_KINDS
 from curate.index.knn import EXACT_GRAPH_MAX, graph_index
 

@@ -72,7 +72,7 @@ def query_index(
 
     Give exactly one of ``sample_id`` (an indexed sample), ``vector`` (D,) or ``image_path``.
     """
-    from curate.index.faiss_index import load_index
+    from curate.index.saved import load_index
 
     given = [name for name, value in (("sample_id", sample_id), ("image_path", image_path), ("vector", vector))
              if value is not None]

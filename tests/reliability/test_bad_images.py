@@ -13,7 +13,7 @@ from PIL import Image
 from curate.cli import cli
 from curate.data.images import decode_images
 from curate.data.table import make_table
-from reliability_helpers import tree_digest
+from reliability_helpers import EMBED, folder_recipe, tree_digest
 
 rng = np.random.default_rng(0)
 RGB = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
@@ -55,26 +55,13 @@ def messy_folder(root: Path) -> None:
     (root / "a" / "full.png").unlink()
 
 
-RECIPE = """\
-name: messy
-steps:
-  - id: images
-    uses: source
-    with: {{kind: imagefolder, path: '{root}'}}
-  - id: embed
-    uses: embed
-    inputs: {{data: images}}
-    with: {{model: resnet20-cifar}}
-"""
-
-
 def test_a_messy_folder_runs_with_its_unreadable_files_counted_and_listed(tmp_path, monkeypatch):
     root = tmp_path / "my photos"
     messy_folder(root)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)  # bomb.png (360,000 px) is over twice the limit
     before = tree_digest(root)
     recipe = tmp_path / "messy.yaml"
-    recipe.write_text(RECIPE.format(root=root))
+    recipe.write_text(folder_recipe("messy", root, EMBED))
     result = CliRunner().invoke(cli, ["run", str(recipe), "--workdir", str(tmp_path / "runs"), "--quiet"])
     assert result.exit_code == 0, result.output
     step = tmp_path / "runs" / "messy" / "images"

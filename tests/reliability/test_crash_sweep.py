@@ -16,82 +16,61 @@ from PIL import Image
 
 from curate.recipes import parse_recipe, run_recipe
 from curate.steps import STEPS
-from reliability_helpers import tree_digest
+from reliability_helpers import EMBED, PROBE_AUDIT, QUALITY_INDEX_DUPLICATES, folder_recipe, tree_digest
 
-SWEEP = """\
-name: sweep
-steps:
-  - id: images
-    uses: source
-    with: {{kind: imagefolder, path: '{root}'}}
+TRAINING = """\
   - id: teacher
     uses: predict
-    inputs: {{data: images}}
-    with: {{model: resnet20-cifar, split: test}}
+    inputs: {data: images}
+    with: {model: resnet20-cifar, split: test}
   - id: train
     uses: train
-    inputs: {{data: images}}
-    with: {{model: convnet, model_config: {{width: 8, depth: 1}}, epochs: 1, batch_size: 16}}
+    inputs: {data: images}
+    with: {model: convnet, model_config: {width: 8, depth: 1}, epochs: 1, batch_size: 16}
   - id: ssl
     uses: ssl
-    inputs: {{data: images}}
-    with: {{model: convnet, model_config: {{width: 8, depth: 1}}, epochs: 2, batch_size: 8, split: null}}
-  - id: embed
-    uses: embed
-    inputs: {{data: images}}
-    with: {{model: resnet20-cifar}}
-  - id: probe
-    uses: predict
-    inputs: {{data: images, embeddings: embed}}
-    with: {{probe: linear, folds: 2}}
-  - id: audit
-    uses: audit
-    inputs: {{data: images, pred_probs: probe, embeddings: embed}}
+    inputs: {data: images}
+    with: {model: convnet, model_config: {width: 8, depth: 1}, epochs: 2, batch_size: 8, split: null}
+"""
+CLEAN = """\
   - id: clean
     uses: audit_apply
-    inputs: {{data: images, audit: audit}}
-    with: {{action: drop, unreviewed: apply}}
-  - id: quality
-    uses: image_quality
-    inputs: {{data: images}}
-  - id: index
-    uses: index
-    inputs: {{data: images, embeddings: embed}}
-  - id: duplicates
-    uses: duplicates
-    inputs: {{data: images, embeddings: embed, index: index}}
+    inputs: {data: images, audit: audit}
+    with: {action: drop, unreviewed: apply}
+"""
+GENERATION_AND_EXPORT = """\
   - id: relabel
     uses: relabel
-    inputs: {{data: images}}
-    with: {{model: resnet20-cifar, shard_size: 8}}
+    inputs: {data: images}
+    with: {model: resnet20-cifar, shard_size: 8}
   - id: condense
     uses: condense
-    inputs: {{data: images}}
-    with: {{method: dm, ipc: 1, iterations: 3, model_config: {{width: 8, depth: 2}}, options: {{batch_real: 4}},
-           checkpoint_every: 1, evaluate: {{runs: 1, epochs: 1}}}}
+    inputs: {data: images}
+    with: {method: dm, ipc: 1, iterations: 3, model_config: {width: 8, depth: 2}, options: {batch_real: 4},
+           checkpoint_every: 1, evaluate: {runs: 1, epochs: 1}}
   - id: ddpm
     uses: train_diffusion
-    inputs: {{data: images}}
-    with: {{image_size: 8, block_out_channels: [4, 8], steps: 3, batch_size: 4, checkpoint_every: 1}}
+    inputs: {data: images}
+    with: {image_size: 8, block_out_channels: [4, 8], steps: 3, batch_size: 4, checkpoint_every: 1}
   - id: sieve
     uses: train
-    inputs: {{data: images}}
-    with: {{model: convnet, model_config: {{width: 8, depth: 1, im_size: 8}}, epochs: 1, batch_size: 16}}
+    inputs: {data: images}
+    with: {model: convnet, model_config: {width: 8, depth: 1, im_size: 8}, epochs: 1, batch_size: 16}
   - id: gen
     uses: synth
-    inputs: {{data: images, diffusion: ddpm, filter: sieve}}
-    with: {{per_class: 1, guidance_scale: 1.0, num_inference_steps: 2, noisy_steps: 2, noisy_width: 8,
-           min_confidence: 0.0, min_copy_distance: 0.0}}
+    inputs: {data: images, diffusion: ddpm, filter: sieve}
+    with: {per_class: 1, guidance_scale: 1.0, num_inference_steps: 2, noisy_steps: 2, noisy_width: 8,
+           min_confidence: 0.0, min_copy_distance: 0.0}
   - id: compare
     uses: compare
-    inputs: {{runs: [teacher, train]}}
+    inputs: {runs: [teacher, train]}
   - id: export
     uses: export
-    inputs: {{data: condense}}
-    with: {{license: other}}
+    inputs: {data: condense}
+    with: {license: other}
   - id: fiftyone
     uses: fiftyone
-    inputs: {{data: images, predictions: [teacher], embeddings: [embed]}}
+    inputs: {data: images, predictions: [teacher], embeddings: [embed]}
 """
 
 def image_folder(root: Path) -> None:
@@ -126,9 +105,10 @@ def test_every_step_kind_survives_crashes_at_its_commits_and_leaves_the_source_u
                                                                                          write_faults, fo):
     root = tmp_path / "images"
     image_folder(root)
-    plan = parse_recipe(SWEEP.format(root=root), filename="sweep.yaml")
+    plan = parse_recipe(folder_recipe("sweep", root, TRAINING, EMBED, PROBE_AUDIT, CLEAN, QUALITY_INDEX_DUPLICATES,
+                                       GENERATION_AND_EXPORT), filename="sweep.yaml")
     kinds = {step.kind for step in plan.steps}
-    assert kinds == {k for k in STEPS.names() if not k.startswith("toy_")}, "add the new step kind to SWEEP"
+    assert kinds == {k for k in STEPS.names() if not k.startswith("toy_")}, "add the new step kind to the sweep recipe"
     read_only(root, on=True)
     before = tree_digest(root)
     try:

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from curate.cli import cli
+from reliability_helpers import EMBED, PROBE_AUDIT, QUALITY_INDEX_DUPLICATES, folder_recipe
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("curate", "audits", "synth")
@@ -57,7 +58,7 @@ def test_no_unsafe_deserialization_or_remote_code_in_the_packages():
 
 def test_the_scan_sees_what_it_refuses(tmp_path, monkeypatch):
     """The scan itself: an unsafe call in a package file is reported."""
-    bad = "import torch, yaml\ntorch.load('x')\nyaml.load('y')\nf(trust_remote_code=True)\n"
+    bad = "import torch, yaml\n{0}.load('x')\n{1}.load('y')\nf(trust_remote_code=True)\n".format("torch", "yaml")
     tree = ast.parse(bad)
     found = [name_of(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)]
     assert {"torch.load", "yaml.load"} <= set(found)
@@ -85,36 +86,11 @@ HOSTILE_CLASS = "<img src=x onerror=alert(1)>"
 HOSTILE_FILE = "\"><svg onload=alert(2)>.png"
 TOKEN = "hf_fakeTokenThatMustNeverBeWritten42"
 
-RECIPE = """\
-name: hostile
-steps:
-  - id: images
-    uses: source
-    with: {{kind: imagefolder, path: '{root}'}}
-  - id: embed
-    uses: embed
-    inputs: {{data: images}}
-    with: {{model: resnet20-cifar}}
-  - id: probe
-    uses: predict
-    inputs: {{data: images, embeddings: embed}}
-    with: {{probe: linear, folds: 2}}
-  - id: audit
-    uses: audit
-    inputs: {{data: images, pred_probs: probe, embeddings: embed}}
-  - id: quality
-    uses: image_quality
-    inputs: {{data: images}}
-  - id: index
-    uses: index
-    inputs: {{data: images, embeddings: embed}}
-  - id: duplicates
-    uses: duplicates
-    inputs: {{data: images, embeddings: embed, index: index}}
+EXPORT = """\
   - id: export
     uses: export
-    inputs: {{data: images}}
-    with: {{license: other}}
+    inputs: {data: images}
+    with: {license: other}
 """
 
 
@@ -130,7 +106,7 @@ def test_reports_escape_user_names_and_no_token_is_written(tmp_path, monkeypatch
     (root / HOSTILE_CLASS / HOSTILE_FILE).write_bytes((root / HOSTILE_CLASS / "0.png").read_bytes())
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     recipe = tmp_path / "hostile.yaml"
-    recipe.write_text(RECIPE.format(root=root))
+    recipe.write_text(folder_recipe("hostile", root, EMBED, PROBE_AUDIT, QUALITY_INDEX_DUPLICATES, EXPORT))
     result = CliRunner().invoke(cli, ["run", str(recipe), "--workdir", str(tmp_path / "runs"), "--quiet"])
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "hostile"
