@@ -100,15 +100,54 @@ def outputs(run_dir: Path, step: str) -> dict[str, str]:
     return {name: entry["fingerprint"] for name, entry in manifest["outputs"].items()}
 
 
-@pytest.mark.parametrize("middle", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["ends", "middle"])
-def test_every_step_kind_survives_crashes_at_its_commits_and_leaves_the_source_untouched(middle, tmp_path,
-                                                                                         write_faults, fo):
-    root = tmp_path / "images"
-    image_folder(root)
-    plan = parse_recipe(folder_recipe("sweep", root, TRAINING, EMBED, PROBE_AUDIT, CLEAN, QUALITY_INDEX_DUPLICATES,
-                                       GENERATION_AND_EXPORT), filename="sweep.yaml")
-    kinds = {step.kind for step in plan.steps}
-    assert kinds == {k for k in STEPS.names() if not k.startswith("toy_")}, "add the new step kind to the sweep recipe"
+METHODS = """\
+  - id: recovered
+    uses: condense
+    inputs: {data: images}
+    with: {method: cda, ipc: 1, iterations: 2, teacher: {model: resnet20-cifar}, model_config: {width: 8, depth: 2},
+           evaluate: {runs: 1, kd: {epochs: 1, batch_size: 8}, relabel: stored}}
+  - id: ssl
+    uses: ssl
+    inputs: {data: images}
+    with: {model: convnet, model_config: {width: 8, depth: 1}, epochs: 1, batch_size: 8, split: null}
+  - id: ssl_embed
+    uses: embed
+    inputs: {data: images, model: ssl}
+  - id: conditioned
+    uses: train_diffusion
+    inputs: {data: images, embeddings: ssl_embed}
+    with: {image_size: 8, block_out_channels: [4, 8], attention_levels: [1], steps: 2, batch_size: 4,
+           class_conditional: false, context_dim: 8, checkpoint_every: 1}
+  - id: sieve
+    uses: train
+    inputs: {data: images}
+    with: {model: convnet, model_config: {width: 8, depth: 1, im_size: 8}, epochs: 1, batch_size: 16}
+  - id: variations
+    uses: synth
+    inputs: {data: images, diffusion: conditioned, filter: sieve}
+    with: {method: ssl_conditioned, per_class: 1, variations_per_image: 1, num_inference_steps: 2,
+           min_confidence: 0.0, min_copy_distance: 0.0, panorama_references: 1, panorama_grid: 2}
+  - id: t2i
+    uses: train_diffusion
+    inputs: {data: images}
+    with: {image_size: 8, block_out_channels: [4, 8], attention_levels: [1], class_conditional: false,
+           text_conditioning: true, context_dim: 16, steps: 2, batch_size: 4, checkpoint_every: 1}
+  - id: guide
+    uses: train
+    inputs: {data: images}
+    with: {model: convnet, model_config: {width: 4, depth: 1, im_size: 8}, epochs: 1, batch_size: 16}
+  - id: tokens
+    uses: synth
+    inputs: {data: images, diffusion: t2i, classifier: guide, filter: sieve}
+    with: {method: class_tokens, classes: [cat, ship], per_class: 1, max_epochs: 2, epoch_size: 1, train_steps: 2,
+           num_inference_steps: 2, min_confidence: 0.0, min_copy_distance: 0.0}
+"""
+
+
+def crash_sweep(plan, root: Path, tmp_path: Path, write_faults, *, middle: bool):
+    """Run ``plan`` once, then crash it at the first (and with ``middle`` a middle) commit and at the
+    ``step.json`` commit of every step in turn, resuming each time, on the read-only ``root``. Returns the
+    reference run directory, the crashed-and-resumed one and the crash points survived per step kind."""
     read_only(root, on=True)
     before = tree_digest(root)
     try:
@@ -118,7 +157,7 @@ def test_every_step_kind_survives_crashes_at_its_commits_and_leaves_the_source_u
                    for step in plan.steps}
         assert all(commits.values()), commits
 
-        crashed = tmp_path / "crash" / "sweep"
+        crashed = tmp_path / "crash" / plan.name
         survived = {}
         for step in plan.steps:
             points = sorted({1, (commits[step.id] + 1) // 2}) if middle else [1]
@@ -133,11 +172,37 @@ def test_every_step_kind_survives_crashes_at_its_commits_and_leaves_the_source_u
     finally:
         read_only(root, on=False)
 
-    assert resumed.run_dir == crashed and len(survived) == len(kinds) and min(survived.values()) >= 2
+    assert resumed.run_dir == crashed and min(survived.values()) >= 2
     for step in plan.steps:  # every output bit-identical: CPU work here is deterministic
         assert outputs(crashed, step.id) == outputs(reference.run_dir, step.id), step.id
     assert not list(crashed.rglob("*.tmp*")), "a temporary file of an interrupted write was left behind"
+    return reference.run_dir, crashed, survived
+
+
+@pytest.mark.parametrize("middle", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["ends", "middle"])
+def test_every_step_kind_survives_crashes_at_its_commits_and_leaves_the_source_untouched(middle, tmp_path,
+                                                                                         write_faults, fo):
+    root = tmp_path / "images"
+    image_folder(root)
+    plan = parse_recipe(folder_recipe("sweep", root, TRAINING, EMBED, PROBE_AUDIT, CLEAN, QUALITY_INDEX_DUPLICATES,
+                                       GENERATION_AND_EXPORT), filename="sweep.yaml")
+    kinds = {step.kind for step in plan.steps}
+    assert kinds == {k for k in STEPS.names() if not k.startswith("toy_")}, "add the new step kind to the sweep recipe"
+    _, crashed, survived = crash_sweep(plan, root, tmp_path, write_faults, middle=middle)
+    assert len(survived) == len(kinds)
 
     dataset = fo.load_dataset(json.loads((crashed / "fiftyone.json").read_text())["dataset"])
     ids = dataset.values("sample_id") if dataset.has_field("sample_id") else dataset.values("filepath")
     assert len(dataset) == len(ids) == len(set(ids)) == 50, "duplicate or orphan samples in the FiftyOne dataset"
+
+
+def test_the_methods_the_kinds_sweep_leaves_out_survive_crashes_too(tmp_path, write_faults):
+    """CDA with a registry teacher and stored relabel, SSL-conditioned variations with a panorama, and class
+    tokens on a text-to-image model: crashed at each step's first and last commit, resumed bit-identical."""
+    root = tmp_path / "images"
+    image_folder(root)
+    plan = parse_recipe(folder_recipe("methods", root, METHODS), filename="methods.yaml")
+    reference, crashed, survived = crash_sweep(plan, root, tmp_path, write_faults, middle=False)
+    assert sum(survived.values()) == 2 * len(plan.steps)
+    assert (crashed / "tokens" / "class_tokens" / "cat.safetensors").is_file()
+    assert json.loads((crashed / "recovered" / "metrics.json").read_text())["method"] == "cda"
