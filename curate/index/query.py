@@ -85,7 +85,7 @@ def query_index(
         dist, rows = index.neighbors_of_rows(_row_of(index, sample_id, run_dir), k)
     else:
         query = embed_image_file(run_dir, index.meta, image_path, device=device) if image_path is not None \
-            else np.asarray(vector, dtype=np.float32).reshape(1, -1)
+            else _one_vector(vector)
         dist, rows = index.search_rows(query, k)
     found = rows[0] >= 0
     rows, dist = rows[0][found], dist[0][found]
@@ -152,3 +152,14 @@ def embed_image_file(run_dir: Path, meta: dict[str, Any], image_path: str | Path
     class_names = list(getattr(model, "class_names", None) or [str(i) for i in range(model.num_classes)])
     row = make_table(ids=["query"], images=[image_path], labels=[0], class_names=class_names, splits="query")
     return embed(model, row, normalize=entry.get("normalize", True), device=device, progress=False)
+
+
+def _one_vector(vector: Any) -> np.ndarray:
+    """A query vector (D,) or (1, D) as one row; any other shape is refused rather than flattened."""
+    array = np.asarray(vector)
+    if array.ndim == 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.number):
+        raise UsageError(f"--vector must hold one numeric vector of shape (D,) or (1, D), got {array.dtype} of "
+                         f"shape {array.shape}")
+    return array.astype(np.float32).reshape(1, -1)

@@ -204,6 +204,24 @@ def test_imagefolder_skips_corrupt_files_with_one_warning(jpeg_tree, tmp_path, c
     assert "train/dog/broken.jpg" in record.getMessage()
 
 
+def test_imagefolder_names_empty_class_folders_and_classes_without_images(jpeg_tree, tmp_path, caplog):
+    """A class folder with no image (or a listed class with no folder) is named in one warning, not dropped
+    without a word; a folder inside a class folder is not a class and is not reported."""
+    (jpeg_tree / "test" / "frog").mkdir()
+    (jpeg_tree / "train" / "cat" / "thumbs").mkdir()
+    with caplog.at_level(logging.WARNING, logger="curate.data.sources.imagefolder"):
+        table = _load("imagefolder", tmp_path, path=str(jpeg_tree), class_names=["cat", "dog", "frog", "ship", "yak"])
+    assert len(table) == 24 and table.features["label"].names == ["cat", "dog", "frog", "ship", "yak"]
+    (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert record.getMessage().endswith("class folder(s) without images, not read: test/frog; "
+                                        "class(es) of `class_names` with no images: frog, yak")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="curate.data.sources.imagefolder"):
+        _load("imagefolder", tmp_path / "again", path=str(jpeg_tree))
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+        "class folder(s) without images, not read: test/frog"]
+
+
 def test_imagefolder_flat_layout_with_split_name(jpeg_tree, tmp_path):
     flat = jpeg_tree / "test"
     table = _load("imagefolder", tmp_path, path=str(flat), split="val", class_names=["ship", "dog", "cat"])

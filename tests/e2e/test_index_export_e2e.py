@@ -67,6 +67,12 @@ def test_recipe_indexes_finds_duplicates_exports_and_answers_queries(tmp_path, f
     assert table[7]["id"] not in [h.sample_id for h in by_id] and by_id == sorted(by_id, key=lambda h: h.distance)
     vector = np.load(run_dir / "embed" / "embeddings.npy")[7]
     assert query_index(run_dir, vector=vector, k=1)[0].sample_id == table[7]["id"]
+    assert query_index(run_dir, vector=vector[None], k=1)[0].sample_id == table[7]["id"]
+    with pytest.raises(UsageError, match=r"one numeric vector of shape \(D,\) or \(1, D\), got float32 of shape "
+                                         r"\(2, 1, 64\)"):  # refused, not flattened into a 128-dim query
+        query_index(run_dir, vector=np.stack([vector[None], vector[None]]), k=1)
+    with pytest.raises(UsageError, match="NaN or infinite"):
+        query_index(run_dir, vector=np.full_like(vector, np.nan), k=1)
     with pytest.raises(UsageError, match="exactly one of"):
         query_index(run_dir, k=3)
 

@@ -44,6 +44,13 @@ def _subdirs(folder: Path) -> list[str]:
     return [e.name for e in _entries(folder) if _kind(e) == "dir"]
 
 
+def _empty_class_folders(root: Path, rows: list[tuple[str, str, str]]) -> list[str]:
+    """Folders beside the class folders that were read but hold no image: reported, since a class a user
+    expects would otherwise vanish from the table without a word."""
+    used = {Path(r).parent for _, _, r in rows}
+    return sorted((c / d).as_posix() for c in {p.parent for p in used} for d in _subdirs(root / c) if c / d not in used)
+
+
 def _images(folder: Path, extensions: tuple[str, ...]) -> list[str]:
     """Files with an image ending, and broken symlinks with one (kept so they are counted as skipped)."""
     return [e.name for e in _entries(folder) if _kind(e) != "dir" and e.name.lower().endswith(extensions)]
@@ -118,6 +125,12 @@ class ImageFolderSource(Source):
         if unknown:
             raise UsageError(f"{where}: class folder '{unknown[0]}' is not in `class_names` "
                              f"({', '.join(class_names)}); add it or remove the folder")
+        empty = _empty_class_folders(root, rows)
+        classless = [c for c in class_names if c not in folders]
+        if empty or classless:
+            log.warning("%s: %s", where, "; ".join(
+                [f"class folder(s) without images, not read: {', '.join(empty)}"] * bool(empty) +
+                [f"class(es) of `class_names` with no images: {', '.join(classless)}"] * bool(classless)))
         if config.verify and rows:
             problems = thread_map(_problem, [root / r for _, _, r in rows], progress=progress, desc="verify images")
             self.skipped = [(r, why) for (_, _, r), why in zip(rows, problems) if why is not None]
