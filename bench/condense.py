@@ -139,6 +139,9 @@ def paired(a: dict, b: dict) -> dict:
     return summarize([x - y for x, y in zip(a["runs"], b["runs"])])
 
 
+SRE2L_SETS = ("cda", "sre2l", "random_kd", "random_kd_hard", "dm")
+
+
 def sre2l_main(args: argparse.Namespace) -> None:
     """SRe2L vs CDA at equal budget, against random real images (KD and hard labels) and DM under KD."""
     from curate.condense.kd import KDRecipe
@@ -181,11 +184,13 @@ def sre2l_main(args: argparse.Namespace) -> None:
     print(f"\n{header}\n|---|---|---|---|---|---|")
     for ipc in args.ipc:
         dm = distill(images, labels, method="dm", ipc=ipc, iterations=args.dm_iterations, model_config={
-            "width": args.width}, batch_real=args.batch_real, seed=args.seed, progress=False)
+            "width": args.width}, batch_real=args.batch_real, seed=args.seed, progress=False) \
+            if "dm" in args.sets else None
         chosen = random_selection(images, labels, ipc=ipc, seed=args.seed)
         kd = KDRecipe(epochs=epochs[ipc], lr=args.kd_lr, temperature=args.kd_temperature, batch_size=args.kd_batch)
         sets = [("cda", prefix(recovered["cda"], ipc), "kd"), ("sre2l", prefix(recovered["sre2l"], ipc), "kd"),
                 ("random", chosen, "kd"), ("random", chosen, "kd_hard"), ("dm", dm, "kd")]
+        sets = [s for s in sets if (s[0] if s[0] != "random" else f"random_{s[2]}") in args.sets]
         for student, config in students:
             results = {}
             for name, synthetic, protocol in sets:
@@ -215,14 +220,16 @@ def sre2l_main(args: argparse.Namespace) -> None:
 
 def sre2l_verdicts(results: dict) -> dict[str, str]:
     """cda vs sre2l (paired runs), and each against random real images with hard labels and under KD."""
-    cda, sre2l = results["cda", "kd"], results["sre2l", "kd"]
-    diff = paired(cda, sre2l)
-    beyond = diff["ci95"] is not None and diff["mean"] - diff["ci95"] > 0
-    out = {"cda - sre2l (paired)": f"{100 * diff['mean']:+.1f} +- {100 * (diff['ci95'] or 0):.1f} "
-                                   f"({'beyond noise' if beyond else 'not beyond noise'})"}
+    out = {}
+    if ("cda", "kd") in results and ("sre2l", "kd") in results:
+        diff = paired(results["cda", "kd"], results["sre2l", "kd"])
+        beyond = diff["ci95"] is not None and diff["mean"] - diff["ci95"] > 0
+        out["cda - sre2l (paired)"] = (f"{100 * diff['mean']:+.1f} +- {100 * (diff['ci95'] or 0):.1f} "
+                                       f"({'beyond noise' if beyond else 'not beyond noise'})")
     for name in ("cda", "sre2l"):
         for base, label in ((("random", "kd_hard"), "random hard"), (("random", "kd"), "random KD")):
-            out[f"{name} > {label}"] = beats(results[name, "kd"], results[base])
+            if (name, "kd") in results and base in results:
+                out[f"{name} > {label}"] = beats(results[name, "kd"], results[base])
     return out
 
 
@@ -269,6 +276,8 @@ def main() -> None:
     sre2l.add_argument("--kd-batch", type=int, default=128)
     sre2l.add_argument("--relabel", choices=["on_the_fly", "stored"], default="on_the_fly")
     sre2l.add_argument("--dm-iterations", type=int, default=100)
+    sre2l.add_argument("--sets", nargs="+", default=list(SRE2L_SETS), choices=SRE2L_SETS,
+                       help="which sets to evaluate (default: all; e.g. `cda sre2l` with more --eval-runs)")
     sre2l.add_argument("--checkpoint-dir", type=Path, help="keep finished recovery blocks here (a rerun resumes)")
     args = parser.parse_args()
     if args.threads:
