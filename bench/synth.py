@@ -162,6 +162,11 @@ def main() -> None:
     parser.add_argument("--train-only", action="store_true", help="ssl/tokens: train (into --cache) and stop")
     parser.add_argument("--classes", nargs="+", default=None, help="tokens: classes to learn tokens for")
     parser.add_argument("--token-lr", type=float, default=1.25e-3, help="tokens: AdamW lr of the token (official)")
+    parser.add_argument("--token-epochs", type=int, nargs=2, default=None, metavar=("MAX", "PATIENCE"),
+                        help="tokens: max_epochs and patience (official 50 15; default: the size's)")
+    parser.add_argument("--token-steps", type=int, nargs=2, default=None, metavar=("TRAIN", "SAMPLE"),
+                        help="tokens: DDIM steps per optimization generation and per sample (official 30 30)")
+    parser.add_argument("--token-cfg", type=float, default=None, help="tokens: CFG scale (official 7)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -558,10 +563,17 @@ def tokens_part(args, cfg, seeds) -> None:
     from synth.train_diffusion import build_unet, train_ddpm
 
     device = resolve_device(args.device)
+    if args.token_epochs:
+        cfg = {**cfg, "max_epochs": args.token_epochs[0], "patience": args.token_epochs[1]}
+    if args.token_steps:
+        cfg = {**cfg, "train_steps": args.token_steps[0], "token_inference_steps": args.token_steps[1]}
+    if args.token_cfg is not None:
+        cfg = {**cfg, "cfg": args.token_cfg}
     all_x, all_y, te_x, te_y, all_names = load_data(10 ** 6)
     classes = list(args.classes or TOKEN_CLASSES)
     ids = np.array([all_names.index(c) for c in classes])
     k, s = len(classes), cfg["image_size"]
+    t2i_steps = args.diffusion_steps or cfg["t2i_steps"]
     rows = [np.flatnonzero(all_y == i) for i in ids]
     subset = np.concatenate([r[:cfg["real_per_class"]] for r in rows])
     other = np.concatenate([r[cfg["real_per_class"]:] for r in rows])
@@ -572,7 +584,7 @@ def tokens_part(args, cfg, seeds) -> None:
     te_s, te_y = resize(te_x[test], s), np.array([remap[int(v)] for v in te_y[test]])
     print(f"part=tokens size={args.size} device={device} threads={torch.get_num_threads()} classes={classes} "
           f"real subset={len(tr_s)} other train rows={len(ot_s)} test={len(te_s)} image={s}x{s} "
-          f"unet={cfg['token_blocks']} text width={cfg['context_dim']} t2i steps={cfg['t2i_steps']}")
+          f"unet={cfg['token_blocks']} text width={cfg['context_dim']} t2i steps={t2i_steps}")
 
     def build():
         unet = build_unet(image_size=s, block_out_channels=cfg["token_blocks"], layers_per_block=1,
@@ -582,11 +594,11 @@ def tokens_part(args, cfg, seeds) -> None:
 
     def train(pair):
         prompts = pair[1].encode(class_prompts(tr_y, classes, seed=0)).numpy()
-        return train_ddpm(pair[0], tr_s, tr_y, embeddings=prompts, conditioner=pair[1], steps=cfg["t2i_steps"],
+        return train_ddpm(pair[0], tr_s, tr_y, embeddings=prompts, conditioner=pair[1], steps=t2i_steps,
                           batch_size=cfg["t2i_batch"], lr=1e-3, warmup_steps=50, ema_decay=0.995, seed=0,
                           device=device, progress=True)
 
-    unet, conditioner, sched_cfg = cached_ddpm(args, f"text2image_{args.size}", build, train)
+    unet, conditioner, sched_cfg = cached_ddpm(args, f"text2image_{args.size}_{t2i_steps}", build, train)
     if args.train_only:
         return
     t2i = TextToImage(conditioner.tokenizer, conditioner.text_encoder, unet, sched_cfg).to(device)
