@@ -167,6 +167,8 @@ def main() -> None:
     parser.add_argument("--token-steps", type=int, nargs=2, default=None, metavar=("TRAIN", "SAMPLE"),
                         help="tokens: DDIM steps per optimization generation and per sample (official 30 30)")
     parser.add_argument("--token-cfg", type=float, default=None, help="tokens: CFG scale (official 7)")
+    parser.add_argument("--token-grad-steps", type=int, default=None,
+                        help="tokens: also learn tokens with the gradient through this many final steps (paper: 1)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -554,6 +556,8 @@ def tokens_part(args, cfg, seeds) -> None:
     a ConvNet GUIDE, and two JUDGES' accuracy on "A photo of <class>" vs "A photo of newclas <class>" samples drawn
     from the same seeds. Judges: the pretrained ResNet (10-way) and a wider ConvNet trained on the OTHER training
     rows of these classes, another seed (4-way); neither guided nor chose anything."""
+    from dataclasses import replace
+
     from curate.learn import ArrayData, Augment, fit, predict_images, resolve_device
     from curate.models import create_model
     from synth.class_tokens import TextToImage, TokenSettings, generate, optimize_token
@@ -625,25 +629,34 @@ def tokens_part(args, cfg, seeds) -> None:
     n_steps, w = cfg["token_inference_steps"], cfg["cfg"]
     print(f"shortened protocol: lr {args.token_lr} (official 1.25e-3), epoch_size 5, max_epochs {cfg['max_epochs']} (official 50), patience "
           f"{cfg['patience']} (15), {cfg['train_steps']} DDIM steps per optimization generation (30), "
-          f"{n_steps} per sample, CFG {w} (7), {cfg['token_per_class']} samples per class per seed, seeds {seeds}")
+          f"{n_steps} per sample, CFG {w} (7), {cfg['token_per_class']} samples per class per seed, seeds {seeds}; "
+          f"gradient through the last step (paper){f' and through {args.token_grad_steps}' if args.token_grad_steps else ''}")
     tokenizer, _ = t2i.with_placeholder("newclas")
     start = t2i.init_row(tokenizer, "a")  # the untrained token: the control for the prompt's form
-    prompts = ("plain", "init", "token")
+    prompts = ("plain", "init", "token") + (("chain",) if args.token_grad_steps else ())
     scores = {f"{m} {p}": [] for m in ("judge10", "judge4", "guide") for p in prompts}
     seconds, epochs = {c: [] for c in classes}, {c: [] for c in classes}
     for seed in seeds:
         settings = TokenSettings(max_epochs=cfg["max_epochs"], patience=cfg["patience"], seed=35 + seed,
                                  num_inference_steps=cfg["train_steps"], cfg_scale=w, lr=args.token_lr)
-        learned = {}
+        learned, chain = {}, {}
         for y, c in enumerate(classes):
             tok = optimize_token(t2i, classify, class_name=c, target=y, settings=settings)
             learned[y] = tok.row
             seconds[c].append(tok.seconds)
             epochs[c].append(tok.epochs)
             print(f"   seed {seed} {c:12s} {tok.epochs:3d} epochs ({tok.stop}), {tok.seconds:6.1f}s, loss "
-                  f"{tok.history[0]['loss']:.3f} -> best {tok.best_loss:.3f}", flush=True)
+                  f"{tok.history[0]['loss']:.3f} -> best {tok.best_loss:.3f}, |kept - init| / |init| "
+                  f"{float((tok.row.flatten() - start).norm() / start.norm()):.2f}", flush=True)
+            if args.token_grad_steps:
+                tok = optimize_token(t2i, classify, class_name=c, target=y, settings=replace(
+                    settings, grad_steps=args.token_grad_steps))
+                chain[y] = tok.row
+                print(f"   seed {seed} {c:12s} gradient through {args.token_grad_steps} steps: {tok.epochs:3d} epochs "
+                      f"({tok.stop}), {tok.seconds:6.1f}s, loss {tok.history[0]['loss']:.3f} -> best "
+                      f"{tok.best_loss:.3f}", flush=True)
         labels, _, sample_seeds = plan_samples(np.arange(k), per_class=cfg["token_per_class"], base_seed=1000 + seed)
-        for name, tokens in zip(prompts, ({y: None for y in learned}, {y: start for y in learned}, learned)):
+        for name, tokens in zip(prompts, ({y: None for y in learned}, {y: start for y in learned}, learned, chain)):
             images = generate(t2i, tokens, classes, labels, sample_seeds, steps=n_steps, cfg_scale=w, batch_size=64)
             scores[f"judge10 {name}"].append(float(judge10_correct(images, labels).mean()))
             scores[f"judge4 {name}"].append(float((predict_images(judge4, images, device=device).argmax(1)
@@ -653,14 +666,16 @@ def tokens_part(args, cfg, seeds) -> None:
     print("\ntoken optimization per class to the stopping rule: "
           + "; ".join(f"{c} {interval(seconds[c])} s, {np.mean(epochs[c]):.1f} epochs" for c in classes))
     print(f"   {'prompt':28s} {'ResNet judge acc':>18s} {'ConvNet judge acc':>18s} {'guide p(target)':>18s}")
-    for name, label in zip(prompts, ("A photo of <class>", "newclas, untrained ('a')", "newclas, learned")):
+    for name, label in zip(prompts, ("A photo of <class>", "newclas, untrained ('a')", "newclas, learned",
+                                     f"learned, grad {args.token_grad_steps} steps")):
         print(f"   {label:28s} {interval(scores[f'judge10 {name}']):>18s} {interval(scores[f'judge4 {name}']):>18s} "
               f"{interval(scores[f'guide {name}']):>18s}")
     for judge in ("judge10", "judge4"):
-        for base in ("plain", "init"):
-            gain = np.subtract(scores[f"{judge} token"], scores[f"{judge} {base}"]).tolist()
-            print(f"   {judge} accuracy gain of the learned token over {base}, paired by seed: {interval(gain)} "
-                  f"({', '.join(f'{v:+.3f}' for v in gain)})")
+        for name in prompts[2:]:
+            for base in ("plain", "init"):
+                gain = np.subtract(scores[f"{judge} {name}"], scores[f"{judge} {base}"]).tolist()
+                print(f"   {judge} accuracy gain of {name} over {base}, paired by seed: {interval(gain)} "
+                      f"({', '.join(f'{v:+.3f}' for v in gain)})")
 
 
 def seam_ratio(image: np.ndarray, window: int) -> float:
