@@ -636,6 +636,7 @@ def tokens_part(args, cfg, seeds) -> None:
     prompts = ("plain", "init", "token") + (("chain",) if args.token_grad_steps else ())
     scores = {f"{m} {p}": [] for m in ("judge10", "judge4", "guide") for p in prompts}
     seconds, epochs = {c: [] for c in classes}, {c: [] for c in classes}
+    per_class = {p: [] for p in prompts}
     for seed in seeds:
         settings = TokenSettings(max_epochs=cfg["max_epochs"], patience=cfg["patience"], seed=35 + seed,
                                  num_inference_steps=cfg["train_steps"], cfg_scale=w, lr=args.token_lr)
@@ -659,8 +660,9 @@ def tokens_part(args, cfg, seeds) -> None:
         for name, tokens in zip(prompts, ({y: None for y in learned}, {y: start for y in learned}, learned, chain)):
             images = generate(t2i, tokens, classes, labels, sample_seeds, steps=n_steps, cfg_scale=w, batch_size=64)
             scores[f"judge10 {name}"].append(float(judge10_correct(images, labels).mean()))
-            scores[f"judge4 {name}"].append(float((predict_images(judge4, images, device=device).argmax(1)
-                                                   == labels).mean()))
+            right4 = predict_images(judge4, images, device=device).argmax(1) == labels
+            scores[f"judge4 {name}"].append(float(right4.mean()))
+            per_class[name].append([float(right4[labels == y].mean()) for y in range(k)])
             guided = predict_images(guide, images, device=device)
             scores[f"guide {name}"].append(float(guided[np.arange(len(labels)), labels].mean()))
     print("\ntoken optimization per class to the stopping rule: "
@@ -670,6 +672,8 @@ def tokens_part(args, cfg, seeds) -> None:
                                      f"learned, grad {args.token_grad_steps} steps")):
         print(f"   {label:28s} {interval(scores[f'judge10 {name}']):>18s} {interval(scores[f'judge4 {name}']):>18s} "
               f"{interval(scores[f'guide {name}']):>18s}")
+    print("   ConvNet judge accuracy per class (mean over seeds): " + "; ".join(
+        f"{p} " + ", ".join(f"{c} {v:.3f}" for c, v in zip(classes, np.mean(per_class[p], axis=0))) for p in prompts))
     for judge in ("judge10", "judge4"):
         for name in prompts[2:]:
             for base in ("plain", "init"):
