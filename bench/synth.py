@@ -162,6 +162,13 @@ def main() -> None:
     parser.add_argument("--train-only", action="store_true", help="ssl/tokens: train (into --cache) and stop")
     parser.add_argument("--classes", nargs="+", default=None, help="tokens: classes to learn tokens for")
     parser.add_argument("--token-lr", type=float, default=1.25e-3, help="tokens: AdamW lr of the token (official)")
+    parser.add_argument("--token-epochs", type=int, nargs=2, default=None, metavar=("MAX", "PATIENCE"),
+                        help="tokens: max_epochs and patience (official 50 15; default: the size's)")
+    parser.add_argument("--token-steps", type=int, nargs=2, default=None, metavar=("TRAIN", "SAMPLE"),
+                        help="tokens: DDIM steps per optimization generation and per sample (official 30 30)")
+    parser.add_argument("--token-cfg", type=float, default=None, help="tokens: CFG scale (official 7)")
+    parser.add_argument("--token-grad-steps", type=int, default=None,
+                        help="tokens: also learn tokens with the gradient through this many final steps (paper: 1)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -549,6 +556,8 @@ def tokens_part(args, cfg, seeds) -> None:
     a ConvNet GUIDE, and two JUDGES' accuracy on "A photo of <class>" vs "A photo of newclas <class>" samples drawn
     from the same seeds. Judges: the pretrained ResNet (10-way) and a wider ConvNet trained on the OTHER training
     rows of these classes, another seed (4-way); neither guided nor chose anything."""
+    from dataclasses import replace
+
     from curate.learn import ArrayData, Augment, fit, predict_images, resolve_device
     from curate.models import create_model
     from synth.class_tokens import TextToImage, TokenSettings, generate, optimize_token
@@ -558,10 +567,17 @@ def tokens_part(args, cfg, seeds) -> None:
     from synth.train_diffusion import build_unet, train_ddpm
 
     device = resolve_device(args.device)
+    if args.token_epochs:
+        cfg = {**cfg, "max_epochs": args.token_epochs[0], "patience": args.token_epochs[1]}
+    if args.token_steps:
+        cfg = {**cfg, "train_steps": args.token_steps[0], "token_inference_steps": args.token_steps[1]}
+    if args.token_cfg is not None:
+        cfg = {**cfg, "cfg": args.token_cfg}
     all_x, all_y, te_x, te_y, all_names = load_data(10 ** 6)
     classes = list(args.classes or TOKEN_CLASSES)
     ids = np.array([all_names.index(c) for c in classes])
     k, s = len(classes), cfg["image_size"]
+    t2i_steps = args.diffusion_steps or cfg["t2i_steps"]
     rows = [np.flatnonzero(all_y == i) for i in ids]
     subset = np.concatenate([r[:cfg["real_per_class"]] for r in rows])
     other = np.concatenate([r[cfg["real_per_class"]:] for r in rows])
@@ -572,7 +588,7 @@ def tokens_part(args, cfg, seeds) -> None:
     te_s, te_y = resize(te_x[test], s), np.array([remap[int(v)] for v in te_y[test]])
     print(f"part=tokens size={args.size} device={device} threads={torch.get_num_threads()} classes={classes} "
           f"real subset={len(tr_s)} other train rows={len(ot_s)} test={len(te_s)} image={s}x{s} "
-          f"unet={cfg['token_blocks']} text width={cfg['context_dim']} t2i steps={cfg['t2i_steps']}")
+          f"unet={cfg['token_blocks']} text width={cfg['context_dim']} t2i steps={t2i_steps}")
 
     def build():
         unet = build_unet(image_size=s, block_out_channels=cfg["token_blocks"], layers_per_block=1,
@@ -582,11 +598,11 @@ def tokens_part(args, cfg, seeds) -> None:
 
     def train(pair):
         prompts = pair[1].encode(class_prompts(tr_y, classes, seed=0)).numpy()
-        return train_ddpm(pair[0], tr_s, tr_y, embeddings=prompts, conditioner=pair[1], steps=cfg["t2i_steps"],
+        return train_ddpm(pair[0], tr_s, tr_y, embeddings=prompts, conditioner=pair[1], steps=t2i_steps,
                           batch_size=cfg["t2i_batch"], lr=1e-3, warmup_steps=50, ema_decay=0.995, seed=0,
                           device=device, progress=True)
 
-    unet, conditioner, sched_cfg = cached_ddpm(args, f"text2image_{args.size}", build, train)
+    unet, conditioner, sched_cfg = cached_ddpm(args, f"text2image_{args.size}_{t2i_steps}", build, train)
     if args.train_only:
         return
     t2i = TextToImage(conditioner.tokenizer, conditioner.text_encoder, unet, sched_cfg).to(device)
@@ -613,42 +629,57 @@ def tokens_part(args, cfg, seeds) -> None:
     n_steps, w = cfg["token_inference_steps"], cfg["cfg"]
     print(f"shortened protocol: lr {args.token_lr} (official 1.25e-3), epoch_size 5, max_epochs {cfg['max_epochs']} (official 50), patience "
           f"{cfg['patience']} (15), {cfg['train_steps']} DDIM steps per optimization generation (30), "
-          f"{n_steps} per sample, CFG {w} (7), {cfg['token_per_class']} samples per class per seed, seeds {seeds}")
+          f"{n_steps} per sample, CFG {w} (7), {cfg['token_per_class']} samples per class per seed, seeds {seeds}; "
+          f"gradient through the last step (paper){f' and through {args.token_grad_steps}' if args.token_grad_steps else ''}")
     tokenizer, _ = t2i.with_placeholder("newclas")
     start = t2i.init_row(tokenizer, "a")  # the untrained token: the control for the prompt's form
-    prompts = ("plain", "init", "token")
+    prompts = ("plain", "init", "token") + (("chain",) if args.token_grad_steps else ())
     scores = {f"{m} {p}": [] for m in ("judge10", "judge4", "guide") for p in prompts}
     seconds, epochs = {c: [] for c in classes}, {c: [] for c in classes}
+    per_class = {p: [] for p in prompts}
     for seed in seeds:
         settings = TokenSettings(max_epochs=cfg["max_epochs"], patience=cfg["patience"], seed=35 + seed,
                                  num_inference_steps=cfg["train_steps"], cfg_scale=w, lr=args.token_lr)
-        learned = {}
+        learned, chain = {}, {}
         for y, c in enumerate(classes):
             tok = optimize_token(t2i, classify, class_name=c, target=y, settings=settings)
             learned[y] = tok.row
             seconds[c].append(tok.seconds)
             epochs[c].append(tok.epochs)
             print(f"   seed {seed} {c:12s} {tok.epochs:3d} epochs ({tok.stop}), {tok.seconds:6.1f}s, loss "
-                  f"{tok.history[0]['loss']:.3f} -> best {tok.best_loss:.3f}", flush=True)
+                  f"{tok.history[0]['loss']:.3f} -> best {tok.best_loss:.3f}, |kept - init| / |init| "
+                  f"{float((tok.row.flatten() - start).norm() / start.norm()):.2f}", flush=True)
+            if args.token_grad_steps:
+                tok = optimize_token(t2i, classify, class_name=c, target=y, settings=replace(
+                    settings, grad_steps=args.token_grad_steps))
+                chain[y] = tok.row
+                print(f"   seed {seed} {c:12s} gradient through {args.token_grad_steps} steps: {tok.epochs:3d} epochs "
+                      f"({tok.stop}), {tok.seconds:6.1f}s, loss {tok.history[0]['loss']:.3f} -> best "
+                      f"{tok.best_loss:.3f}", flush=True)
         labels, _, sample_seeds = plan_samples(np.arange(k), per_class=cfg["token_per_class"], base_seed=1000 + seed)
-        for name, tokens in zip(prompts, ({y: None for y in learned}, {y: start for y in learned}, learned)):
+        for name, tokens in zip(prompts, ({y: None for y in learned}, {y: start for y in learned}, learned, chain)):
             images = generate(t2i, tokens, classes, labels, sample_seeds, steps=n_steps, cfg_scale=w, batch_size=64)
             scores[f"judge10 {name}"].append(float(judge10_correct(images, labels).mean()))
-            scores[f"judge4 {name}"].append(float((predict_images(judge4, images, device=device).argmax(1)
-                                                   == labels).mean()))
+            right4 = predict_images(judge4, images, device=device).argmax(1) == labels
+            scores[f"judge4 {name}"].append(float(right4.mean()))
+            per_class[name].append([float(right4[labels == y].mean()) for y in range(k)])
             guided = predict_images(guide, images, device=device)
             scores[f"guide {name}"].append(float(guided[np.arange(len(labels)), labels].mean()))
     print("\ntoken optimization per class to the stopping rule: "
           + "; ".join(f"{c} {interval(seconds[c])} s, {np.mean(epochs[c]):.1f} epochs" for c in classes))
     print(f"   {'prompt':28s} {'ResNet judge acc':>18s} {'ConvNet judge acc':>18s} {'guide p(target)':>18s}")
-    for name, label in zip(prompts, ("A photo of <class>", "newclas, untrained ('a')", "newclas, learned")):
+    for name, label in zip(prompts, ("A photo of <class>", "newclas, untrained ('a')", "newclas, learned",
+                                     f"learned, grad {args.token_grad_steps} steps")):
         print(f"   {label:28s} {interval(scores[f'judge10 {name}']):>18s} {interval(scores[f'judge4 {name}']):>18s} "
               f"{interval(scores[f'guide {name}']):>18s}")
+    print("   ConvNet judge accuracy per class (mean over seeds): " + "; ".join(
+        f"{p} " + ", ".join(f"{c} {v:.3f}" for c, v in zip(classes, np.mean(per_class[p], axis=0))) for p in prompts))
     for judge in ("judge10", "judge4"):
-        for base in ("plain", "init"):
-            gain = np.subtract(scores[f"{judge} token"], scores[f"{judge} {base}"]).tolist()
-            print(f"   {judge} accuracy gain of the learned token over {base}, paired by seed: {interval(gain)} "
-                  f"({', '.join(f'{v:+.3f}' for v in gain)})")
+        for name in prompts[2:]:
+            for base in ("plain", "init"):
+                gain = np.subtract(scores[f"{judge} {name}"], scores[f"{judge} {base}"]).tolist()
+                print(f"   {judge} accuracy gain of {name} over {base}, paired by seed: {interval(gain)} "
+                      f"({', '.join(f'{v:+.3f}' for v in gain)})")
 
 
 def seam_ratio(image: np.ndarray, window: int) -> float:

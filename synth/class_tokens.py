@@ -73,6 +73,8 @@ class TokenSettings:
     cfg_scale: float = 7.0
     grad_clip: float = 1.0
     number_of_prompts: int = 3
+    grad_steps: int = 1
+    """Final denoising steps the gradient flows through: 1 is the paper's; more is a departure (see the README)."""
 
 
 class TokenSplice(nn.Module):
@@ -152,17 +154,19 @@ class TextToImage:
         return randn_tensor(shape, generator=generators, device=self.unet.device)
 
     def denoise(self, latents: torch.Tensor, context: torch.Tensor, null: torch.Tensor, *, steps: int,
-                cfg_scale: float, grad_last: bool = False) -> torch.Tensor:
-        """DDIM with classifier-free guidance (diffusers' scale: 1 = conditional only); with ``grad_last`` only
-        the final UNet call is differentiated, the others run under ``no_grad``."""
+                cfg_scale: float, grad_steps: int = 0) -> torch.Tensor:
+        """DDIM with classifier-free guidance (diffusers' scale: 1 = conditional only) on the model's training
+        schedule (its ``clip_sample`` included: a pixel model trained with clipping draws worse samples without);
+        only the final ``grad_steps`` UNet calls are differentiated (the paper: 1), the others run under
+        ``no_grad``. At the last step a clip of ``x0`` is the decoder's clamp, so it costs no gradient there."""
         from synth.pipeline import make_sampler
 
-        sched = make_sampler("ddim", self.scheduler_config, clip_sample=False)  # a clip would zero the gradient
+        sched = make_sampler("ddim", self.scheduler_config)
         sched.set_timesteps(steps)
         x = latents * sched.init_noise_sigma
         timesteps = sched.timesteps.tolist()
         for i, t in enumerate(timesteps):
-            with torch.set_grad_enabled(grad_last and i == len(timesteps) - 1):
+            with torch.set_grad_enabled(i >= len(timesteps) - grad_steps):
                 both = torch.cat([sched.scale_model_input(x, t)] * 2)
                 eps_u, eps_c = self.unet(both, t, encoder_hidden_states=torch.cat([null, context])).sample.chunk(2)
                 x = sched.step(eps_u + cfg_scale * (eps_c - eps_u), t, x).prev_sample
@@ -258,7 +262,8 @@ def optimize_token(t2i: TextToImage, classify: Callable[[torch.Tensor], torch.Te
             for i in range(settings.epoch_size):
                 latents = t2i.noise([generator])
                 x = t2i.denoise(latents, t2i.context(tokenizer, [prompts[i % len(prompts)]]), null,
-                                steps=settings.num_inference_steps, cfg_scale=settings.cfg_scale, grad_last=True)
+                                steps=settings.num_inference_steps, cfg_scale=settings.cfg_scale,
+                                grad_steps=settings.grad_steps)
                 logits = classify(t2i.decode(x)).float()
                 loss = F.cross_entropy(logits, goal) / settings.epoch_size
                 loss.backward()
@@ -363,12 +368,15 @@ class ClassTokensConfig(SynthOptions):
     num_inference_steps: int = option(30, gt=0, help="denoising steps of the generated samples")
     cfg_scale: float = option(7.0, ge=0, help="classifier-free guidance, diffusers' scale (1: conditional only)")
     grad_clip: float = option(1.0, gt=0, help="gradient-norm clip of the accumulated update")
+    grad_steps: int = option(1, gt=0, help="final denoising steps the gradient flows through (1: the paper's; "
+                                           "more is a departure that costs memory per step)")
 
     def settings(self) -> TokenSettings:
         return TokenSettings(placeholder=self.placeholder, init_token=self.init_token, lr=self.lr,
                              weight_decay=self.weight_decay, epoch_size=self.epoch_size, max_epochs=self.max_epochs,
                              patience=self.patience, accuracy=self.accuracy_threshold, seed=self.train_seed,
-                             num_inference_steps=self.train_steps, cfg_scale=self.cfg_scale, grad_clip=self.grad_clip)
+                             num_inference_steps=self.train_steps, cfg_scale=self.cfg_scale, grad_clip=self.grad_clip,
+                             grad_steps=self.grad_steps)
 
 
 class ClassTokensMethod:

@@ -176,7 +176,7 @@ class SynthStep(Step):
                "class_tokens), "
                "filter them (confidence of a classifier that did not guide, near copies), append them as "
                "`set: synthetic` rows in a new table version; KID/FID.")
-    version = 4
+    version = 5
     inputs = {
         "data": Role(("table",), help="the table version to extend (and its real rows for filters and KID/FID)"),
         "diffusion": Role((DIFFUSION_TYPE,), optional=True, help="a train_diffusion step (or with.diffusion_model)"),

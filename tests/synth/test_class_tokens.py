@@ -168,3 +168,33 @@ def test_a_model_without_text_is_refused():
 
     with pytest.raises(UsageError, match="text-conditioned"):
         TextToImage.from_diffusion(DiffusionModel(tiny_unet(num_classes=2), {}, NAMES))
+
+
+def test_sampling_clips_as_the_model_was_trained():
+    """The DDIM chain uses the model's own schedule: a pixel model trained with ``clip_sample`` ends inside [-1, 1]
+    (the last step returns the clipped x0), and only an explicit override leaves it unclipped."""
+    t2i = tiny_t2i()
+    assert t2i.scheduler_config["clip_sample"] is True
+    tokenizer, _ = t2i.with_placeholder("newclas")
+    latents = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        context, null = t2i.context(tokenizer, ["a photo of a red"] * 4), t2i.context(tokenizer, [""] * 4)
+        clipped = t2i.denoise(latents, context, null, steps=3, cfg_scale=5.0)
+        free = TextToImage(t2i.tokenizer, t2i.text_encoder, t2i.unet, {**t2i.scheduler_config, "clip_sample": False})
+        unclipped = free.denoise(latents, context, null, steps=3, cfg_scale=5.0)
+    assert clipped.abs().max() <= 1.0
+    assert unclipped.abs().max() > 1.0  # so the random UNet does leave the range and the check above means something
+
+
+@pytest.mark.parametrize("grad_steps", [1, 3])
+def test_the_gradient_flows_through_the_last_grad_steps_only(grad_steps):
+    """The paper differentiates the final UNet call only (``grad_steps`` 1, the default); more is opt-in."""
+    assert TokenSettings().grad_steps == 1
+    t2i = tiny_t2i()
+    calls = []
+    hook = t2i.unet.register_forward_hook(lambda *_: calls.append(torch.is_grad_enabled()))
+    settings = TokenSettings(epoch_size=1, max_epochs=1, accuracy=1.0, num_inference_steps=4, cfg_scale=5.0,
+                             grad_steps=grad_steps)
+    optimize_token(t2i, MeanColour(), class_name="red", target=0, settings=settings)
+    hook.remove()
+    assert calls == [False] * (4 - grad_steps) + [True] * grad_steps
