@@ -59,7 +59,8 @@ def test_evaluation_follows_the_methods_protocol_by_default(monkeypatch):
     real_fit = learn.fit
 
     def spy_fit(model, data, **kwargs):
-        seen.append((data.augment is not None, kwargs["epochs"], kwargs["lr"], id(model), kwargs["lr_schedule"]))
+        # the model itself, not its id: a freed network's id can be reused by the next run's
+        seen.append((data.augment is not None, kwargs["epochs"], kwargs["lr"], model, kwargs["lr_schedule"]))
         return real_fit(model, data, **{**kwargs, "epochs": 1})
 
     monkeypatch.setattr(learn, "fit", spy_fit)  # evaluate imports fit when called
@@ -72,7 +73,7 @@ def test_evaluation_follows_the_methods_protocol_by_default(monkeypatch):
     # E + 1 epochs in two phases, the second at a tenth of the lr: 502 + 499 with DSA, 152 + 149 without
     dsa_run, plain_run = [(True, 502, 0.01), (True, 499, 0.001)], [(False, 152, 0.01), (False, 149, 0.001)]
     assert [s[:2] + (pytest.approx(s[2]),) for s in seen] == dsa_run * 2 + plain_run
-    assert len({s[3] for s in seen}) == 3  # a fresh network per run, trained on in both phases
+    assert len({id(s[3]) for s in seen}) == 3  # a fresh network per run, trained on in both phases
     assert {s[4] for s in seen} == {"constant"}
 
 
