@@ -25,12 +25,21 @@ On a CPU the UNet is tiny and its samples are poor; the numbers say so honestly.
 labelled samples: an UNCONDITIONAL DDPM (samples labelled by the filter's argmax), the same DDPM GUIDED by a
 noise-aware classifier, and a DDPM conditioned on the SELF-SUPERVISED embeddings of the real images
 (``ssl_conditioned``: one variation of each real image with its label, and same-class slerp interpolations),
-sampled with classifier-free guidance ``w`` (``--cfg-scale``). The encoder is the `ssl` step's SimCLR ResNet-20
-(``--encoder DIR`` from ``bench/ssl_encoder.py --save DIR``; else trained here for ``--ssl-epochs``), so no label
-and no downloaded weight reaches the conditioning. ``--cache DIR`` keeps the trained models, so training and
-the seeded evaluation can run as two invocations. Per seed: samples drawn from the seed, KID / FID against the
-held-out test split on the judge's features, the filter's kept count, and the held-out accuracy of the ConvNet
-trained on the real subset plus each set's kept samples (the same ConvNet, epochs and seed as real alone).
+sampled with classifier-free guidance at each ``w`` of ``--cfg-scale``. A cross-attention UNet is larger than the
+plain one and learns slower per step, so a second unconditional baseline, ``unconditional, same net``, is the
+conditioned network trained for the same steps with every row dropped to the null embedding (``p_uncond`` 1);
+``--conditioning vector`` keeps the plain UNet's blocks and adds the projected embedding to the time embedding.
+The encoder is the `ssl` step's SimCLR ResNet-20 (``--encoder DIR`` from ``bench/ssl_encoder.py --save DIR``;
+else trained here for ``--ssl-epochs``), so no label and no downloaded weight reaches the conditioning;
+``--encoder resnet20-cifar`` conditions on the bundled SUPERVISED classifier's features instead (a labelled
+comparison). ``--cache DIR`` keeps the trained models, so training and the seeded evaluation can run as two
+invocations. Per seed: samples drawn from the seed, KID / FID against the held-out test split on the judge's
+features, for SSL samples the embedding match (cosine of a sample's encoder embedding to its source image's minus
+to another real image of its class: > 0 when the sample follows its embedding), the filter's kept count, and the
+held-out accuracy of the ConvNet trained on the real subset plus each set's kept samples (the same ConvNet,
+epochs and seed as real alone). ``--filter-quantile q`` sets the filter's threshold to the q-quantile of its
+p(true class) on real train images outside the subset (a weak filter's probabilities are all low, so a fixed
+``--min-confidence`` can keep nothing).
 
 ``--part panorama`` trains a 16 px patch model on 64x64 downscales of ``../shared/data/imagenet/val_subset``
 conditioned on the SSL embeddings of its patches, assembles 64x64 images of held-out references from their 4x4
@@ -371,9 +380,10 @@ def ssl_part(args, cfg, seeds) -> None:
     plain_unet, _, sched_cfg = cached_ddpm(args, "unconditional", lambda: build_unet(
         attention_levels=cfg["attention_levels"], **unet_args), lambda unet: train_ddpm(unet, tr_s, **common))
 
-    def build_conditioned():
-        unet = build_unet(attention_levels=cfg["cond_levels"], conditioning=args.conditioning,
-                          context_dim=cfg["context_dim"], **unet_args)
+    def build_conditioned():  # vector conditioning: the plain UNet's blocks, the embedding added to the time's
+        levels = cfg["cond_levels"] if args.conditioning == "cross_attention" else cfg["attention_levels"]
+        unet = build_unet(attention_levels=levels, conditioning=args.conditioning, context_dim=cfg["context_dim"],
+                          **unet_args)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             return unet, Conditioner(vectors.shape[1], context_width(unet, args.conditioning), kind=args.conditioning)
