@@ -165,6 +165,8 @@ def main() -> None:
     parser.add_argument("--cfg-scale", type=float, nargs="+", default=[3.0],
                         help="ssl: classifier-free guidance w, one set of samples per value (0: conditional only; "
                              "3: the paper's notebook)")
+    parser.add_argument("--model-seeds", action="store_true",
+                        help="ssl: each seed also trains its own diffusion models (training noise in the intervals)")
     parser.add_argument("--per-class", type=int, default=None, help="ssl: samples per class per set (override)")
     parser.add_argument("--filter-quantile", type=float, default=None,
                         help="ssl: keep a sample when the filter's p(target) reaches this quantile of its p(true "
@@ -373,29 +375,39 @@ def ssl_part(args, cfg, seeds) -> None:
           f"test={len(te_x)} image={s}x{s} unet={cfg['block_out_channels']} steps={cfg['steps']} "
           f"encoder={encoder_name} ({vectors.shape[1]}-d) conditioning={args.conditioning} w={args.cfg_scale} "
           f"{per_class} per class per set")
-    common = dict(steps=cfg["steps"], batch_size=cfg["batch_size"], lr=5e-4, warmup_steps=50, ema_decay=0.995, seed=0,
-                  device=device, progress=True)
-    unet_args = dict(image_size=s, block_out_channels=cfg["block_out_channels"],
-                     layers_per_block=cfg["layers_per_block"], seed=0)
-    plain_unet, _, sched_cfg = cached_ddpm(args, "unconditional", lambda: build_unet(
-        attention_levels=cfg["attention_levels"], **unet_args), lambda unet: train_ddpm(unet, tr_s, **common))
 
-    def build_conditioned():  # vector conditioning: the plain UNet's blocks, the embedding added to the time's
-        levels = cfg["cond_levels"] if args.conditioning == "cross_attention" else cfg["attention_levels"]
-        unet = build_unet(attention_levels=levels, conditioning=args.conditioning, context_dim=cfg["context_dim"],
-                          **unet_args)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            return unet, Conditioner(vectors.shape[1], context_width(unet, args.conditioning), kind=args.conditioning)
+    def diffusion_models(model_seed: int):
+        """``(plain UNet, conditioned UNet, its conditioner, the same net trained on the null embedding only,
+        scheduler config)``, every one trained from ``model_seed`` (cached as ``<name>_seed<n>`` past seed 0)."""
+        common = dict(steps=cfg["steps"], batch_size=cfg["batch_size"], lr=5e-4, warmup_steps=50, ema_decay=0.995,
+                      seed=model_seed, device=device, progress=True)
+        unet_args = dict(image_size=s, block_out_channels=cfg["block_out_channels"],
+                         layers_per_block=cfg["layers_per_block"], seed=model_seed)
+        suffix = f"_seed{model_seed}" if model_seed else ""
+        plain_unet, _, sched_cfg = cached_ddpm(args, f"unconditional{suffix}", lambda: build_unet(
+            attention_levels=cfg["attention_levels"], **unet_args), lambda unet: train_ddpm(unet, tr_s, **common))
 
-    def conditioned(name, p_uncond):
-        unet, conditioner, _ = cached_ddpm(args, name, build_conditioned, lambda pair: train_ddpm(
-            pair[0], tr_s, embeddings=vectors, conditioner=pair[1], p_uncond=p_uncond, **common))
-        return unet, conditioner
+        def build_conditioned():  # vector conditioning: the plain UNet's blocks, the embedding added to the time's
+            levels = cfg["cond_levels"] if args.conditioning == "cross_attention" else cfg["attention_levels"]
+            unet = build_unet(attention_levels=levels, conditioning=args.conditioning, context_dim=cfg["context_dim"],
+                              **unet_args)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(model_seed)
+                return unet, Conditioner(vectors.shape[1], context_width(unet, args.conditioning),
+                                         kind=args.conditioning)
 
-    cond_unet, conditioner = conditioned(f"ssl_{args.conditioning}", 0.1)
-    null_model = ConditionedUNet(*conditioned(f"ssl_{args.conditioning}_null", 1.0)).to(device).eval()
-    sampler = make_sampler("ddim", sched_cfg)
+        def conditioned(name, p_uncond):
+            unet, conditioner, _ = cached_ddpm(args, f"{name}{suffix}", build_conditioned, lambda pair: train_ddpm(
+                pair[0], tr_s, embeddings=vectors, conditioner=pair[1], p_uncond=p_uncond, **common))
+            return unet, conditioner
+
+        cond_unet, conditioner = conditioned(f"ssl_{args.conditioning}", 0.1)
+        null_model = ConditionedUNet(*conditioned(f"ssl_{args.conditioning}_null", 1.0)).to(device).eval()
+        return plain_unet, cond_unet, conditioner, null_model, sched_cfg
+
+    model_seeds = seeds if args.model_seeds else [0]
+    models = {seed: diffusion_models(seed) for seed in model_seeds}
+    sampler = make_sampler("ddim", models[0 if 0 in models else model_seeds[0]][4])
     guide_path = args.cache / "noisy_classifier.safetensors" if args.cache else None
     if guide_path is not None and guide_path.is_file():
         clf = load_noisy_classifier(guide_path)
@@ -434,8 +446,6 @@ def ssl_part(args, cfg, seeds) -> None:
     real_ids = np.array([f"real:{i}" for i in range(len(tr_x))])
     position = {sid: i for i, sid in enumerate(real_ids)}
     source_vectors = encode(resize(tr_s, tr_x.shape[1]))  # the sources as the model sees them, for the match below
-    diffusion = DiffusionModel(cond_unet, sched_cfg, names, conditioner=conditioner)
-    inputs = SynthInputs(diffusion, tr_s, tr_y, names, real_ids=real_ids, real_embeddings=vectors)
     method = SSLConditionedMethod()
 
     def convnet(x, y, seed):
@@ -445,7 +455,7 @@ def ssl_part(args, cfg, seeds) -> None:
                   progress=False)
         return res.final_accuracy
 
-    def ssl_samples(mode, w, labels, numbers, sample_seeds, seed):
+    def ssl_samples(inputs, mode, w, labels, numbers, sample_seeds, seed):
         opts = SSLConditionedConfig(method="ssl_conditioned", mode=mode, per_class=per_class, cfg_scale=w,
                                     num_inference_steps=cfg["inference_steps"], batch_size=128)
         guide = method.prepare(opts, inputs, base_seed=seed, device=device, progress=False)
@@ -464,6 +474,9 @@ def ssl_part(args, cfg, seeds) -> None:
     sets = ("real train (floor)", "unconditional", "unconditional, same net", "classifier-guided", *ssl_sets)
     results = {name: {"kid": [], "fid": [], "judge": [], "kept": [], "acc": [], "match": []} for name in sets}
     for seed in seeds:
+        plain_unet, cond_unet, conditioner, null_model, sched_cfg = models[seed if args.model_seeds else 0]
+        diffusion = DiffusionModel(cond_unet, sched_cfg, names, conditioner=conditioner)
+        inputs = SynthInputs(diffusion, tr_s, tr_y, names, real_ids=real_ids, real_embeddings=vectors)
         labels, numbers, sample_seeds = plan_samples(np.arange(k), per_class=per_class, base_seed=1000 + seed)
         t0 = time.perf_counter()
         plain = GuidedPipeline(plain_unet.to(device), sampler)(labels, num_inference_steps=cfg["inference_steps"],
@@ -480,7 +493,7 @@ def ssl_part(args, cfg, seeds) -> None:
         samples["classifier-guided"] = (guided, labels)
         for name in ssl_sets:
             mode, w = name.split()[1], float(name.split("w=")[1])
-            images, sources[name] = ssl_samples(mode, w, labels, numbers, sample_seeds, 1000 + seed)
+            images, sources[name] = ssl_samples(inputs, mode, w, labels, numbers, sample_seeds, 1000 + seed)
             samples[name] = (images, labels)
         print(f"seed {seed}: sampled {len(samples) - 1} x {len(labels)} images in {time.perf_counter() - t0:.0f}s")
         acc_real = convnet(tr_s, tr_y, seed)
@@ -515,7 +528,8 @@ def ssl_part(args, cfg, seeds) -> None:
                 write_png(args.out / f"ssl_{slug}.png", grid, scale=2)
 
     print(f"\nquality vs held-out real test ({judge_name} features), {per_class} per class per set, "
-          f"seeds {seeds} (mean +- 95% t-interval over seeds); match: cos(sample, its source) - cos(sample, another "
+          f"seeds {seeds}{' (each trains its own diffusion models)' if args.model_seeds else ''} "
+          f"(mean +- 95% t-interval over seeds); match: cos(sample, its source) - cos(sample, another "
           f"real image of its class) in the encoder's space; augmentation: ConvNet width {cfg['width']}, "
           f"{cfg['epochs']} epochs on the {len(tr_x)} real images plus the set's samples kept by the filter "
           f"({threshold_note}, copy distance >= 0.02)")
