@@ -25,12 +25,21 @@ On a CPU the UNet is tiny and its samples are poor; the numbers say so honestly.
 labelled samples: an UNCONDITIONAL DDPM (samples labelled by the filter's argmax), the same DDPM GUIDED by a
 noise-aware classifier, and a DDPM conditioned on the SELF-SUPERVISED embeddings of the real images
 (``ssl_conditioned``: one variation of each real image with its label, and same-class slerp interpolations),
-sampled with classifier-free guidance ``w`` (``--cfg-scale``). The encoder is the `ssl` step's SimCLR ResNet-20
-(``--encoder DIR`` from ``bench/ssl_encoder.py --save DIR``; else trained here for ``--ssl-epochs``), so no label
-and no downloaded weight reaches the conditioning. ``--cache DIR`` keeps the trained models, so training and
-the seeded evaluation can run as two invocations. Per seed: samples drawn from the seed, KID / FID against the
-held-out test split on the judge's features, the filter's kept count, and the held-out accuracy of the ConvNet
-trained on the real subset plus each set's kept samples (the same ConvNet, epochs and seed as real alone).
+sampled with classifier-free guidance at each ``w`` of ``--cfg-scale``. A cross-attention UNet is larger than the
+plain one and learns slower per step, so a second unconditional baseline, ``unconditional, same net``, is the
+conditioned network trained for the same steps with every row dropped to the null embedding (``p_uncond`` 1);
+``--conditioning vector`` keeps the plain UNet's blocks and adds the projected embedding to the time embedding.
+The encoder is the `ssl` step's SimCLR ResNet-20 (``--encoder DIR`` from ``bench/ssl_encoder.py --save DIR``;
+else trained here for ``--ssl-epochs``), so no label and no downloaded weight reaches the conditioning;
+``--encoder resnet20-cifar`` conditions on the bundled SUPERVISED classifier's features instead (a labelled
+comparison). ``--cache DIR`` keeps the trained models, so training and the seeded evaluation can run as two
+invocations. Per seed: samples drawn from the seed, KID / FID against the held-out test split on the judge's
+features, for SSL samples the embedding match (cosine of a sample's encoder embedding to its source image's minus
+to another real image of its class: > 0 when the sample follows its embedding), the filter's kept count, and the
+held-out accuracy of the ConvNet trained on the real subset plus each set's kept samples (the same ConvNet,
+epochs and seed as real alone). ``--filter-quantile q`` sets the filter's threshold to the q-quantile of its
+p(true class) on real train images outside the subset (a weak filter's probabilities are all low, so a fixed
+``--min-confidence`` can keep nothing).
 
 ``--part panorama`` trains a 16 px patch model on 64x64 downscales of ``../shared/data/imagenet/val_subset``
 conditioned on the SSL embeddings of its patches, assembles 64x64 images of held-out references from their 4x4
@@ -153,7 +162,16 @@ def main() -> None:
     parser.add_argument("--min-confidence", type=float, default=0.3, help="filter threshold on p(target)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (1 is fastest on a busy CPU)")
-    parser.add_argument("--cfg-scale", type=float, default=1.0, help="ssl: classifier-free guidance w (0: conditional)")
+    parser.add_argument("--cfg-scale", type=float, nargs="+", default=[3.0],
+                        help="ssl: classifier-free guidance w, one set of samples per value (0: conditional only; "
+                             "3: the paper's notebook)")
+    parser.add_argument("--model-seeds", action="store_true",
+                        help="ssl: each seed also trains its own diffusion models (training noise in the intervals)")
+    parser.add_argument("--per-class", type=int, default=None, help="ssl: samples per class per set (override)")
+    parser.add_argument("--filter-quantile", type=float, default=None,
+                        help="ssl: keep a sample when the filter's p(target) reaches this quantile of its p(true "
+                             "class) on real calibration images (train rows outside the subset), instead of "
+                             "--min-confidence")
     parser.add_argument("--conditioning", choices=("cross_attention", "vector"), default="cross_attention")
     parser.add_argument("--encoder", type=Path, default=None, help="ssl/panorama: a saved SSL model folder")
     parser.add_argument("--cache", type=Path, default=None, help="ssl/panorama: keep/reuse trained models here")
@@ -293,10 +311,14 @@ def main() -> None:
 
 
 def ssl_encoder(args, cfg, images: np.ndarray):
-    """The SSL ResNet-20: ``--encoder``'s saved model, else SimCLR trained here on ``images`` (no labels)."""
+    """The SSL ResNet-20: ``--encoder``'s saved model, else SimCLR trained here on ``images`` (no labels).
+    ``--encoder resnet20-cifar`` (a registry name, not a folder) conditions on the bundled SUPERVISED classifier's
+    features instead: a labelled comparison, not SSL."""
     from curate.learn.ssl import train_ssl
     from curate.models import create_model, load_model
 
+    if args.encoder is not None and not args.encoder.is_dir():
+        return f"{args.encoder} (registry weights, SUPERVISED)", create_model(str(args.encoder), num_classes=10)
     if args.encoder is not None:
         return f"SimCLR ResNet-20 ({args.encoder})", load_model(args.encoder)
     model = create_model("resnet20-cifar", num_classes=10, weights=None, seed=0)
@@ -323,48 +345,76 @@ def cached_ddpm(args, name: str, build, train):
 
 
 def ssl_part(args, cfg, seeds) -> None:
+    """Unconditional (two networks), classifier-guided and SSL-conditioned samples (per ``--cfg-scale`` w) of one
+    real subset: KID/FID, how closely variations follow their source's embedding, filter-kept counts, augmentation.
+
+    The conditioned UNet (cross-attention blocks, a projection) is larger than the plain unconditional UNet and
+    trains slower per step, so a KID gap between the two mixes conditioning with architecture; the row
+    ``unconditional, same net`` is the conditioned network and training budget with every row dropped to the null
+    embedding (``p_uncond`` 1), sampled from the null embedding: the like-for-like baseline."""
     from curate.learn import ArrayData, Augment, fit, predict_images, resolve_device
     from curate.learn.embed import EmbedFn
     from curate.execute.local import array_batches, map_batches
     from curate.models import create_model, load_model, save_model
-    from synth.conditioning import Conditioner, context_width
+    from synth.conditioning import ConditionedUNet, Conditioner, context_width
     from synth.filters import filter_samples
     from synth.guidance import create_guidance
     from synth.methods import SynthInputs, plan_samples
     from synth.noisy_classifier import load_noisy_classifier, save_noisy_classifier_file, train_noisy_classifier
     from synth.pipeline import GuidedPipeline, make_sampler
     from synth.quality import embed_images, fid, kid, row_grid, class_grid, write_png
-    from synth.ssl_conditioned import SSLConditionedConfig, SSLConditionedMethod
+    from synth.ssl_conditioned import EmbeddingPipeline, SSLConditionedConfig, SSLConditionedMethod
     from synth.train_diffusion import DiffusionModel, build_unet, train_ddpm
 
     device = resolve_device(args.device)
     tr_x, tr_y, te_x, te_y, names = load_data(cfg["real_per_class"])
     k, s = len(names), cfg["image_size"]
+    per_class = args.per_class or cfg["sample_per_class"]
     tr_s, te_s = resize(tr_x, s), resize(te_x, s)
     encoder_name, encoder = ssl_encoder(args, cfg, tr_x)
-    vectors = map_batches(EmbedFn(encoder, device=device, normalize=True), array_batches(tr_x, batch_size=256),
-                          rows=len(tr_x))["embeddings"]
+    embed_fn = EmbedFn(encoder, device=device, normalize=True)
+
+    def encode(images):
+        return map_batches(embed_fn, array_batches(images, batch_size=256), rows=len(images))["embeddings"]
+
+    vectors = encode(tr_x)
     print(f"part=ssl size={args.size} device={device} threads={torch.get_num_threads()} real train={len(tr_x)} "
           f"test={len(te_x)} image={s}x{s} unet={cfg['block_out_channels']} steps={cfg['steps']} "
-          f"encoder={encoder_name} ({vectors.shape[1]}-d) conditioning={args.conditioning} w={args.cfg_scale}")
-    common = dict(steps=cfg["steps"], batch_size=cfg["batch_size"], lr=5e-4, warmup_steps=50, ema_decay=0.995, seed=0,
-                  device=device, progress=True)
-    unet_args = dict(image_size=s, block_out_channels=cfg["block_out_channels"],
-                     layers_per_block=cfg["layers_per_block"], seed=0)
-    plain_unet, _, sched_cfg = cached_ddpm(args, "unconditional", lambda: build_unet(
-        attention_levels=cfg["attention_levels"], **unet_args), lambda unet: train_ddpm(unet, tr_s, **common))
+          f"encoder={encoder_name} ({vectors.shape[1]}-d) conditioning={args.conditioning} w={args.cfg_scale} "
+          f"{per_class} per class per set")
 
-    def build_conditioned():
-        unet = build_unet(attention_levels=cfg["cond_levels"], conditioning=args.conditioning,
-                          context_dim=cfg["context_dim"], **unet_args)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            return unet, Conditioner(vectors.shape[1], context_width(unet, args.conditioning), kind=args.conditioning)
+    def diffusion_models(model_seed: int):
+        """``(plain UNet, conditioned UNet, its conditioner, the same net trained on the null embedding only,
+        scheduler config)``, every one trained from ``model_seed`` (cached as ``<name>_seed<n>`` past seed 0)."""
+        common = dict(steps=cfg["steps"], batch_size=cfg["batch_size"], lr=5e-4, warmup_steps=50, ema_decay=0.995,
+                      seed=model_seed, device=device, progress=True)
+        unet_args = dict(image_size=s, block_out_channels=cfg["block_out_channels"],
+                         layers_per_block=cfg["layers_per_block"], seed=model_seed)
+        suffix = f"_seed{model_seed}" if model_seed else ""
+        plain_unet, _, sched_cfg = cached_ddpm(args, f"unconditional{suffix}", lambda: build_unet(
+            attention_levels=cfg["attention_levels"], **unet_args), lambda unet: train_ddpm(unet, tr_s, **common))
 
-    cond_unet, conditioner, _ = cached_ddpm(
-        args, f"ssl_{args.conditioning}", build_conditioned,
-        lambda pair: train_ddpm(pair[0], tr_s, embeddings=vectors, conditioner=pair[1], p_uncond=0.1, **common))
-    sampler = make_sampler("ddim", sched_cfg)
+        def build_conditioned():  # vector conditioning: the plain UNet's blocks, the embedding added to the time's
+            levels = cfg["cond_levels"] if args.conditioning == "cross_attention" else cfg["attention_levels"]
+            unet = build_unet(attention_levels=levels, conditioning=args.conditioning, context_dim=cfg["context_dim"],
+                              **unet_args)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(model_seed)
+                return unet, Conditioner(vectors.shape[1], context_width(unet, args.conditioning),
+                                         kind=args.conditioning)
+
+        def conditioned(name, p_uncond):
+            unet, conditioner, _ = cached_ddpm(args, f"{name}{suffix}", build_conditioned, lambda pair: train_ddpm(
+                pair[0], tr_s, embeddings=vectors, conditioner=pair[1], p_uncond=p_uncond, **common))
+            return unet, conditioner
+
+        cond_unet, conditioner = conditioned(f"ssl_{args.conditioning}", 0.1)
+        null_model = ConditionedUNet(*conditioned(f"ssl_{args.conditioning}_null", 1.0)).to(device).eval()
+        return plain_unet, cond_unet, conditioner, null_model, sched_cfg
+
+    model_seeds = seeds if args.model_seeds else [0]
+    models = {seed: diffusion_models(seed) for seed in model_seeds}
+    sampler = make_sampler("ddim", models[0 if 0 in models else model_seeds[0]][4])
     guide_path = args.cache / "noisy_classifier.safetensors" if args.cache else None
     if guide_path is not None and guide_path.is_file():
         clf = load_noisy_classifier(guide_path)
@@ -387,14 +437,22 @@ def ssl_part(args, cfg, seeds) -> None:
         return
     filter_acc = (predict_images(filter_model, te_s, device=device).argmax(1) == te_y).mean()
     judge_name, judge = load_judge(k)
-    print(f"filter: convnet {s}x{s} (seed 100), held-out accuracy {filter_acc:.3f}; judge: {judge_name}")
+    min_confidence, threshold_note = args.min_confidence, f"p >= {args.min_confidence}"
+    if args.filter_quantile is not None:
+        cal_x, cal_y = calibration_rows(cfg["real_per_class"])
+        p_true = predict_images(filter_model, resize(cal_x, s), device=device)[np.arange(len(cal_y)), cal_y]
+        min_confidence = float(np.quantile(p_true, args.filter_quantile))
+        threshold_note = (f"p >= {min_confidence:.3f}, the {args.filter_quantile:g}-quantile of the filter's p(true "
+                          f"class) on {len(cal_y)} real calibration images outside the subset")
+    print(f"filter: convnet {s}x{s} (seed 100), held-out accuracy {filter_acc:.3f}, keeps {threshold_note}; "
+          f"judge: {judge_name}")
 
     copy_model = create_model("resnet20-cifar", num_classes=10)
     real_copy_f = embed_images(copy_model, tr_s, device=device)
     ref = embed_images(judge, te_s, device=device)
     real_ids = np.array([f"real:{i}" for i in range(len(tr_x))])
-    diffusion = DiffusionModel(cond_unet, sched_cfg, names, conditioner=conditioner)
-    inputs = SynthInputs(diffusion, tr_s, tr_y, names, real_ids=real_ids, real_embeddings=vectors)
+    position = {sid: i for i, sid in enumerate(real_ids)}
+    source_vectors = encode(resize(tr_s, tr_x.shape[1]))  # the sources as the model sees them, for the match below
     method = SSLConditionedMethod()
 
     def convnet(x, y, seed):
@@ -404,76 +462,104 @@ def ssl_part(args, cfg, seeds) -> None:
                   progress=False)
         return res.final_accuracy
 
-    def ssl_samples(mode, labels, numbers, sample_seeds, seed):
-        opts = SSLConditionedConfig(method="ssl_conditioned", mode=mode, per_class=cfg["sample_per_class"],
-                                    cfg_scale=args.cfg_scale, num_inference_steps=cfg["inference_steps"],
-                                    batch_size=128)
+    def ssl_samples(inputs, mode, w, labels, numbers, sample_seeds, seed):
+        opts = SSLConditionedConfig(method="ssl_conditioned", mode=mode, per_class=per_class, cfg_scale=w,
+                                    num_inference_steps=cfg["inference_steps"], batch_size=128)
         guide = method.prepare(opts, inputs, base_seed=seed, device=device, progress=False)
         gen = method.generate(opts, inputs, guide, labels=labels, numbers=numbers, seeds=sample_seeds, device=device,
                               progress=True)
-        return gen.images, gen.columns["source_id"]
+        return gen.images, np.array([position[i] for i in gen.columns["source_id"]])
 
-    sets = ("real train (floor)", "unconditional", "classifier-guided", "SSL variations", "SSL interpolations")
-    results = {name: {"kid": [], "fid": [], "judge": [], "kept": [], "acc": []} for name in sets}
+    def embedding_match(images, src, labels, rng):
+        """cos(sample, its source) - cos(sample, another real image of the class), in the encoder's space."""
+        got = encode(resize(images, tr_x.shape[1]))
+        other = np.array([rng.choice(np.setdiff1d(np.flatnonzero(tr_y == y), [i])) for i, y in zip(src, labels)])
+        return float(np.mean(np.einsum("ij,ij->i", got, source_vectors[src] - source_vectors[other])))
+
+    ws = list(dict.fromkeys(args.cfg_scale))
+    ssl_sets = [f"SSL {mode} w={w:g}" for w in ws for mode in ("variations", "interpolations")]
+    sets = ("real train (floor)", "unconditional", "unconditional, same net", "classifier-guided", *ssl_sets)
+    results = {name: {"kid": [], "fid": [], "judge": [], "kept": [], "acc": [], "match": []} for name in sets}
     for seed in seeds:
-        labels, numbers, sample_seeds = plan_samples(np.arange(k), per_class=cfg["sample_per_class"],
-                                                     base_seed=1000 + seed)
+        plain_unet, cond_unet, conditioner, null_model, sched_cfg = models[seed if args.model_seeds else 0]
+        diffusion = DiffusionModel(cond_unet, sched_cfg, names, conditioner=conditioner)
+        inputs = SynthInputs(diffusion, tr_s, tr_y, names, real_ids=real_ids, real_embeddings=vectors)
+        labels, numbers, sample_seeds = plan_samples(np.arange(k), per_class=per_class, base_seed=1000 + seed)
         t0 = time.perf_counter()
         plain = GuidedPipeline(plain_unet.to(device), sampler)(labels, num_inference_steps=cfg["inference_steps"],
                                                               seeds=sample_seeds, batch_size=128, progress=True)
+        same_net = EmbeddingPipeline(null_model, sampler, w=0.0)(
+            np.zeros((len(labels), vectors.shape[1]), np.float32), num_inference_steps=cfg["inference_steps"],
+            seeds=sample_seeds, batch_size=128, progress=True)
         guide = create_guidance("noisy_classifier", clf.to(device), scale=args.guidance_scale)
         guided = GuidedPipeline(plain_unet.to(device), sampler, guide)(
             labels, num_inference_steps=cfg["inference_steps"], seeds=sample_seeds, batch_size=128, progress=True)
-        variations, sources = ssl_samples("variations", labels, numbers, sample_seeds, 1000 + seed)
-        interpolations, _ = ssl_samples("interpolations", labels, numbers, sample_seeds, 1000 + seed)
-        print(f"seed {seed}: sampled 4 x {len(labels)} images in {time.perf_counter() - t0:.0f}s")
-        plain_labels = predict_images(filter_model, plain, device=device).argmax(1)  # unconditional: filter labels
-        samples = {"real train (floor)": (tr_s, tr_y), "unconditional": (plain, plain_labels),
-                   "classifier-guided": (guided, labels), "SSL variations": (variations, labels),
-                   "SSL interpolations": (interpolations, labels)}
+        samples, sources = {"real train (floor)": (tr_s, tr_y)}, {}
+        for name, images in (("unconditional", plain), ("unconditional, same net", same_net)):
+            samples[name] = (images, predict_images(filter_model, images, device=device).argmax(1))  # filter labels
+        samples["classifier-guided"] = (guided, labels)
+        for name in ssl_sets:
+            mode, w = name.split()[1], float(name.split("w=")[1])
+            images, sources[name] = ssl_samples(inputs, mode, w, labels, numbers, sample_seeds, 1000 + seed)
+            samples[name] = (images, labels)
+        print(f"seed {seed}: sampled {len(samples) - 1} x {len(labels)} images in {time.perf_counter() - t0:.0f}s")
         acc_real = convnet(tr_s, tr_y, seed)
         for name, (images, y) in samples.items():
             feats = embed_images(judge, images, device=device)
             results[name]["kid"].append(kid(ref, feats).mean)
             results[name]["fid"].append(fid(ref, feats))
             results[name]["judge"].append(float((predict_images(judge, images, device=device).argmax(1) == y).mean()))
+            if name in sources:
+                results[name]["match"].append(embedding_match(images, sources[name], y, np.random.default_rng(seed)))
             if name.startswith("real"):
                 results[name]["acc"].append(acc_real)
                 results[name]["kept"].append(len(y))
                 continue
             kept = filter_samples(predict_images(filter_model, images, device=device), y,
                                   embed_images(copy_model, images, device=device), real_copy_f,
-                                  min_confidence=args.min_confidence, min_copy_distance=0.02).keep
+                                  min_confidence=min_confidence, min_copy_distance=0.02).keep
             results[name]["kept"].append(int(kept.sum()))
             results[name]["acc"].append(convnet(np.concatenate([tr_s, images[kept]]),
                                                 np.concatenate([tr_y, y[kept]]), seed))
         if args.out is not None and seed == seeds[0]:
             args.out.mkdir(parents=True, exist_ok=True)
-            position = {sid: i for i, sid in enumerate(real_ids)}
+            head = f"w={ws[-1]:g}"
+            variations, interpolations = samples[f"SSL variations {head}"][0], samples[f"SSL interpolations {head}"][0]
             picks = [np.flatnonzero(labels == c)[0] for c in range(k)]
-            rows = [[tr_s[position[sources[i]]], variations[i], interpolations[i], guided[i], plain[i]]
-                    for i in picks]
+            rows = [[tr_s[sources[f"SSL variations {head}"][i]], variations[i], interpolations[i], guided[i],
+                     plain[i]] for i in picks]
             write_png(args.out / "ssl_variations.png", row_grid(rows), scale=3)
             for name, (images, y) in samples.items():
                 grid = class_grid(images, y, num_classes=k, per_class=8)
-                write_png(args.out / f"ssl_{name.split(' (')[0].replace(' ', '_').replace('-', '_').lower()}.png",
-                          grid, scale=2)
+                slug = "".join(c if c.isalnum() else "_" for c in name.lower())
+                write_png(args.out / f"ssl_{slug}.png", grid, scale=2)
 
-    print(f"\nquality vs held-out real test ({judge_name} features), {cfg['sample_per_class']} per class per set, "
-          f"seeds {seeds} (mean +- 95% t-interval over seeds); augmentation: ConvNet width {cfg['width']}, "
+    print(f"\nquality vs held-out real test ({judge_name} features), {per_class} per class per set, "
+          f"seeds {seeds}{' (each trains its own diffusion models)' if args.model_seeds else ''} "
+          f"(mean +- 95% t-interval over seeds); match: cos(sample, its source) - cos(sample, another "
+          f"real image of its class) in the encoder's space; augmentation: ConvNet width {cfg['width']}, "
           f"{cfg['epochs']} epochs on the {len(tr_x)} real images plus the set's samples kept by the filter "
-          f"(p >= {args.min_confidence}, copy distance >= 0.02)")
-    print(f"   {'set':20s} {'KID':>17s} {'FID':>15s} {'judge acc':>15s} {'kept':>7s} {'held-out acc':>15s} "
-          f"{'gain vs real (paired)':>22s}")
+          f"({threshold_note}, copy distance >= 0.02)")
+    print(f"   {'set':26s} {'KID':>17s} {'FID':>15s} {'judge acc':>15s} {'match':>15s} {'kept':>7s} "
+          f"{'held-out acc':>15s} {'gain vs real (paired)':>22s}")
     for name in sets:
         r = results[name]
         gain = np.subtract(r["acc"], results["real train (floor)"]["acc"]).tolist()
-        print(f"   {name:20s} {interval(r['kid']):>17s} {interval(r['fid']):>15s} {interval(r['judge']):>15s} "
-              f"{np.mean(r['kept']):7.0f} {interval(r['acc']):>15s} "
-              f"{'' if name.startswith('real') else interval(gain):>22s}")
-    kid_gap = np.subtract(results["unconditional"]["kid"], results["SSL variations"]["kid"]).tolist()
-    print(f"   KID(unconditional) - KID(SSL variations), paired by seed: {interval(kid_gap)} "
-          f"({', '.join(f'{v:.4f}' for v in kid_gap)})")
+        print(f"   {name:26s} {interval(r['kid']):>17s} {interval(r['fid']):>15s} {interval(r['judge']):>15s} "
+              f"{interval(r['match']) if r['match'] else '':>15s} {np.mean(r['kept']):7.0f} "
+              f"{interval(r['acc']):>15s} {'' if name.startswith('real') else interval(gain):>22s}")
+    for base in ("unconditional", "unconditional, same net"):
+        for w in ws:
+            gap = np.subtract(results[base]["kid"], results[f"SSL variations w={w:g}"]["kid"]).tolist()
+            print(f"   KID({base}) - KID(SSL variations w={w:g}), paired by seed: {interval(gap)} "
+                  f"({', '.join(f'{v:.4f}' for v in gap)})")
+
+
+def calibration_rows(real_per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """The train rows OUTSIDE the ``real_per_class`` subset (never trained on): the filter's calibration images."""
+    all_x, all_y = load_data(10 ** 6)[:2]
+    rest = np.concatenate([np.flatnonzero(all_y == c)[real_per_class:] for c in np.unique(all_y)])
+    return all_x[rest], all_y[rest]
 
 
 def panorama_part(args, cfg) -> None:
