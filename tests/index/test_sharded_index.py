@@ -10,11 +10,8 @@ from curate.index.sharded import build_sharded_index
 
 
 @pytest.fixture(scope="module")
-def vectors():
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(12, 16))
-    x = centres[rng.integers(0, 12, 1500)] + 0.3 * rng.normal(size=(1500, 16))
-    return x.astype(np.float32), [f"v{i}" for i in range(1500)]
+def vectors(clustered):
+    return clustered(1500, 16, clusters=12), [f"v{i}" for i in range(1500)]
 
 
 @pytest.mark.parametrize("kind, options", [("ivf", {"nlist": 24, "nprobe": 4}), ("flat", {})])

@@ -4,7 +4,6 @@ model embed, index and duplicates take while predict refuses its untrained head.
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,11 +147,7 @@ def test_ssl_step_model_feeds_embed_index_and_duplicates_and_predict_refuses_its
         run_recipe(parse_recipe(predict, filename="ssl.yaml"), workdir=tmp_path, progress=False)
 
 
-CIFAR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10" / "test" / "images.npy"
-
-
-@pytest.mark.skipif(not CIFAR.is_file(), reason="needs ../shared/data/cifar10 (the CIFAR-10 lossless subset)")
-def test_ssl_features_put_jpeg_copies_next_to_their_originals_for_the_duplicates_audit():
+def test_ssl_features_put_jpeg_copies_next_to_their_originals_for_the_duplicates_audit(shared_data):
     """Issue 18's ask: the duplicates audit on SSL features pairs a JPEG re-encode with its original and no two
     distinct images at the threshold that catches every copy."""
     import io
@@ -163,7 +158,7 @@ def test_ssl_features_put_jpeg_copies_next_to_their_originals_for_the_duplicates
     from curate.execute.local import array_batches, map_batches
     from curate.learn import EmbedFn
 
-    images = np.load(CIFAR)[:48]
+    images = np.load(shared_data / "cifar10" / "test" / "images.npy")[:48]
 
     def jpeg(image):
         buffer = io.BytesIO()

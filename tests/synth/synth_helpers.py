@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from synth.pipeline import make_sampler
-from synth.train_diffusion import build_unet, make_scheduler
+from synth.train_diffusion import DiffusionModel, build_unet, make_scheduler
 
 
 def tiny_unet(*, num_classes=None, seed=0):
@@ -12,7 +12,7 @@ def tiny_unet(*, num_classes=None, seed=0):
 
 
 def tiny_sampler(name="ddim", *, timesteps=100, **overrides):
-    return make_sampler(name, dict(make_scheduler(num_train_timesteps=timesteps).config), **overrides)
+    return make_sampler(name, tiny_scheduler_config(timesteps), **overrides)
 
 
 class PixelLinear(nn.Module):
@@ -38,3 +38,13 @@ def tiny_conditioned(kind="cross_attention", *, dim=6, seed=0):
         torch.manual_seed(seed)
         conditioner = Conditioner(dim, context_width(unet, kind), kind=kind)
     return ConditionedUNet(unet, conditioner)
+
+
+def tiny_scheduler_config(timesteps=100):
+    return dict(make_scheduler(num_train_timesteps=timesteps).config)
+
+
+def tiny_conditioned_diffusion(names, model=None):
+    """A :class:`DiffusionModel` around :func:`tiny_conditioned` (or ``model``) and its conditioner."""
+    model = model or tiny_conditioned()
+    return DiffusionModel(model.unet, tiny_scheduler_config(), names, conditioner=model.conditioner)

@@ -18,8 +18,8 @@ from synth.methods import ClassifierGuidanceConfig, SynthInputs, plan_samples
 from synth.pipeline import GuidedPipeline, sample_seeds
 from synth.filters import METHOD_COLUMNS
 from synth.registry import GUIDANCE, METHODS
-from synth.train_diffusion import DiffusionModel, make_scheduler
-from synth_helpers import tiny_conditioned, tiny_sampler, tiny_unet
+from synth.train_diffusion import DiffusionModel
+from synth_helpers import tiny_conditioned_diffusion, tiny_sampler, tiny_scheduler_config, tiny_unet
 
 NAMES = ["a", "b"]
 TINY = {"per_class": 3, "batch_size": 4, "num_inference_steps": 2, "noisy_steps": 3, "noisy_width": 8,
@@ -29,16 +29,14 @@ TINY = {"per_class": 3, "batch_size": 4, "num_inference_steps": 2, "noisy_steps"
 def _inputs(conditioning="classes"):
     rng = np.random.default_rng(0)
     classifier = create_model("convnet", num_classes=2, weights=None, seed=0, width=8, depth=1, im_size=8)
-    scheduler_config = dict(make_scheduler(num_train_timesteps=100).config)
     if conditioning == "embeddings":
-        model = tiny_conditioned()
-        diffusion = DiffusionModel(model.unet, scheduler_config, NAMES, conditioner=model.conditioner)
+        diffusion = tiny_conditioned_diffusion(NAMES)
     elif conditioning == "text":
         from text_helpers import tiny_text_model
 
         diffusion = tiny_text_model(names=NAMES)
     else:
-        diffusion = DiffusionModel(tiny_unet(num_classes=2), scheduler_config, NAMES)
+        diffusion = DiffusionModel(tiny_unet(num_classes=2), tiny_scheduler_config(), NAMES)
     return SynthInputs(diffusion, rng.integers(0, 256, size=(8, 8, 8, 3), dtype=np.uint8), np.arange(8) % 2, NAMES,
                        classifier=classifier, classifier_name="convnet (test)",
                        real_ids=np.array([f"real:{i}" for i in range(8)]),

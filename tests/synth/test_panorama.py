@@ -12,8 +12,7 @@ from curate.errors import UsageError
 from synth.conditioning import slerp
 from synth.panorama import (assemble, average_windows, blend_windows, coverage, crop_windows, gaussian_weights,
                             interpolate_grid, panorama_of, patch_grid, window_grid, window_offsets)
-from synth.train_diffusion import DiffusionModel, make_scheduler
-from synth_helpers import tiny_conditioned, tiny_sampler
+from synth_helpers import tiny_conditioned, tiny_conditioned_diffusion, tiny_sampler
 
 
 @pytest.mark.parametrize(("size", "window", "stride"), [(32, 8, 4), (32, 8, 8), (24, 8, 2), (16, 16, 1)])
@@ -108,9 +107,7 @@ def test_assemble_runs_a_conditioned_unet_and_repeats_for_a_generator():
 
 
 def test_panorama_of_a_reference_embeds_its_patches_with_the_models_encoder():
-    model = tiny_conditioned()
-    diffusion = DiffusionModel(model.unet, dict(make_scheduler(num_train_timesteps=100).config), None,
-                               conditioner=model.conditioner)
+    diffusion = tiny_conditioned_diffusion(None)
     seen = []
 
     def embed(patches, device="cpu"):

@@ -11,8 +11,7 @@ from curate.errors import RecipeError, UsageError
 from curate.recipes import parse_recipe, run_recipe
 from synth.methods import SynthInputs, plan_samples
 from synth.ssl_conditioned import EmbeddingPipeline, SSLConditionedConfig, SSLConditionedMethod
-from synth.train_diffusion import DiffusionModel, make_scheduler
-from synth_helpers import tiny_conditioned, tiny_sampler
+from synth_helpers import tiny_conditioned, tiny_conditioned_diffusion, tiny_sampler
 
 NAMES = ["a", "b", "c"]
 LABELS = np.array([0, 0, 0, 1, 1, 1, 2, 2])
@@ -20,10 +19,8 @@ IDS = np.array([f"real:{i}" for i in range(8)])
 
 
 def _inputs(model=None):
-    model = model or tiny_conditioned()
     rng = np.random.default_rng(0)
-    diffusion = DiffusionModel(model.unet, dict(make_scheduler(num_train_timesteps=100).config), NAMES,
-                               conditioner=model.conditioner)
+    diffusion = tiny_conditioned_diffusion(NAMES, model)
     return SynthInputs(diffusion, rng.integers(0, 256, size=(8, 8, 8, 3), dtype=np.uint8), LABELS, NAMES,
                        real_ids=IDS, real_embeddings=rng.normal(size=(8, 6)).astype(np.float32))
 

@@ -5,7 +5,8 @@ from torch import nn
 
 from synth.class_tokens import TextToImage
 from synth.text_conditioning import text_conditioner
-from synth.train_diffusion import DiffusionModel, build_unet, make_scheduler
+from synth.train_diffusion import DiffusionModel, build_unet
+from synth_helpers import tiny_scheduler_config
 
 NAMES = ["red", "blue"]
 
@@ -16,7 +17,7 @@ def tiny_text_model(*, names=NAMES, seed=0, vae=None) -> DiffusionModel:
     channels = 3 if vae is None else vae.config.latent_channels
     unet = build_unet(image_size=8 if vae is None else 4, block_out_channels=(4, 8), attention_levels=(1,),
                       conditioning="cross_attention", context_dim=16, channels=channels, seed=seed)
-    return DiffusionModel(unet, dict(make_scheduler(num_train_timesteps=100).config), list(names),
+    return DiffusionModel(unet, tiny_scheduler_config(), list(names),
                           conditioner=conditioner, vae=vae)
 
 
