@@ -216,7 +216,7 @@ def train_ssl(
         opt.load_state_dict(state["optimizer"])
         generator.set_state(state["rng"])
         losses[:] = state["losses"].numpy()
-        history = [dict(zip(("epoch", "loss", "lr", "seconds"), row.tolist())) for row in state["history"]]
+        history = state["history"]
         start = int(state["step"])
     last = epochs if stop_after is None else min(epochs, stop_after)
     with tqdm(total=total, initial=start * per_epoch, disable=not progress, desc="ssl", unit="it") as bar:
@@ -248,7 +248,7 @@ def train_ssl(
                 save_training_state(path, key=resume_key, step=done, state={
                     "model": model.state_dict(), "head": head.state_dict(), "optimizer": opt.state_dict(),
                     "rng": generator.get_state(), "losses": torch.from_numpy(losses),
-                    "history": torch.tensor([[r["epoch"], r["loss"], r["lr"], r["seconds"]] for r in history])})
+                    "history": history})
     model.eval()
     head.eval()
     return SSLResult(model=model, head=head, losses=losses[:last * per_epoch], history=history, resumed_from=start)
