@@ -139,7 +139,7 @@ def compare(name: str, args, images, labels, maps, probs, test, results: dict) -
         results[name, variant] = ([a for a, _ in runs], [s for _, s in runs])
         print(f"  {name:9s} {row_name(*variant):44s} {interval(results[name, variant][0]):>12s}  "
               f"{1000 * float(np.mean(results[name, variant][1])):6.1f} ms/step", flush=True)
-    for mix in args.mixes[1:] if args.mixes[0] == "none" else args.mixes:
+    for mix in args.mixes:
         paper, exact = results.get((name, ("relabel", mix, "paper"))), results.get((name, ("relabel", mix, "exact")))
         if paper and exact:
             diff = [e - p for e, p in zip(exact[0], paper[0])]

@@ -70,6 +70,8 @@ def knn_accuracy(train_x, train_y, test_x, test_y, *, seed: int = 0) -> tuple[fl
 
 def separation(gallery: np.ndarray, queries: np.ndarray, originals: np.ndarray) -> dict[str, float]:
     """Cosine distances of each query to its original and to the nearest other gallery row."""
+    from audits.skill import auroc
+
     g = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
     q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     dist = 1 - q @ g.T
@@ -77,11 +79,10 @@ def separation(gallery: np.ndarray, queries: np.ndarray, originals: np.ndarray) 
     d_copy = dist[rows, originals].copy()
     dist[rows, originals] = np.inf
     d_other = dist.min(1)
-    # AUROC of "copy closer than a distinct image" over all (query, query') pairs (Mann-Whitney U)
-    ranks = np.argsort(np.argsort(np.concatenate([d_copy, d_other]), kind="stable"), kind="stable")
+    # AUROC of "copy closer than a distinct image" over all (query, query') pairs: P(d_other > d_copy)
     n = len(d_copy)
-    auroc = 1 - (ranks[:n].sum() - n * (n - 1) / 2) / (n * n)
-    return {"top1": float((d_copy < d_other).mean()), "auroc": float(auroc),
+    score = auroc(np.r_[np.zeros(n, bool), np.ones(n, bool)], np.r_[d_copy, d_other])
+    return {"top1": float((d_copy < d_other).mean()), "auroc": score,
             "median_copy": float(np.median(d_copy)), "median_other": float(np.median(d_other))}
 
 

@@ -231,16 +231,16 @@ def annotate(
             shards[number]["sha256"] = header["sha256"]
         else:
             pending.append((number, rows[start:start + shard_size]))
+    computed_rows = sum(len(part) for _, part in pending)
     began = time.perf_counter()
     with tqdm(total=len(rows), disable=not progress, unit="img", desc="annotate") as bar:
-        bar.update(len(rows) - sum(len(part) for _, part in pending))
+        bar.update(len(rows) - computed_rows)
         for number, out in _run_shards(executor, annotator, table, pending, batch_size=batch_size):
             shards[number]["sha256"] = write_shard(folder / shards[number]["file"], ids=shards[number]["ids"],
                                                    arrays=out, signature=signature)
             bar.update(len(shards[number]["ids"]))
     compute_seconds = time.perf_counter() - began
     computed, reused = len(pending), len(shards) - len(pending)
-    computed_rows = sum(len(part) for _, part in pending)
     shape = _shard_shape(folder / shards[0]["file"])
     _remove_stale_shards(folder, len(shards))
     info = LabelMapInfo(num_classes=shape["num_classes"], top_k=shape["top_k"], height=shape["height"],
