@@ -99,7 +99,7 @@ def main() -> None:
 
     from curate.learn.ssl import train_ssl
     from curate.models import create_model, save_model
-    from synth.quality import embed_images
+    from curate.learn.embed import embed_images
 
     data = load_cifar()
     (tr_x, tr_y, _), (te_x, te_y, _) = data["train"], data["test"]

@@ -206,7 +206,8 @@ def main() -> None:
     from synth.methods import plan_samples
     from synth.noisy_classifier import train_noisy_classifier
     from synth.pipeline import GuidedPipeline, make_sampler
-    from synth.quality import embed_images, fid, kid
+    from curate.learn.embed import embed_images
+    from synth.quality import fid, kid
     from synth.scorers import Scorer, choose_filter, model_scorer, weights_digest
     from synth.train_diffusion import build_unet, to_model_space, train_ddpm
 
@@ -362,7 +363,8 @@ def ssl_part(args, cfg, seeds) -> None:
     from synth.methods import SynthInputs, plan_samples
     from synth.noisy_classifier import load_noisy_classifier, save_noisy_classifier_file, train_noisy_classifier
     from synth.pipeline import GuidedPipeline, make_sampler
-    from synth.quality import embed_images, fid, kid, row_grid, class_grid, write_png
+    from curate.learn.embed import embed_images
+    from synth.quality import fid, kid, row_grid, class_grid, write_png
     from synth.ssl_conditioned import EmbeddingPipeline, SSLConditionedConfig, SSLConditionedMethod
     from synth.train_diffusion import DiffusionModel, build_unet, train_ddpm
 

@@ -78,15 +78,6 @@ def fid(real: np.ndarray, fake: np.ndarray) -> float:
     return frechet_distance(real.mean(0), np.cov(real, rowvar=False), fake.mean(0), np.cov(fake, rowvar=False))
 
 
-def embed_images(model, images: np.ndarray, *, batch_size: int = 256, device: str = "auto") -> np.ndarray:
-    """Pooled ``features`` (N, D) of a registry model on uint8 images (N, H, W, 3)."""
-    from curate.execute.local import array_batches, map_batches
-    from curate.learn.embed import EmbedFn
-
-    return map_batches(EmbedFn(model, device=device), array_batches(images, batch_size=batch_size),
-                       rows=len(images))["embeddings"]
-
-
 def class_grid(images: np.ndarray, labels: np.ndarray, *, num_classes: int, per_class: int = 8,
                pad: int = 1) -> np.ndarray:
     """A sample sheet: row ``k`` holds the first ``per_class`` images of class ``k`` (blank where fewer).

@@ -243,7 +243,8 @@ class SynthStep(Step):
         from curate.data import decode_images
         from curate.errors import UsageError
         from curate.models import create_model
-        from synth import filters, quality, scorers
+        from curate.learn.embed import embed_images
+        from synth import filters, scorers
         from synth.methods import SynthInputs, plan_samples
         from synth.registry import METHODS
         from synth.train_diffusion import load_diffusion_model
@@ -283,8 +284,8 @@ class SynthStep(Step):
         pred_probs = scorer.classify(gen.images)
 
         feature_model = create_model(cfg.feature_model, num_classes=len(names))
-        fake_features = quality.embed_images(feature_model, gen.images, device=device)
-        real_features = quality.embed_images(feature_model, real_images, device=device)
+        fake_features = embed_images(feature_model, gen.images, device=device)
+        real_features = embed_images(feature_model, real_images, device=device)
         result = filters.filter_samples(
             pred_probs, gen.labels, fake_features, real_features,
             real_ids=np.asarray(table["id"])[real_rows].tolist(), min_confidence=cfg.min_confidence,
@@ -317,7 +318,7 @@ class SynthStep(Step):
             f"mean_target_prob{scored}": round(float(result.confidence.mean()), 4), **guide.metrics}
         if cfg.reference_split is not None:
             ref_rows = split_indices(table, cfg.reference_split, where="with.reference_split")
-            ref = quality.embed_images(feature_model, decode_images(table, ref_rows, size=size), device=device)
+            ref = embed_images(feature_model, decode_images(table, ref_rows, size=size), device=device)
             metrics.update(_distances("all", ref, fake_features))
             if keep.sum() >= 2:
                 metrics.update(_distances("kept", ref, fake_features[keep]))

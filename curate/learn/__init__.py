@@ -9,7 +9,7 @@ from curate.learn.augment import Augment
 from curate.learn.crossval import cross_val_pred_probs, stratified_folds
 from curate.learn.data import ArrayData, TrainData
 from curate.learn.device import resolve_device
-from curate.learn.embed import EmbedFn, embed
+from curate.learn.embed import EmbedFn, embed, embed_images
 from curate.learn.fit import FitResult, fit, learning_rate
 from curate.learn.mixing import MIXERS, Mixer, create_mixer
 from curate.learn.predict import PredictFn, predict, predict_images
@@ -33,6 +33,7 @@ __all__ = [
     "cross_val_pred_probs",
     "cross_val_probe",
     "embed",
+    "embed_images",
     "fit",
     "learning_rate",
     "predict",

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from curate.execute.local import run_batches
+from curate.execute.local import array_batches, map_batches, run_batches
 from curate.learn.batchfn import ModelBatchFn, ModelSource
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,3 +56,10 @@ def embed(
     out = (executor or run_batches)(fn, table, batch_size=batch_size, indices=indices, size=model.preprocess.size,
                                     progress=progress)
     return out["embeddings"]
+
+
+def embed_images(model: nn.Module, images: np.ndarray, *, batch_size: int = 256, normalize: bool = False,
+                 device: str = "auto") -> np.ndarray:
+    """``embeddings`` (N, D) of in-memory uint8 images (N, H, W, 3), already at the model's input size."""
+    fn = EmbedFn(model, device=device, normalize=normalize)
+    return map_batches(fn, array_batches(images, batch_size=batch_size), rows=len(images))["embeddings"]

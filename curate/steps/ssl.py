@@ -92,12 +92,12 @@ class SSLStep(Step):
         ctx.metrics.update(train_rows=len(rows), epochs=cfg.epochs, final_loss=round(result.history[-1]["loss"], 4),
                            resumed_from_epoch=result.resumed_from)
         if cfg.eval_split:
-            from curate.learn import KnnProbe, embed
+            from curate.learn import KnnProbe, embed, embed_images
 
             eval_rows = split_indices(table, cfg.eval_split, where="with.eval_split")
             labels = np.asarray(table["label"])
             device = ctx.torch_device()
-            train_x = embed(model, table, indices=rows, normalize=True, device=device, progress=False)
+            train_x = embed_images(model, images, normalize=True, device=device)  # decoded above, at the model's size
             eval_x = embed(model, table, indices=eval_rows, normalize=True, device=device, progress=False)
             probs = KnnProbe(k=cfg.knn_k).predict_proba(train_x, labels[rows], eval_x, num_classes=len(names))
             ctx.metrics.update(knn_accuracy=round(float((probs.argmax(1) == labels[eval_rows]).mean()), 4),
