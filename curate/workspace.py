@@ -133,6 +133,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     _fsync_dir(path.parent)
 
 
+def json_sha256(obj: Any) -> str:
+    """A stable digest of a JSON-able description (keys sorted; other values by ``str``): cache keys,
+    resume keys, annotation signatures."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -115,7 +115,7 @@ class TrainDiffusionStep(Step):
             vectors = conditioner.encode(class_prompts(labels, names, seed=ctx.seed)).numpy()
         fingerprints = {"data": source.entry("table")["fingerprint"],
                         "embeddings": emb.entry("embeddings")["fingerprint"] if emb else None}
-        key = td.resume_key_of(config=to_dict(cfg), **fingerprints, seed=ctx.seed)
+        key = workspace.json_sha256({"config": to_dict(cfg), **fingerprints, "seed": ctx.seed})
         result = td.train_ddpm(
             unet, images, labels, embeddings=vectors, conditioner=conditioner, p_uncond=cfg.p_uncond,
             steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=cfg.warmup_steps,

@@ -35,7 +35,7 @@ from diffusers import DDPMScheduler, UNet2DConditionModel, UNet2DModel
 from tqdm.auto import tqdm
 
 from curate.errors import UsageError
-from curate.learn.checkpoint import load_training_state, resume_key_of, save_training_state
+from curate.learn.checkpoint import load_training_state, save_training_state
 from synth.conditioning import Conditioner, ConditionedUNet, Kind, drop_mask, load_conditioner, save_conditioner
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 META_FILE = "curate.json"
 ENCODER_DIR = "encoder"
-__all__ = ["resume_key_of"]  # re-exported: steps key their checkpoints with it
 
 
 def _norm_groups(channels: Sequence[int]) -> int:

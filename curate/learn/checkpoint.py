@@ -9,8 +9,6 @@ reusable (config, data fingerprint, seed): a checkpoint with another key is igno
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,11 +18,6 @@ import torch
 from curate import workspace
 
 log = logging.getLogger(__name__)
-
-
-def resume_key_of(**facts: Any) -> str:
-    """A digest of what makes a checkpoint reusable (config, data fingerprint, seed)."""
-    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def save_training_state(path: Path, *, key: str, step: int, state: dict[str, Any]) -> None:

@@ -11,7 +11,6 @@ the run was interrupted; Ctrl-C inside a step raises :class:`RunInterrupted`, wh
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -85,12 +84,8 @@ def run_dir_for(recipe: Recipe, workdir: str | Path | None = None) -> Path:
     return (base / recipe.name).resolve()
 
 
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def cache_key(step: PlannedStep, inputs: dict[str, list[Input]], external: str | None, seed: int) -> str:
-    return _digest({
+    return workspace.json_sha256({
         "kind": step.kind,
         "version": step.step_cls.version,
         "config": to_dict(step.config),
@@ -102,7 +97,7 @@ def cache_key(step: PlannedStep, inputs: dict[str, list[Input]], external: str |
 
 def _producer_fingerprint(manifest: dict[str, Any]) -> str:
     outputs = manifest.get("outputs", {})
-    return _digest({t: e.get("fingerprint") for t, e in sorted(outputs.items())})
+    return workspace.json_sha256({t: e.get("fingerprint") for t, e in sorted(outputs.items())})
 
 
 def _check_ids(recipe: Recipe, names: Sequence[str]) -> None:

@@ -188,4 +188,4 @@ class LabelMapStore:
 
 def signature_of(obj: Any) -> str:
     """A stable digest of a JSON-able description of an annotation's inputs."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+    return workspace.json_sha256(obj)

@@ -65,9 +65,9 @@ class SSLStep(Step):
     def run(self, ctx: StepContext) -> None:
         import numpy as np
 
+        from curate import workspace
         from curate.config import to_dict
         from curate.data import decode_images
-        from curate.learn.checkpoint import resume_key_of
         from curate.learn.ssl import ColorJitter, TwoViews, train_ssl
 
         cfg: SSLConfig = ctx.config
@@ -78,7 +78,8 @@ class SSLStep(Step):
         rows = split_indices(table, cfg.split, where="with.split")
         images = decode_images(table, rows, size=model.preprocess.size)
         views = TwoViews(crop_scale=tuple(cfg.crop_scale), color=ColorJitter(strength=cfg.color_strength))
-        key = resume_key_of(config=to_dict(cfg), data=source.entry("table")["fingerprint"], seed=ctx.seed)
+        key = workspace.json_sha256({"config": to_dict(cfg), "data": source.entry("table")["fingerprint"],
+                                     "seed": ctx.seed})
         result = train_ssl(
             model, images, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, momentum=cfg.momentum,
             weight_decay=cfg.weight_decay, warmup_epochs=cfg.warmup_epochs, temperature=cfg.temperature,
