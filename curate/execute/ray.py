@@ -56,6 +56,11 @@ def ray_installed() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
+def cluster_address(address: str | None) -> str | None:
+    """The cluster to join: ``address``, else ``$RAY_ADDRESS``; None starts a local one."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
 def connect(address: str | None = None) -> float:
     """Join the cluster at ``address`` (else ``$RAY_ADDRESS``, else start a local one) unless this process
     already did; returns the seconds it took (cluster start-up, reported apart from the work)."""
@@ -67,7 +72,7 @@ def connect(address: str | None = None) -> float:
     if ray.is_initialized():
         return 0.0
     began = time.perf_counter()
-    ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, include_dashboard=False,
+    ray.init(address=cluster_address(address), include_dashboard=False,
              logging_level=logging.WARNING)
     return time.perf_counter() - began
 
@@ -119,8 +124,8 @@ class RayExecutor:
         self.options = options or RayOptions()
         self.store = ShardStore(shard_dir, signature=signature) if shard_dir is not None else None
         o = self.options
-        self.record: dict[str, Any] = {"name": "ray", "address": o.address or os.environ.get("RAY_ADDRESS") or
-                                       "local", "workers": o.workers, "num_cpus": o.num_cpus, "num_gpus": o.num_gpus,
+        self.record: dict[str, Any] = {"name": "ray", "address": cluster_address(o.address) or "local",
+                                       "workers": o.workers, "num_cpus": o.num_cpus, "num_gpus": o.num_gpus,
                                        "shard_size": o.shard_size, "shards": 0, "shards_reused": 0, "tasks": 0,
                                        "startup_s": 0.0}
 
@@ -163,10 +168,7 @@ class RayExecutor:
         if not shards:
             return
         o = self.options
-        self.record["startup_s"] = round(self.record["startup_s"] + connect(o.address), 3)
-        import ray
-
-        self._check_resources(ray)
+        ray = self._start()
         ray.data.DataContext.get_current().enable_progress_bars = progress
         # a block is one task: whole batches, at least BLOCKS_PER_WORKER of them per worker so that every worker
         # stays busy to the end, and no more (each task costs scheduling and a round trip)
@@ -203,17 +205,22 @@ class RayExecutor:
         """``fn`` over ``items`` as Ray tasks of ``num_cpus``/``num_gpus`` each (retried like batches), results
         in item order: parallel work that is not batches of table rows, e.g. filling index shards."""
         o = self.options
-        self.record["startup_s"] = round(self.record["startup_s"] + connect(o.address), 3)
-        import ray
-
-        self._check_resources(ray)
+        ray = self._start()
         remote = ray.remote(num_cpus=o.num_cpus, num_gpus=o.num_gpus or None, max_retries=o.max_retries)(fn)
         self.record["tasks"] += len(items)
         return ray.get([remote.remote(item) for item in items])
 
+    def _start(self):
+        """Join the cluster (timing it into the record), check it can hold the pool; returns the ``ray`` module."""
+        self.record["startup_s"] = round(self.record["startup_s"] + connect(self.options.address), 3)
+        import ray
+
+        self._check_resources(ray)
+        return ray
+
     def _check_resources(self, ray) -> None:
         o = self.options
-        if o.address or os.environ.get("RAY_ADDRESS"):
+        if cluster_address(o.address):
             return  # a real cluster may autoscale to what the pool asks for
         have = ray.cluster_resources()
         for name, each in (("CPU", o.num_cpus), ("GPU", o.num_gpus)):
