@@ -107,7 +107,7 @@ class TextToImage:
     @classmethod
     def from_diffusion(cls, diffusion) -> "TextToImage":
         """From a loaded :class:`~synth.train_diffusion.DiffusionModel` conditioned on text."""
-        if not getattr(diffusion, "text_conditioned", False):
+        if not diffusion.text_conditioned:
             raise UsageError("method class_tokens needs a text-conditioned model: train_diffusion with "
                              "text_conditioning: true, or a Stable Diffusion folder in with.diffusion_model")
         c = diffusion.conditioner

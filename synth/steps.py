@@ -437,8 +437,9 @@ def _real_embeddings(ctx: StepContext, diffusion, table, rows, device: str):
         found = require_ids(np.asarray(table["id"])[rows], ids, what="real rows",
                             where=f"embedded by step '{wired.step_id}'", fix="embed every row (with.split: null)")
         return values[found].astype(np.float32)
-    size = tuple(diffusion.encoder().preprocess.size)
-    return diffusion.embed(decode_images(table, rows, size=size), device=device)
+    encoder = diffusion.encoder()
+    return diffusion.embed(decode_images(table, rows, size=tuple(encoder.preprocess.size)), device=device,
+                           encoder=encoder)
 
 
 def _named_model(ctx: StepContext, role: str | None, model_name: str | None, weights: str | None,

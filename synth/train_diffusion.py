@@ -336,14 +336,14 @@ class DiffusionModel:
             return load_model(Path(self.folder) / record["model"]["saved"])
         return load_recorded_model(record["model"])
 
-    def embed(self, images: np.ndarray, *, device: str = "cpu") -> np.ndarray:
+    def embed(self, images: np.ndarray, *, device: str = "cpu", encoder: torch.nn.Module | None = None) -> np.ndarray:
         """Conditioning vectors of uint8 ``images (N, H, W, 3)``: the encoder's features, normalized as the
-        embeddings the model was trained on were (the conditioner then applies its own normalization)."""
-        from curate.execute.local import array_batches, map_batches
-        from curate.learn.embed import EmbedFn
+        embeddings the model was trained on were (the conditioner then applies its own normalization).
+        ``encoder``: :meth:`encoder`'s model when the caller already loaded it."""
+        from curate.learn.embed import embed_images
 
-        fn = EmbedFn(self.encoder(), device=device, normalize=bool(self.conditioning["encoder"]["normalize"]))
-        return map_batches(fn, array_batches(images, batch_size=256), rows=len(images))["embeddings"]
+        return embed_images(encoder or self.encoder(), images, batch_size=256,
+                            normalize=bool(self.conditioning["encoder"]["normalize"]), device=device)
 
 
 def save_diffusion_model(folder: Path, unet: UNet2DModel | UNet2DConditionModel, scheduler: DDPMScheduler, *,
