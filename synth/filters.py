@@ -76,6 +76,19 @@ def copy_distances(features: np.ndarray, real_features: np.ndarray, *,
     return dist[:, 0].astype(np.float32), np.asarray(nearest[:, 0])
 
 
+def calibrated_confidence(pred_probs: np.ndarray, labels: np.ndarray, quantile: float) -> float:
+    """The ``quantile`` of the filter's probability of the true class over held-out real images
+    (``pred_probs (M, K)``, ``labels (M,)``): with ``quantile`` 0.1 a sample is kept when the filter is at
+    least as sure of its class as it is of nine in ten real images of the data."""
+    pred_probs, labels = np.asarray(pred_probs), np.asarray(labels)
+    if not 0 <= quantile <= 1:
+        raise UsageError(f"the confidence quantile must lie in [0, 1], got {quantile}")
+    if pred_probs.ndim != 2 or len(pred_probs) != len(labels) or len(labels) == 0:
+        raise UsageError(f"calibration needs (M, K) probabilities of M >= 1 labelled real images, got shape "
+                         f"{pred_probs.shape} for {len(labels)} labels")
+    return float(np.quantile(pred_probs[np.arange(len(labels)), labels], quantile))
+
+
 def filter_samples(
     pred_probs: np.ndarray,
     labels: np.ndarray,

@@ -50,10 +50,19 @@ class SynthOptions:
         False, help="let the guiding classifier filter and score its own samples (inflated; metrics labelled "
                     "self_scored) when no independent filter is given or it equals the guide")
     min_confidence: float = option(0.5, ge=0, le=1, help="keep samples whose target-class probability is >= this")
+    confidence_quantile: float | None = option(
+        None, ge=0, le=1, help="instead of min_confidence, keep samples whose target-class probability reaches this "
+                               "quantile of the filter's probability of the true class on the reference_split's "
+                               "real images (e.g. 0.1: as sure as of nine in ten real images)")
     min_copy_distance: float = option(
         0.02, ge=0, le=2, help="drop samples closer than this cosine distance to a real training image")
     feature_model: str = option("resnet20-cifar", help="registry model whose features drive the copy filter, KID, FID")
     sheet_per_class: int = option(8, gt=0, help="samples per class on the sample sheets")
+
+    def __post_init__(self) -> None:
+        if self.confidence_quantile is not None and self.reference_split is None:
+            raise ConfigValueError("confidence_quantile", "calibrates on the held-out reference_split's real images; "
+                                                          "set reference_split (e.g. test) or use min_confidence")
 
 
 @dataclass
@@ -129,6 +138,7 @@ class ClassifierGuidanceConfig(SynthOptions):
     noisy_lr: float = option(1e-3, gt=0)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.guidance not in GUIDANCE:
             raise ConfigValueError("guidance", GUIDANCE.unknown_message(self.guidance))
         if self.form == "mean" and self.sampler != "ddpm":

@@ -87,7 +87,7 @@ def class_grid(images: np.ndarray, labels: np.ndarray, *, num_classes: int, per_
     images, labels = np.asarray(images), np.asarray(labels)
     if len(images) != len(labels):
         raise UsageError(f"`labels` has {len(labels)} rows but `images` has {len(images)}")
-    h, w, c = images.shape[1:] if len(images) else (1, 1, 3)
+    h, w, c = images.shape[1:] if images.ndim == 4 else (1, 1, 3)  # a filter may keep none: (0, H, W, 3)
     cells = np.full((num_classes, per_class, h + pad, w + pad, c), 255, dtype=np.uint8)
     order = np.argsort(labels, kind="stable")
     sorted_labels = labels[order]

@@ -283,17 +283,22 @@ class SynthStep(Step):
         seconds = time.perf_counter() - started
         pred_probs = scorer.classify(gen.images)
 
+        if cfg.reference_split is not None:
+            ref_rows = split_indices(table, cfg.reference_split, where="with.reference_split")
+            ref_images = decode_images(table, ref_rows, size=size)
+        min_confidence = cfg.min_confidence if cfg.confidence_quantile is None else filters.calibrated_confidence(
+            scorer.classify(ref_images), labels_all[ref_rows], cfg.confidence_quantile)
         feature_model = create_model(cfg.feature_model, num_classes=len(names))
         fake_features = embed_images(feature_model, gen.images, device=device)
         real_features = embed_images(feature_model, real_images, device=device)
         result = filters.filter_samples(
             pred_probs, gen.labels, fake_features, real_features,
-            real_ids=np.asarray(table["id"])[real_rows].tolist(), min_confidence=cfg.min_confidence,
+            real_ids=np.asarray(table["id"])[real_rows].tolist(), min_confidence=min_confidence,
             min_copy_distance=cfg.min_copy_distance)
         keep = result.keep
         model_ref = diffusion_in.step_id if diffusion_in else str(cfg.diffusion_model)
         parameters = {**to_dict(cfg), "diffusion_model": model_ref, "filter_model": scorer.name,
-                      "filter_scoring": scoring}
+                      "filter_scoring": scoring, "min_confidence": min_confidence}
         rows = filters.synthetic_rows(
             images=gen.images[keep], labels=gen.labels[keep], numbers=gen.numbers[keep], seeds=gen.seeds[keep],
             step_id=ctx.step_id, class_names=names, split=cfg.split, method=cfg.method, parameters=parameters,
@@ -310,21 +315,22 @@ class SynthStep(Step):
             self._panoramas(ctx, cfg, diffusion, table, base_seed, device)
         scored = "" if scoring == scorers.INDEPENDENT else f"_{scorers.SELF_SCORED}"  # never an unlabelled self-score
         metrics: dict[str, Any] = {
-            "generated": int(len(keep)), **result.counts(),
+            "generated": int(len(keep)), **result.counts(), "min_confidence": round(min_confidence, 4),
             "images_per_second": round(len(keep) / seconds, 2),
             "filter_model": scorer.name, "filter_scoring": scoring,
             "guide_model": guide.scorer.name if guide.scorer is not None else None,
             f"accuracy{scored}": round(float((pred_probs.argmax(1) == gen.labels).mean()), 4),
             f"mean_target_prob{scored}": round(float(result.confidence.mean()), 4), **guide.metrics}
         if cfg.reference_split is not None:
-            ref_rows = split_indices(table, cfg.reference_split, where="with.reference_split")
-            ref = embed_images(feature_model, decode_images(table, ref_rows, size=size), device=device)
+            ref = embed_images(feature_model, ref_images, device=device)
             metrics.update(_distances("all", ref, fake_features))
             if keep.sum() >= 2:
                 metrics.update(_distances("kept", ref, fake_features[keep]))
             metrics.update(_distances("real", ref, real_features))  # the floor at these counts
         ctx.metrics.update(metrics)
         ctx.write_json("filter.json", {"filter_model": scorer.name, "filter_scoring": scoring,
+                                       "min_confidence": min_confidence,
+                                       "confidence_quantile": cfg.confidence_quantile,
                                        "numbers": gen.numbers.tolist(), "labels": gen.labels.tolist(),
                                        "reason": result.reason.tolist(),
                                        "confidence": np.round(result.confidence, 4).tolist(),

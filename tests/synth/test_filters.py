@@ -9,7 +9,8 @@ import pytest
 from curate.data import make_table, validate_table
 from curate.errors import UsageError
 from curate.data.table import PROVENANCE, new_table_version
-from synth.filters import LOW_CONFIDENCE, NEAR_COPY, SAMPLE_COLUMNS, FilterResult, filter_samples, synthetic_rows
+from synth.filters import (LOW_CONFIDENCE, NEAR_COPY, SAMPLE_COLUMNS, FilterResult, calibrated_confidence,
+                           filter_samples, synthetic_rows)
 
 RNG = np.random.default_rng(0)
 NAMES = ["cat", "dog"]
@@ -31,6 +32,18 @@ def test_filter_drops_a_planted_copy_and_a_low_confidence_sample():
     assert result.copy_distance[[0, 1, 4]].min() > 0.05  # random 16-d directions are far apart
     np.testing.assert_allclose(result.confidence, [0.9, 0.9, 0.9, 0.4, 0.9], rtol=1e-6)
     assert result.counts() == {"kept": 3, "low_confidence": 1, "near_copy": 1}
+
+
+def test_calibrated_confidence_is_the_quantile_of_the_true_class_probability():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3]])
+    labels = np.array([0, 1, 0, 1])  # p(true) = 0.9, 0.8, 0.4, 0.3: the predicted class does not matter
+    assert calibrated_confidence(probs, labels, 0.0) == pytest.approx(0.3)
+    assert calibrated_confidence(probs, labels, 1.0) == pytest.approx(0.9)
+    assert calibrated_confidence(probs, labels, 0.5) == pytest.approx(0.6)
+    with pytest.raises(UsageError, match="quantile"):
+        calibrated_confidence(probs, labels, 1.5)
+    with pytest.raises(UsageError, match="4 labels"):
+        calibrated_confidence(probs[:3], labels, 0.5)
 
 
 def _real_table(n=6):

@@ -49,3 +49,9 @@ def test_class_grid_puts_the_jth_image_of_class_k_at_row_k_column_j():
     assert (cell(0, 0) == 10).all() and (cell(0, 1) == 40).all()
     assert (cell(1, 0) == 0).all() and (cell(1, 1) == 20).all()  # the third image of class 1 is left out
     assert (cell(2, 0) == 255).all()  # no samples of class 2: blank
+
+
+def test_class_grid_of_no_kept_samples_is_a_blank_sheet_of_their_size():
+    """A filter may keep none of the samples: the `kept` sheet is blank, the size of a full one."""
+    sheet = class_grid(np.zeros((0, 4, 4, 3), np.uint8), np.zeros(0, int), num_classes=2, per_class=3, pad=1)
+    assert sheet.shape == (2 * 5 + 1, 3 * 5 + 1, 3) and (sheet == 255).all()

@@ -113,6 +113,37 @@ def test_the_default_filter_is_the_pretrained_resnet20_for_32px_cifar_samples(tm
     np.testing.assert_allclose(synthetic["filter_confidence"], probs[np.arange(10), synthetic["label"]], atol=1e-5)
 
 
+def test_confidence_quantile_keeps_what_the_filter_trusts_as_much_as_that_quantile_of_real_test_images(tmp_path):
+    """The threshold is the 0.05-quantile of the filter's p(true class) over the table's test rows, recomputed here
+    from the pretrained filter; a sample is dropped as low_confidence exactly when its confidence is below it."""
+    from curate.data import decode_images
+    from curate.data.table import split_indices
+    from curate.learn import predict_images
+    from curate.models import create_model
+
+    metrics, synthetic = _variant(tmp_path, wiring="{data: cifar, diffusion: ddpm}", size=32,
+                                  extra="      confidence_quantile: 0.05\n")
+    table = datasets.load_from_disk(str(tmp_path / "synth_tiny" / "cifar" / "table"))
+    rows = split_indices(table, "test", where="test")
+    probs = predict_images(create_model("resnet20-cifar", num_classes=10), decode_images(table, rows, size=(32, 32)),
+                           device="cpu")
+    expected = float(np.quantile(probs[np.arange(len(rows)), np.asarray(table["label"])[rows]], 0.05))
+    assert metrics["min_confidence"] == pytest.approx(expected, abs=1e-4) and 0 < expected < 1
+    record = json.loads((tmp_path / "synth_tiny" / "gen" / "filter.json").read_text())
+    assert record["confidence_quantile"] == 0.05 and record["min_confidence"] == pytest.approx(expected, abs=1e-6)
+    low = np.asarray(record["confidence"]) < record["min_confidence"]
+    assert (np.asarray(record["reason"]) == "low_confidence").tolist() == low.tolist()
+    assert len(synthetic) == metrics["kept"] == int((~low).sum()) and 0 < metrics["kept"] < 10  # both sides
+    assert {json.loads(p)["min_confidence"] for p in synthetic["parameters"]} <= {record["min_confidence"]}
+
+
+def test_confidence_quantile_needs_a_reference_split():
+    text = TINY.replace("      min_copy_distance: 0.0\n",
+                        "      min_copy_distance: 0.0\n      confidence_quantile: 0.1\n      reference_split: null\n")
+    with pytest.raises(UsageError, match="confidence_quantile.*reference_split"):
+        parse_recipe(text, filename="bad.yaml")
+
+
 def test_without_an_independent_filter_the_step_refuses_in_one_line(tmp_path):
     """8x8 samples: the pretrained ResNet-20 cannot judge them, nothing is wired, no opt-in -> one clear line."""
     with pytest.raises(UsageError, match="no independent filter classifier") as err:
