@@ -167,7 +167,7 @@ def sre2l_main(args: argparse.Namespace) -> None:
 
     top = max(args.ipc)
     recovered = {}
-    for method in ("sre2l", "cda"):
+    for method in [m for m in ("sre2l", "cda") if m in args.sets]:  # recover only what is evaluated
         start = time.perf_counter()
         ckpt = args.checkpoint_dir / method if args.checkpoint_dir else None
         recovered[method] = distill(images, labels, method=method, ipc=top, iterations=args.iterations,
@@ -188,7 +188,7 @@ def sre2l_main(args: argparse.Namespace) -> None:
             if "dm" in args.sets else None
         chosen = random_selection(images, labels, ipc=ipc, seed=args.seed)
         kd = KDRecipe(epochs=epochs[ipc], lr=args.kd_lr, temperature=args.kd_temperature, batch_size=args.kd_batch)
-        sets = [("cda", prefix(recovered["cda"], ipc), "kd"), ("sre2l", prefix(recovered["sre2l"], ipc), "kd"),
+        sets = [*[(m, prefix(recovered[m], ipc), "kd") for m in ("cda", "sre2l") if m in recovered],
                 ("random", chosen, "kd"), ("random", chosen, "kd_hard"), ("dm", dm, "kd")]
         sets = [s for s in sets if (s[0] if s[0] != "random" else f"random_{s[2]}") in args.sets]
         for student, config in students:

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from curate.config import option
 from curate.errors import UsageError
-from synth.methods import Generated, Guide, SynthInputs, SynthOptions
+from synth.methods import Generated, Guide, SynthInputs, SynthOptions, check_conditioning
 
 TRAIN_TEMPLATES = ("A photo of {token} {cls}", "a high resolution realistic image of {token} {cls}",
                    "A close-up photo of a {token} {cls}")
@@ -107,9 +107,7 @@ class TextToImage:
     @classmethod
     def from_diffusion(cls, diffusion) -> "TextToImage":
         """From a loaded :class:`~synth.train_diffusion.DiffusionModel` conditioned on text."""
-        if not diffusion.text_conditioned:
-            raise UsageError("method class_tokens needs a text-conditioned model: train_diffusion with "
-                             "text_conditioning: true, or a Stable Diffusion folder in with.diffusion_model")
+        check_conditioning("class_tokens", diffusion)
         c = diffusion.conditioner
         return cls(c.tokenizer, c.text_encoder, diffusion.unet, dict(diffusion.scheduler_config), diffusion.vae)
 

@@ -106,6 +106,28 @@ class Generated:
     columns: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+CONDITIONING = {
+    "classes": ("class labels or nothing", "train_diffusion without inputs.embeddings or text_conditioning"),
+    "embeddings": ("embeddings", "wire an `embed` step to train_diffusion's inputs.embeddings"),
+    "text": ("text", "train_diffusion with text_conditioning: true, or a Stable Diffusion folder in "
+                     "with.diffusion_model"),
+}
+"""A method's ``conditioning``: (what the model reads, how to get such a model)."""
+
+
+def check_conditioning(method: str, diffusion: "DiffusionModel") -> None:
+    """One line when the diffusion model reads something other than what ``method`` samples from."""
+    from curate.errors import UsageError
+    from synth.registry import METHODS
+
+    wanted, have = METHODS.get(method).conditioning, diffusion.conditioned_on
+    if wanted != have:
+        fits = [name for name in METHODS.names() if METHODS.get(name).conditioning == have]
+        raise UsageError(f"method {method} needs a diffusion model conditioned on {CONDITIONING[wanted][0]} "
+                         f"({CONDITIONING[wanted][1]}); this one is conditioned on {CONDITIONING[have][0]}"
+                         + (f": use method {' or '.join(fits)}" if fits else ""))
+
+
 def plan_samples(class_ids: np.ndarray, *, per_class: int, base_seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(labels, numbers, seeds)``: each class ``per_class`` times; sample ``n`` gets seed ``(base_seed, n)``."""
     from synth.pipeline import sample_seeds
@@ -162,13 +184,7 @@ class ClassifierGuidanceMethod:
 
     def prepare(self, cfg: ClassifierGuidanceConfig, inputs: SynthInputs, *, base_seed: int, device: str,
                 progress: bool) -> Guide:
-        if inputs.diffusion.conditioner is not None:
-            from curate.errors import UsageError
-
-            what, use = ("text", "class_tokens") if inputs.diffusion.text_conditioned else ("embeddings",
-                                                                                            "ssl_conditioned")
-            raise UsageError("method classifier_guidance samples a class-conditional or unconditional UNet; this "
-                             f"diffusion model is conditioned on {what}: use method {use}")
+        check_conditioning("classifier_guidance", inputs.diffusion)
         sampler = guidance_sampler(cfg, inputs.diffusion.scheduler_config)
         return GUIDANCE.get(cfg.guidance).from_inputs(cfg, inputs, alphas_cumprod=sampler.alphas_cumprod,
                                                       seed=base_seed, device=device, progress=progress)

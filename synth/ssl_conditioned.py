@@ -24,7 +24,7 @@ import torch
 
 from curate.config import option
 from curate.errors import UsageError
-from synth.methods import Generated, Guide, SynthInputs, SynthOptions
+from synth.methods import Generated, Guide, SynthInputs, SynthOptions, check_conditioning
 from synth.pipeline import GuidedPipeline, make_sampler
 
 Mode = Literal["variations", "interpolations"]
@@ -85,9 +85,7 @@ class SSLConditionedMethod:
 
     def prepare(self, cfg: SSLConditionedConfig, inputs: SynthInputs, *, base_seed: int, device: str,
                 progress: bool) -> Guide:
-        if not inputs.diffusion.embedding_conditioned:
-            raise UsageError("method ssl_conditioned needs a diffusion model conditioned on embeddings: wire an "
-                             "`embed` step to train_diffusion's inputs.embeddings")
+        check_conditioning("ssl_conditioned", inputs.diffusion)
         if inputs.real_embeddings is None or inputs.real_ids is None:
             raise UsageError("method ssl_conditioned needs the real rows' embeddings and ids")
         rng = np.random.default_rng(base_seed)

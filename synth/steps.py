@@ -245,7 +245,7 @@ class SynthStep(Step):
         from curate.models import create_model
         from curate.learn.embed import embed_images
         from synth import filters, scorers
-        from synth.methods import SynthInputs, plan_samples
+        from synth.methods import SynthInputs, check_conditioning, plan_samples
         from synth.registry import METHODS
         from synth.train_diffusion import load_diffusion_model
 
@@ -259,6 +259,7 @@ class SynthStep(Step):
         if diffusion.class_names is not None and diffusion.class_names != names:
             raise UsageError(f"the diffusion model was trained on classes {diffusion.class_names[:5]}... but the "
                              f"table's classes are {names[:5]}...; train it on this table")
+        check_conditioning(cfg.method, diffusion)  # before the filter, the decoding and any training
         size = (diffusion.image_size, diffusion.image_size)
         candidate = self._filter(ctx, cfg, names, diffusion.image_size, device)  # refuses before any training
         labels_all = np.asarray(table["label"])

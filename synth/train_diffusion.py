@@ -317,6 +317,11 @@ class DiffusionModel:
     def text_conditioned(self) -> bool:
         return self.conditioner is not None and not self.embedding_conditioned
 
+    @property
+    def conditioned_on(self) -> str:
+        """What the UNet reads besides the noisy image, as a synth method's ``conditioning`` names it."""
+        return "text" if self.text_conditioned else "embeddings" if self.embedding_conditioned else "classes"
+
     def conditioned_unet(self) -> ConditionedUNet:
         if self.conditioner is None:
             raise UsageError("this diffusion model is not conditioned on embeddings; train it with an `embed` "

@@ -166,7 +166,8 @@ def test_a_model_without_text_is_refused():
     from synth.train_diffusion import DiffusionModel
     from synth_helpers import tiny_unet
 
-    with pytest.raises(UsageError, match="text-conditioned"):
+    with pytest.raises(UsageError, match="conditioned on text .*text_conditioning: true.*conditioned on class labels"
+                                         ".*use method classifier_guidance"):
         TextToImage.from_diffusion(DiffusionModel(tiny_unet(num_classes=2), {}, NAMES))
 
 
