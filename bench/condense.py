@@ -144,7 +144,7 @@ SRE2L_SETS = ("cda", "sre2l", "random_kd", "random_kd_hard", "dm")
 
 def sre2l_main(args: argparse.Namespace) -> None:
     """SRe2L vs CDA at equal budget, against random real images (KD and hard labels) and DM under KD."""
-    from curate.condense.kd import KDRecipe
+    from curate.condense.kd import KDRecipe, Views
     from curate.condense.teacher import resolve_teacher
     from curate.learn import predict_images
 
@@ -161,8 +161,8 @@ def sre2l_main(args: argparse.Namespace) -> None:
           f"({100 * teacher_acc:.1f}% on the test images); students {', '.join(args.students)} (ConvNet width "
           f"{args.width}); recovery {args.iterations} iterations (lr 0.25, r_bn 0.01, class block 10 = all classes); "
           f"KD: epochs {epochs} (by IPC), AdamW lr {args.kd_lr}, T {args.kd_temperature}, batch {args.kd_batch}, "
-          f"crop+flip+Mixup, relabel {args.relabel}; {args.eval_runs} runs; DM {args.dm_iterations} iterations, "
-          f"real batch {args.batch_real}")
+          f"{args.kd_crop} crop+flip+Mixup, relabel {args.relabel}; {args.eval_runs} runs; DM "
+          f"{args.dm_iterations} iterations, real batch {args.batch_real}")
     report: dict = {"args": vars(args), "teacher_accuracy": teacher_acc, "recovery": {}, "rows": []}
 
     top = max(args.ipc)
@@ -187,7 +187,8 @@ def sre2l_main(args: argparse.Namespace) -> None:
             "width": args.width}, batch_real=args.batch_real, seed=args.seed, progress=False) \
             if "dm" in args.sets else None
         chosen = random_selection(images, labels, ipc=ipc, seed=args.seed)
-        kd = KDRecipe(epochs=epochs[ipc], lr=args.kd_lr, temperature=args.kd_temperature, batch_size=args.kd_batch)
+        kd = KDRecipe(epochs=epochs[ipc], lr=args.kd_lr, temperature=args.kd_temperature, batch_size=args.kd_batch,
+                      views=Views(crop=args.kd_crop))
         sets = [*[(m, prefix(recovered[m], ipc), "kd") for m in ("cda", "sre2l") if m in recovered],
                 ("random", chosen, "kd"), ("random", chosen, "kd_hard"), ("dm", dm, "kd")]
         sets = [s for s in sets if (s[0] if s[0] != "random" else f"random_{s[2]}") in args.sets]
@@ -274,6 +275,9 @@ def main() -> None:
     sre2l.add_argument("--kd-lr", type=float, default=1e-3, help="AdamW lr of the students (published: 1e-3)")
     sre2l.add_argument("--kd-temperature", type=float, default=30.0, help="KD temperature (published: 30)")
     sre2l.add_argument("--kd-batch", type=int, default=128)
+    sre2l.add_argument("--kd-crop", choices=["pad", "resized"], default="pad",
+                       help="student views: pad-4 crops (relabel_cifar.py, published for CIFAR) or random-resized "
+                            "crops of 8-100%% of the area (ImageNet's FKD relabel; a departure on CIFAR)")
     sre2l.add_argument("--relabel", choices=["on_the_fly", "stored"], default="on_the_fly")
     sre2l.add_argument("--dm-iterations", type=int, default=100)
     sre2l.add_argument("--sets", nargs="+", default=list(SRE2L_SETS), choices=SRE2L_SETS,
