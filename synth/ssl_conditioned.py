@@ -55,8 +55,8 @@ class SSLConditionedConfig(SynthOptions):
     variations_per_image: int = option(1, gt=0, help="variations: k samples conditioned on each selected image")
     slerp_t: float | None = option(0.5, ge=0, le=1, help="interpolations: position between the two embeddings "
                                                          "(null: uniform per sample, drawn from its seed)")
-    cfg_scale: float = option(1.0, ge=0, help="w in (1 + w) eps(x, c) - w eps(x, null); 0: conditional only "
-                                              "(diffusers' guidance_scale = 1 + w)")
+    cfg_scale: float = option(3.0, ge=0, help="w in (1 + w) eps(x, c) - w eps(x, null); 0: conditional only "
+                                              "(diffusers' guidance_scale = 1 + w; the paper's notebook: 3)")
     sampler: Literal["ddim", "ddpm"] = option("ddim")
     num_inference_steps: int = option(50, gt=0, help="sampling steps (respaced from the training timesteps)")
     panorama_references: int = option(

@@ -178,6 +178,17 @@ def test_a_filter_that_is_the_guide_is_refused_unless_opted_in(tmp_path):
     assert {json.loads(p)["filter_scoring"] for p in synthetic["parameters"]} == {"self_scored"}
 
 
+def test_a_method_for_another_conditioning_is_refused_in_one_line(tmp_path):
+    """ssl_conditioned on the class-conditional ddpm: one line that names what each needs and the method that fits."""
+    gen = TINY.index("      method: classifier_guidance")
+    text = TINY[:gen] + "      method: ssl_conditioned\n      per_class: 1\n" + TINY[TINY.index("  - id: real"):]
+    with pytest.raises(UsageError, match="method ssl_conditioned needs a diffusion model conditioned on embeddings"
+                                         ".*conditioned on class labels.*use method classifier_guidance") as err:
+        run_recipe(parse_recipe(text, filename="tiny.yaml"), workdir=tmp_path, progress=False,
+                   only=["cifar", "ddpm", "sieve", "gen"])
+    assert "\n" not in str(err.value)
+
+
 def test_synth_needs_a_diffusion_model_and_known_method_and_guidance():
     bad = TINY.replace("inputs: {data: cifar, diffusion: ddpm, filter: sieve}", "inputs: {data: cifar, filter: sieve}")
     with pytest.raises(UsageError, match="diffusion"):
