@@ -24,11 +24,11 @@ print("RESULT", json.dumps({"uri": db.uri, "again": again, "embedded": db.embedd
 """
 
 
-def result(stdout: str) -> dict:
-    for line in stdout.splitlines():
+def result(out: subprocess.CompletedProcess) -> dict:
+    for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
-    raise AssertionError(f"client did not report:\n{stdout}")
+    raise AssertionError(f"client did not report (exit {out.returncode}):\n{out.stdout}\n{out.stderr[-3000:]}")
 
 
 def mongods_on(folder: str) -> list[psutil.Process]:
@@ -45,7 +45,7 @@ def test_embedded_mongod_lives_under_curate_home_is_shared_and_stops_with_its_cl
     env.update(HOME=str(tmp_path / "home"), CURATE_HOME=str(tmp_path / "curate"), FIFTYONE_DO_NOT_TRACK="true")
     (tmp_path / "home").mkdir()
     out = subprocess.run([sys.executable, "-c", CLIENT], env=env, capture_output=True, text=True, timeout=180)
-    report = result(out.stdout)
+    report = result(out)
 
     folder = str(tmp_path / "curate" / "fiftyone" / "db")
     assert report["embedded"] and report["folder"] == folder
