@@ -44,7 +44,7 @@ def test_variations_inherit_the_source_label_and_k_samples_share_a_source():
     np.testing.assert_array_equal(LABELS[rows], gen.labels)  # labels inherited from the source image
     assert (source[0::2] == source[1::2]).all()  # k = 2 consecutive samples per source
     assert len(set(source[gen.labels == 0])) == 2  # class 0: 4 samples / k = 2 sources
-    assert all(v is None for v in gen.columns["source_b_id"]) and (gen.guidance_scale == 1.0).all()
+    assert all(v is None for v in gen.columns["source_b_id"]) and (gen.guidance_scale == 3.0).all()  # the paper's w
 
 
 def test_interpolations_slerp_two_distinct_images_of_the_class():
