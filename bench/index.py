@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +129,7 @@ def bench(name: str, base: np.ndarray, queries: np.ndarray, *, k: int, nlist: in
           ef_searches: list[int], numpy_queries: int) -> list[dict]:
     rows = []
     flat, build_s = timed(lambda: build_index(base, kind="flat"))
-    (_, truth), search_s = timed(lambda: flat.search_rows(queries, k))
+    (_, truth), search_s = timed(partial(flat.search_rows, queries, k))
     flat_qps = len(queries) / search_s
     np_qps = numpy_qps(base, queries[:numpy_queries], k)
     rows.append({"data": name, "method": "numpy brute force", "params": "", "build_s": 0.0, "qps": np_qps,
@@ -140,7 +141,7 @@ def bench(name: str, base: np.ndarray, queries: np.ndarray, *, k: int, nlist: in
     hnsw, build_s = timed(lambda: build_index(base, kind="hnsw", hnsw_m=32, ef_construction=40, recall=None))
     for ef in ef_searches:
         hnsw.ef_search = ef
-        (_, found), search_s = timed(lambda: hnsw.search_rows(queries, k))
+        (_, found), search_s = timed(partial(hnsw.search_rows, queries, k))
         rows.append({"data": name, "method": "hnsw M=32", "params": f"efSearch={ef}", "build_s": build_s,
                      "qps": len(queries) / search_s, "recall": recall_at(found, truth)})
     del hnsw
@@ -202,7 +203,7 @@ def recall_case(name: str, spec: tuple, *, kinds: list[str], target: float, quer
         index_qps, np_qps = 0.0, 0.0
         for _ in range(rounds):  # interleaved, so both see the same load; the best round is the least disturbed
             np_qps = max(np_qps, numpy_qps(unit, q_unit[:numpy_queries], 10, normalized=True))
-            index_qps = max(index_qps, len(fresh) / timed(lambda: index.search_rows(fresh, 10))[1])
+            index_qps = max(index_qps, len(fresh) / timed(partial(index.search_rows, fresh, 10))[1])
         separated = name.startswith("separated")
         row = {"case": name, "n": n, "dim": d, "clusters": clusters, "spread": spread, "kind": kind,
                "build": ", ".join(f"{k}={v}" for k, v in index.params.items() if k not in ("seed", index.knob)),
