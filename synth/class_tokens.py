@@ -274,7 +274,7 @@ def optimize_token(t2i: TextToImage, classify: Callable[[torch.Tensor], torch.Te
             accuracy = correct / settings.epoch_size
             improved, collapsed, reason = rule.update(total, accuracy)
             history.append({"epoch": epoch + 1, "loss": total, "accuracy": accuracy, "seed": seed})
-            if improved or reason == "accuracy":
+            if improved:  # the best-loss checkpoint, also when the accuracy rule stops (as published)
                 kept = evaluated
             if collapsed:
                 seed += 1

@@ -195,7 +195,7 @@ class PixelClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x + 1) / 2
         if tuple(x.shape[-2:]) != self.size:
-            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
+            x = F.interpolate(x, size=self.size, mode="bilinear", antialias=True, align_corners=False)
         return self.model((x - self.mean) / self.std)
 
 

@@ -104,6 +104,11 @@ def test_the_optimization_loop_stops_where_the_rules_say():
     assert (tok.epochs, tok.stop) == (3, "accuracy")
     assert [h["accuracy"] for h in tok.history] == [0.0, 0.2, 0.8]
     assert [h["loss"] for h in tok.history] == pytest.approx([1.0, 0.9, 0.6])
+    late = [[0.1, 0.1, 1.0, 1.0, 1.0], [0.6] * 4 + [1.0]] + [[0.5] * 5] * 8  # best loss at 1, accuracy .8 at 2
+    tok = optimize_token(t2i, Scripted(late), class_name="red", target=0, settings=settings)
+    assert (tok.epochs, tok.stop) == (2, "accuracy")
+    init = t2i.init_row(t2i.with_placeholder("newclas")[0], "a")
+    assert torch.equal(tok.row, init.reshape(tok.row.shape)) and not torch.equal(tok.row, tok.last)
     stuck = [[1.0] * 5, [0.9] * 5, [0.95] * 5, [0.95] * 5] + [[0.1] * 5] * 6  # best at 2, then 1 -> 0 -> -1
     tok = optimize_token(t2i, Scripted(stuck), class_name="red", target=0, settings=settings)
     assert (tok.epochs, tok.stop) == (4, "patience")

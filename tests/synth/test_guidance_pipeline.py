@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from curate.errors import UsageError
-from synth.guidance import GUIDANCE, classifier_guidance, create_guidance, eps_form, schedule_factor
+from curate.models import create_model
+from synth.guidance import (GUIDANCE, PixelClassifier, classifier_guidance, create_guidance, eps_form,
+                            schedule_factor)
 from synth.pipeline import GuidedPipeline, sample_seeds
 from synth.train_diffusion import to_model_space
 from synth_helpers import PixelLinear, tiny_sampler, tiny_unet
@@ -107,3 +109,17 @@ def test_clip_sample_option_overrides_the_training_schedule_only_when_set(clip, 
     sampler = guidance_sampler(cfg, trained)
     assert sampler.config.clip_sample is want
     assert np.allclose(sampler.alphas_cumprod, tiny_sampler("ddim").alphas_cumprod)
+
+
+@pytest.mark.parametrize("side", [32, 64, 20])
+def test_pixel_classifier_sees_what_the_model_saw_in_training(side):
+    """The differentiable path ([-1, 1] images) must match the model's own uint8 preprocessing, including the
+    antialiased resize when the generated size differs from the classifier's (a plain bilinear shrink would not)."""
+    torch.manual_seed(0)
+    model = create_model("convnet", num_classes=3).eval()
+    images = np.random.default_rng(0).integers(0, 256, (4, side, side, 3), dtype=np.uint8)
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+    with torch.no_grad():
+        want = model(model.preprocess(images))
+        got = PixelClassifier(model)(x)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
