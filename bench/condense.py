@@ -162,16 +162,19 @@ def sre2l_main(args: argparse.Namespace) -> None:
           f"{args.width}); recovery {args.iterations} iterations (lr 0.25, r_bn 0.01, class block 10 = all classes); "
           f"KD: epochs {epochs} (by IPC), AdamW lr {args.kd_lr}, T {args.kd_temperature}, batch {args.kd_batch}, "
           f"{args.kd_crop} crop+flip+Mixup, relabel {args.relabel}; {args.eval_runs} runs; DM "
-          f"{args.dm_iterations} iterations, real batch {args.batch_real}")
+          f"{args.dm_iterations} iterations, real batch {args.batch_real}; sre2l recovery views: "
+          f"{'roll only (recover_cifar.py)' if args.recover_views == 'cifar' else 'crop 0.08-1 + flip + roll'}")
     report: dict = {"args": vars(args), "teacher_accuracy": teacher_acc, "recovery": {}, "rows": []}
 
     top = max(args.ipc)
     recovered = {}
     for method in [m for m in ("sre2l", "cda") if m in args.sets]:  # recover only what is evaluated
         start = time.perf_counter()
-        ckpt = args.checkpoint_dir / method if args.checkpoint_dir else None
+        whole = args.recover_views == "cifar" and method == "sre2l"  # CDA's curriculum is a crop schedule
+        views = dict(min_crop=1.0, flip=False) if whole else {}
+        ckpt = args.checkpoint_dir / (method + ("-cifar" if whole else "")) if args.checkpoint_dir else None
         recovered[method] = distill(images, labels, method=method, ipc=top, iterations=args.iterations,
-                                    teacher=teacher, seed=args.seed, progress=False, checkpoint_dir=ckpt)
+                                    teacher=teacher, seed=args.seed, progress=False, checkpoint_dir=ckpt, **views)
         blocks = [b["seconds"] for b in recovered[method].blocks]
         budget = shortfall(method, iterations=args.iterations, eval_epochs=None, eval_dsa=False) or "paper budget"
         report["recovery"][method] = {"blocks": recovered[method].blocks, "wall_seconds": time.perf_counter() - start,
@@ -278,6 +281,9 @@ def main() -> None:
     sre2l.add_argument("--kd-crop", choices=["pad", "resized"], default="pad",
                        help="student views: pad-4 crops (relabel_cifar.py, published for CIFAR) or random-resized "
                             "crops of 8-100%% of the area (ImageNet's FKD relabel; a departure on CIFAR)")
+    sre2l.add_argument("--recover-views", choices=["crops", "cifar"], default="crops",
+                       help="sre2l's views during recovery: random-resized crops of 8-100%% + flip + roll "
+                            "(recover.sh, ImageNet) or the roll alone (recover_cifar.py: no crop, no flip)")
     sre2l.add_argument("--relabel", choices=["on_the_fly", "stored"], default="on_the_fly")
     sre2l.add_argument("--dm-iterations", type=int, default=100)
     sre2l.add_argument("--sets", nargs="+", default=list(SRE2L_SETS), choices=SRE2L_SETS,
