@@ -3,8 +3,8 @@
 So text-to-image methods (:mod:`synth.class_tokens`) can be run and tested without downloaded weights,
 ``train_diffusion`` can condition a ``UNet2DConditionModel`` on prompts made from the class names with a
 few templates. The tokenizer is a ``CLIPTokenizer`` built offline from a vocabulary of the byte symbols
-(with and without the end-of-word mark), one BPE merge chain per word of the class names and templates,
-and CLIP's start/end tokens; unknown words fall back to their characters, so any prompt tokenizes.
+(with and without the end-of-word mark), BPE merges that make each word of the class names and templates
+one token, and CLIP's start/end tokens; unknown words fall back to their characters, so any prompt tokenizes.
 
 :class:`TextConditioner` plugs into the conditioning seam of :mod:`synth.conditioning`: its input is a
 row of token ids (what ``train_ddpm`` calls embeddings), its context the text encoder's last hidden
@@ -15,6 +15,7 @@ and ``scheduler/``, the layout of a diffusers Stable Diffusion folder.
 
 from __future__ import annotations
 
+import heapq
 import re
 from pathlib import Path
 from typing import Sequence
@@ -40,25 +41,53 @@ def words_of(texts: Sequence[str]) -> list[str]:
 
 
 def build_tokenizer(words: Sequence[str]):
-    """A ``CLIPTokenizer`` whose vocabulary has every byte symbol and one token per word of ``words``."""
+    """A ``CLIPTokenizer`` whose vocabulary has every byte symbol and one token per word of ``words``.
+
+    Each word gets merges that join, left to right, the pieces the earlier words' merges leave of it, ranked
+    after them: a plain character chain per word could be cut by an earlier word's merge ("red" merges ``r e``
+    first, so "green" would end as ``g re e n``), and merges ranked last never interrupt a word already whole.
+    """
     from transformers import CLIPTokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     symbols = list(bytes_to_unicode().values())
     vocab = symbols + [s + "</w>" for s in symbols]
     known = set(vocab)
-    merges = []
+    ranks: dict[tuple[str, str], int] = {}
     for word in words:
-        piece = word[0]
-        for i, ch in enumerate(word[1:], 1):
-            nxt = ch + ("</w>" if i == len(word) - 1 else "")
-            merges.append((piece, nxt))
-            piece += nxt
-            if piece not in known:
-                known.add(piece)
-                vocab.append(piece)
+        pieces = _bpe(word, ranks)
+        while len(pieces) > 1:  # each pass merges at least the first two pieces: it ends
+            ranks[pieces[0], pieces[1]] = len(ranks)
+            if pieces[0] + pieces[1] not in known:
+                known.add(pieces[0] + pieces[1])
+                vocab.append(pieces[0] + pieces[1])
+            pieces = _bpe(word, ranks)
     vocab += [BOS, EOS]
-    return CLIPTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=list(dict.fromkeys(merges)))
+    return CLIPTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=list(ranks))
+
+
+def _bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
+    """``word``'s pieces under ``ranks`` as the fast tokenizer's BPE merges them: the lowest-ranked adjacent pair
+    first, the leftmost among equals, pairs formed by a merge competing at once."""
+    pieces: list[str | None] = [*word[:-1], word[-1] + "</w>"]
+    after = list(range(1, len(pieces))) + [None]
+    before = [None, *range(len(pieces) - 1)]
+    heap = [(ranks[pair], i) for i, pair in enumerate(zip(pieces, pieces[1:])) if pair in ranks]
+    heapq.heapify(heap)
+    while heap:
+        rank, i = heapq.heappop(heap)
+        j = after[i]
+        if pieces[i] is None or j is None or ranks.get((pieces[i], pieces[j])) != rank:
+            continue  # stale: a piece of this pair merged elsewhere first
+        pieces[i], pieces[j], after[i] = pieces[i] + pieces[j], None, after[j]
+        if after[i] is not None:
+            before[after[i]] = i
+        for left in (before[i], i):
+            if left is not None and after[left] is not None:
+                pair = (pieces[left], pieces[after[left]])
+                if pair in ranks:
+                    heapq.heappush(heap, (ranks[pair], left))
+    return [p for p in pieces if p is not None]
 
 
 def build_text_encoder(tokenizer, *, hidden_size: int, layers: int = 2, heads: int = 4, max_length: int = 24,
