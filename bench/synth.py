@@ -97,9 +97,6 @@ TOKEN_SIZES = {
                 max_epochs=50, patience=15, train_steps=30, token_per_class=100, token_inference_steps=30, cfg=7.0),
 }
 TOKEN_CLASSES = ("airplane", "automobile", "frog", "ship")
-TONES = ("dark", "bright", "red", "green", "blue", "gray")
-CAPTION_TEMPLATES = ("a photo of {} {}", "an image of a {} {}", "a close up photo of a {} {}")
-"""--token-captions: half the training prompts name the image's tone in the slot the token takes later."""
 SHARED = Path("/work/shared/data/cifar10")
 IMAGENET = Path("/work/shared/data/imagenet/val_subset")
 RESNET56 = Path("/work/shared/data/models/cifar10_resnet_akamaster/resnet56.safetensors")
@@ -191,9 +188,9 @@ def main() -> None:
     parser.add_argument("--token-grad-steps", type=int, default=None,
                         help="tokens: also learn tokens with the gradient through this many final steps (paper: 1)")
     parser.add_argument("--token-captions", action="store_true",
-                        help="tokens: train the text-to-image model on captions that name each image's tone (dark, "
-                             "bright, red, green, blue, gray) before the class in half the prompts, so the word slot "
-                             "the token fills carries meaning, as adjectives do for Stable Diffusion")
+                        help="tokens: train the text-to-image model with train_diffusion's tone_words (half the "
+                             "prompts name each image's tone before the class), so the word slot the token fills "
+                             "carries meaning, as adjectives do for Stable Diffusion")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -658,7 +655,7 @@ def tokens_part(args, cfg, seeds) -> None:
     from synth.class_tokens import TextToImage, TokenSettings, generate, optimize_token
     from synth.guidance import PixelClassifier
     from synth.methods import plan_samples
-    from synth.text_conditioning import class_prompts, text_conditioner
+    from synth.text_conditioning import class_prompts, text_conditioner, toned_prompts
     from synth.train_diffusion import build_unet, train_ddpm
 
     device = resolve_device(args.device)
@@ -689,11 +686,10 @@ def tokens_part(args, cfg, seeds) -> None:
         unet = build_unet(image_size=s, block_out_channels=cfg["token_blocks"], layers_per_block=1,
                           attention_levels=(len(cfg["token_blocks"]) - 1,), conditioning="cross_attention",
                           context_dim=cfg["context_dim"], seed=0)
-        extra = (" ".join(TONES), *CAPTION_TEMPLATES) if args.token_captions else ()
-        return unet, text_conditioner(classes, context_dim=cfg["context_dim"], seed=0, extra_templates=extra)
+        return unet, text_conditioner(classes, context_dim=cfg["context_dim"], seed=0, tones=args.token_captions)
 
     def train(pair):
-        texts = (tone_captions(tr_s, tr_y, classes, seed=0) if args.token_captions
+        texts = (toned_prompts(tr_s, tr_y, classes, seed=0) if args.token_captions
                  else class_prompts(tr_y, classes, seed=0))
         prompts = pair[1].encode(texts).numpy()
         return train_ddpm(pair[0], tr_s, tr_y, embeddings=prompts, conditioner=pair[1], steps=t2i_steps,
@@ -779,27 +775,6 @@ def tokens_part(args, cfg, seeds) -> None:
                 gain = np.subtract(scores[f"{judge} {name}"], scores[f"{judge} {base}"]).tolist()
                 print(f"   {judge} accuracy gain of {name} over {base}, paired by seed: {interval(gain)} "
                       f"({', '.join(f'{v:+.3f}' for v in gain)})")
-
-
-def tone_words(images: np.ndarray) -> np.ndarray:
-    """One word per uint8 NHWC image from its mean colour: dark / bright by luminance, else the channel that stands
-    out by more than 0.04, else gray."""
-    rgb = images.astype(np.float32).mean(axis=(1, 2)) / 255
-    lum = rgb.mean(1)
-    lead = rgb - lum[:, None]
-    hue = np.where(lead.max(1) > 0.04, np.array(TONES[2:5])[lead.argmax(1)], "gray")
-    return np.where(lum < 0.3, "dark", np.where(lum > 0.62, "bright", hue))
-
-
-def tone_captions(images: np.ndarray, labels: np.ndarray, classes, *, seed: int) -> list[str]:
-    """Half the rows (drawn from ``seed``): "<template> <tone> <class>"; the others the plain class prompts."""
-    from synth.text_conditioning import class_prompts
-
-    rng = np.random.default_rng(seed + 1)
-    plain, tones = class_prompts(labels, classes, seed=seed), tone_words(images)
-    pick, toned = rng.integers(len(CAPTION_TEMPLATES), size=len(labels)), rng.random(len(labels)) < 0.5
-    return [CAPTION_TEMPLATES[k].format(t, classes[int(y)]) if m else p
-            for p, t, y, k, m in zip(plain, tones, labels, pick, toned)]
 
 
 def seam_ratio(image: np.ndarray, window: int) -> float:

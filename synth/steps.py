@@ -41,6 +41,9 @@ class TrainDiffusionConfig:
         False, help="condition on prompts made from the class names (a few templates) through a small CLIP text "
                     "encoder trained with the UNet (cross-attention), for text-to-image methods (class_tokens)")
     text_layers: int = option(2, gt=0, help="text_conditioning: transformer layers of the text encoder")
+    tone_words: bool = option(False, help="text_conditioning: half the prompts name the image's tone (dark, bright, "
+                                          "red, green, blue, gray) before the class, so the word slot a class token "
+                                          "fills later changes the picture (without it the model ignores that slot)")
     p_uncond: float = option(0.1, ge=0, le=1, help="share of training rows conditioned on the null embedding "
                                                    "(the projection of zeros), for classifier-free guidance")
     normalize_embeddings: bool = option(True, help="L2-normalize each embedding before the projection (the "
@@ -76,6 +79,8 @@ class TrainDiffusionStep(Step):
         if config.text_conditioning and config.class_conditional:
             return [("class_conditional", "the model is conditioned on prompts (text_conditioning), not on class "
                                           "ids; set class_conditional: false")]
+        if config.tone_words and not config.text_conditioning:
+            return [("tone_words", "tone words are part of prompts; set text_conditioning: true")]
         if config.text_conditioning and "embeddings" in wired:
             return [("text_conditioning", "a model is conditioned on prompts or on inputs.embeddings, not both")]
         return []
@@ -109,10 +114,13 @@ class TrainDiffusionStep(Step):
             vectors, encoder = _training_embeddings(emb, np.asarray(table["id"])[rows])
             conditioner = _conditioner(unet, kind, vectors.shape[1], cfg.normalize_embeddings, ctx.seed)
         elif cfg.text_conditioning:
-            from synth.text_conditioning import class_prompts, text_conditioner
+            from synth.text_conditioning import class_prompts, text_conditioner, toned_prompts
 
-            conditioner = text_conditioner(names, context_dim=cfg.context_dim, layers=cfg.text_layers, seed=ctx.seed)
-            vectors = conditioner.encode(class_prompts(labels, names, seed=ctx.seed)).numpy()
+            conditioner = text_conditioner(names, context_dim=cfg.context_dim, layers=cfg.text_layers, seed=ctx.seed,
+                                           tones=cfg.tone_words)
+            prompts = (toned_prompts(images, labels, names, seed=ctx.seed) if cfg.tone_words
+                       else class_prompts(labels, names, seed=ctx.seed))
+            vectors = conditioner.encode(prompts).numpy()
         fingerprints = {"data": source.entry("table")["fingerprint"],
                         "embeddings": emb.entry("embeddings")["fingerprint"] if emb else None}
         key = workspace.json_sha256({"config": to_dict(cfg), **fingerprints, "seed": ctx.seed})

@@ -28,6 +28,10 @@ from curate.errors import UsageError
 
 TRAIN_TEMPLATES = ("a photo of a {}", "a picture of the {}", "an image of a {}", "{}")
 """Prompts of a training row: its class name in one of these, drawn per row from the seed."""
+TONES = ("dark", "bright", "red", "green", "blue", "gray")
+"""``tone_words``: one word per image from its mean colour (:func:`image_tones`)."""
+TONE_TEMPLATES = ("a photo of {} {}", "an image of a {} {}", "a close up photo of a {} {}")
+"""``tone_words`` prompts: the tone in the word slot before the class, where class tokens go later."""
 EXTRA_WORDS = "a high resolution realistic image of close up photo the picture an"
 """Words of the class-token templates, so they tokenize as whole words too."""
 TOKENIZER_DIR = "tokenizer"
@@ -154,9 +158,11 @@ def has_text_encoder(folder: Path) -> bool:
 
 
 def text_conditioner(class_names: Sequence[str], *, context_dim: int, layers: int = 2, seed: int = 0,
-                     extra_templates: Sequence[str] = ()) -> TextConditioner:
-    """A fresh tokenizer and text encoder for prompts about ``class_names`` (and the words of ``extra_templates``)."""
-    words = words_of([*class_names, *TRAIN_TEMPLATES, EXTRA_WORDS, *extra_templates])
+                     extra_templates: Sequence[str] = (), tones: bool = False) -> TextConditioner:
+    """A fresh tokenizer and text encoder for prompts about ``class_names`` (and the words of ``extra_templates``;
+    with ``tones``, of :data:`TONES` and :data:`TONE_TEMPLATES`)."""
+    toned = (" ".join(TONES), *TONE_TEMPLATES) if tones else ()
+    words = words_of([*class_names, *TRAIN_TEMPLATES, EXTRA_WORDS, *extra_templates, *toned])
     tokenizer = build_tokenizer(words)
     return TextConditioner(tokenizer, build_text_encoder(tokenizer, hidden_size=context_dim, layers=layers,
                                                          seed=seed)).eval()
@@ -167,3 +173,27 @@ def class_prompts(labels: np.ndarray, class_names: Sequence[str], *, seed: int,
     """One prompt per row: its class name in a template drawn from ``seed``."""
     pick = np.random.default_rng(seed).integers(len(templates), size=len(labels))
     return [templates[k].format(class_names[int(y)]) for k, y in zip(pick, np.asarray(labels))]
+
+
+def image_tones(images: np.ndarray) -> np.ndarray:
+    """One of :data:`TONES` per uint8 NHWC image from its mean colour: dark or bright by luminance (below 0.3, above
+    0.62), else the channel above the luminance by more than 0.04, else gray."""
+    rgb = np.asarray(images, dtype=np.float32).mean(axis=(1, 2)) / 255
+    lum = rgb.mean(1)
+    lead = rgb - lum[:, None]
+    hue = np.where(lead.max(1) > 0.04, np.array(TONES[2:5])[lead.argmax(1)], "gray")
+    return np.where(lum < 0.3, "dark", np.where(lum > 0.62, "bright", hue))
+
+
+def toned_prompts(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *, seed: int) -> list[str]:
+    """Half the rows (drawn from ``seed``) name their image's tone before the class in a :data:`TONE_TEMPLATES`
+    prompt ("a photo of dark frog"); the others get :func:`class_prompts`.
+
+    A model trained on class prompts alone learns to ignore the word before the class (always "a" or "the"), so a
+    class token placed there has nothing to steer; with tones in that slot the model listens to it, as Stable
+    Diffusion listens to adjectives."""
+    rng = np.random.default_rng(seed + 1)
+    plain, tones = class_prompts(labels, class_names, seed=seed), image_tones(images)
+    pick, toned = rng.integers(len(TONE_TEMPLATES), size=len(labels)), rng.random(len(labels)) < 0.5
+    return [TONE_TEMPLATES[k].format(t, class_names[int(y)]) if m else p
+            for p, t, y, k, m in zip(plain, tones, np.asarray(labels), pick, toned)]

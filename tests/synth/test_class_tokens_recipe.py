@@ -19,7 +19,7 @@ steps:
     uses: train_diffusion
     inputs: {data: cifar}
     with: {image_size: 8, block_out_channels: [4, 8], attention_levels: [1], class_conditional: false,
-           text_conditioning: true, context_dim: 16, steps: 3, batch_size: 4}
+           text_conditioning: true, tone_words: true, context_dim: 16, steps: 3, batch_size: 4}
   - id: guide
     uses: train
     inputs: {data: cifar}
@@ -70,3 +70,6 @@ def test_text_conditioning_refuses_class_ids_and_embeddings():
     bad = RECIPE.replace("class_conditional: false,", "")
     with pytest.raises(UsageError, match="class_conditional"):
         parse_recipe(bad.replace("TOKENS", ""), filename="tokens.yaml")
+    untexted = RECIPE.replace("text_conditioning: true, ", "").replace("TOKENS", "")
+    with pytest.raises(UsageError, match="tone_words.*text_conditioning: true"):
+        parse_recipe(untexted, filename="tokens.yaml")
