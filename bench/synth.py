@@ -655,7 +655,7 @@ def tokens_part(args, cfg, seeds) -> None:
     from synth.class_tokens import TextToImage, TokenSettings, generate, optimize_token
     from synth.guidance import PixelClassifier
     from synth.methods import plan_samples
-    from synth.text_conditioning import class_prompts, text_conditioner, toned_prompts
+    from synth.text_conditioning import text_conditioner, training_prompts
     from synth.train_diffusion import build_unet, train_ddpm
 
     device = resolve_device(args.device)
@@ -689,8 +689,7 @@ def tokens_part(args, cfg, seeds) -> None:
         return unet, text_conditioner(classes, context_dim=cfg["context_dim"], seed=0, tones=args.token_captions)
 
     def train(pair):
-        texts = (toned_prompts(tr_s, tr_y, classes, seed=0) if args.token_captions
-                 else class_prompts(tr_y, classes, seed=0))
+        texts = training_prompts(tr_s, tr_y, classes, seed=0, tones=args.token_captions)
         prompts = pair[1].encode(texts).numpy()
         return train_ddpm(pair[0], tr_s, tr_y, embeddings=prompts, conditioner=pair[1], steps=t2i_steps,
                           batch_size=cfg["t2i_batch"], lr=1e-3, warmup_steps=50, ema_decay=0.995, seed=0,

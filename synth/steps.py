@@ -114,12 +114,11 @@ class TrainDiffusionStep(Step):
             vectors, encoder = _training_embeddings(emb, np.asarray(table["id"])[rows])
             conditioner = _conditioner(unet, kind, vectors.shape[1], cfg.normalize_embeddings, ctx.seed)
         elif cfg.text_conditioning:
-            from synth.text_conditioning import class_prompts, text_conditioner, toned_prompts
+            from synth.text_conditioning import text_conditioner, training_prompts
 
             conditioner = text_conditioner(names, context_dim=cfg.context_dim, layers=cfg.text_layers, seed=ctx.seed,
                                            tones=cfg.tone_words)
-            prompts = (toned_prompts(images, labels, names, seed=ctx.seed) if cfg.tone_words
-                       else class_prompts(labels, names, seed=ctx.seed))
+            prompts = training_prompts(images, labels, names, seed=ctx.seed, tones=cfg.tone_words)
             vectors = conditioner.encode(prompts).numpy()
         fingerprints = {"data": source.entry("table")["fingerprint"],
                         "embeddings": emb.entry("embeddings")["fingerprint"] if emb else None}

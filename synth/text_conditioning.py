@@ -175,6 +175,15 @@ def class_prompts(labels: np.ndarray, class_names: Sequence[str], *, seed: int,
     return [templates[k].format(class_names[int(y)]) for k, y in zip(pick, np.asarray(labels))]
 
 
+def training_prompts(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *, seed: int,
+                     tones: bool) -> list[str]:
+    """The prompt of each training row: :func:`toned_prompts` with ``tones`` (``text_conditioner(tones=True)``'s
+    vocabulary), else :func:`class_prompts`."""
+    if tones:
+        return toned_prompts(images, labels, class_names, seed=seed)
+    return class_prompts(labels, class_names, seed=seed)
+
+
 def image_tones(images: np.ndarray) -> np.ndarray:
     """One of :data:`TONES` per uint8 NHWC image from its mean colour: dark or bright by luminance (below 0.3, above
     0.62), else the channel above the luminance by more than 0.04, else gray."""
